@@ -1,0 +1,147 @@
+using TorchSharp;
+using TuneGateway.Engine.Models;
+using static TorchSharp.torch;
+
+namespace TuneGateway.Engine.Inference;
+
+/// <summary>
+/// The new tokens of one sequence in one forward pass: <see cref="Tokens"/> go to positions
+/// <see cref="Start"/>.. of cache slot <see cref="Slot"/>. A one-token chunk is a decode row.
+/// </summary>
+public readonly record struct SequenceChunk(int Slot, int Start, ReadOnlyMemory<int> Tokens, bool WantLogits = true);
+
+/// <summary>A prefill chunk's place in the packed rows, with its attention mask.</summary>
+public sealed record PrefillChunk(int Offset, int Slot, int Start, int Length, Tensor Mask);
+
+/// <summary>
+/// Device tensors describing one forward pass over packed tokens: decode rows first (sorted by
+/// slot, so contiguous slots become a view of the cache), then prefill chunks.
+/// Build it inside a dispose scope; its tensors belong to that scope.
+/// </summary>
+public sealed class ForwardBatch
+{
+    private ForwardBatch() { }
+
+    public required Tensor TokenIds { get; init; }
+    public required Tensor Positions { get; init; }
+    public required Tensor CacheSlots { get; init; }
+    /// <summary>Packed rows whose logits are returned, in the order of the input chunks that want them.</summary>
+    public required Tensor LogitRows { get; init; }
+
+    public int DecodeCount { get; init; }
+    /// <summary>First slot when the decode rows' slots are consecutive; otherwise null and <see cref="DecodeSlots"/> is set.</summary>
+    public int? DecodeSlotStart { get; init; }
+    public Tensor? DecodeSlots { get; init; }
+    public int DecodeKeyLength { get; init; }
+    /// <summary>[decode rows, 1, 1, key length], true where a row may attend.</summary>
+    public Tensor? DecodeMask { get; init; }
+    public IReadOnlyList<PrefillChunk> Prefills { get; init; } = [];
+
+    /// <summary>For each packed row, the index of the input chunk it came from.</summary>
+    public required int[] RowChunk { get; init; }
+
+    public int TokenCount => RowChunk.Length;
+
+    public static ForwardBatch Build(IReadOnlyList<SequenceChunk> chunks, ModelConfig config, int maxLength, Device device)
+    {
+        if (chunks.Count == 0) throw new ArgumentException("A forward pass needs at least one chunk.", nameof(chunks));
+        var decode = new List<int>();
+        var prefill = new List<int>();
+        for (int i = 0; i < chunks.Count; i++)
+        {
+            var c = chunks[i];
+            if (c.Tokens.Length == 0) throw new ArgumentException($"Chunk {i} has no tokens.", nameof(chunks));
+            if (c.Start < 0 || c.Start + c.Tokens.Length > maxLength)
+                throw new ArgumentException($"Chunk {i} covers positions {c.Start}..{c.Start + c.Tokens.Length - 1}, beyond the context length {maxLength}.", nameof(chunks));
+            (c.Tokens.Length == 1 ? decode : prefill).Add(i);
+        }
+        decode.Sort((a, b) => chunks[a].Slot.CompareTo(chunks[b].Slot));
+
+        int total = chunks.Sum(c => c.Tokens.Length);
+        var ids = new long[total];
+        var positions = new long[total];
+        var slots = new long[total];
+        var rowChunk = new int[total];
+        var chunkOffset = new int[chunks.Count];
+        int row = 0;
+        foreach (int i in decode.Concat(prefill))
+        {
+            var c = chunks[i];
+            chunkOffset[i] = row;
+            var span = c.Tokens.Span;
+            for (int t = 0; t < span.Length; t++, row++)
+            {
+                ids[row] = span[t];
+                positions[row] = c.Start + t;
+                slots[row] = c.Slot;
+                rowChunk[row] = i;
+            }
+        }
+
+        var logitRows = new List<long>();
+        for (int i = 0; i < chunks.Count; i++)
+        {
+            if (chunks[i].WantLogits) logitRows.Add(chunkOffset[i] + chunks[i].Tokens.Length - 1);
+        }
+
+        int? window = config.SlidingWindow;
+        int decodeCount = decode.Count;
+        int? slotStart = null;
+        Tensor? decodeSlots = null, decodeMask = null;
+        int keyLength = 0;
+        if (decodeCount > 0)
+        {
+            bool consecutive = true;
+            for (int j = 1; j < decodeCount; j++)
+                consecutive &= chunks[decode[j]].Slot == chunks[decode[0]].Slot + j;
+            if (consecutive) slotStart = chunks[decode[0]].Slot;
+            else decodeSlots = torch.tensor(decode.Select(i => (long)chunks[i].Slot).ToArray(), device: device);
+
+            keyLength = decode.Max(i => chunks[i].Start) + 1;
+            var mask = new bool[decodeCount * keyLength];
+            for (int j = 0; j < decodeCount; j++)
+            {
+                int position = chunks[decode[j]].Start;
+                int first = window is int w ? Math.Max(0, position - w + 1) : 0;
+                for (int k = first; k <= position; k++) mask[j * keyLength + k] = true;
+            }
+            decodeMask = torch.tensor(mask, device: device).view(decodeCount, 1, 1, keyLength);
+        }
+
+        var prefills = new List<PrefillChunk>(prefill.Count);
+        foreach (int i in prefill)
+        {
+            var c = chunks[i];
+            prefills.Add(new PrefillChunk(chunkOffset[i], c.Slot, c.Start, c.Tokens.Length,
+                CausalMask(c.Start, c.Tokens.Length, config.GroupSize, window, device)));
+        }
+
+        return new ForwardBatch
+        {
+            TokenIds = torch.tensor(ids, device: device),
+            Positions = torch.tensor(positions, device: device),
+            CacheSlots = torch.tensor(slots, device: device),
+            LogitRows = torch.tensor(logitRows.ToArray(), device: device),
+            DecodeCount = decodeCount,
+            DecodeSlotStart = slotStart,
+            DecodeSlots = decodeSlots,
+            DecodeKeyLength = keyLength,
+            DecodeMask = decodeMask,
+            Prefills = prefills,
+            RowChunk = rowChunk,
+        };
+    }
+
+    /// <summary>
+    /// [groups·T, start+T]: query row (g, t) at position start+t sees keys 0..start+t (within the
+    /// sliding window, if any). Rows are repeated per query head of a key/value group.
+    /// </summary>
+    private static Tensor CausalMask(int start, int length, int groups, int? window, Device device)
+    {
+        var queryPositions = torch.arange(start, start + length, dtype: ScalarType.Int64, device: device).unsqueeze(1);
+        var keyPositions = torch.arange(0, start + length, dtype: ScalarType.Int64, device: device).unsqueeze(0);
+        var mask = keyPositions <= queryPositions;
+        if (window is int w) mask = mask.logical_and(keyPositions > queryPositions - w);
+        return groups == 1 ? mask : mask.unsqueeze(0).expand(groups, length, start + length).reshape(groups * length, start + length);
+    }
+}

@@ -1,0 +1,93 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace TuneGateway.Engine.Inference;
+
+/// <summary>A token chosen for one row, with its log-probability and the top alternatives.</summary>
+public readonly record struct SampledToken(int TokenId, float Logprob, (int TokenId, float Logprob)[]? TopLogprobs);
+
+/// <summary>Per-row sampling settings for one step.</summary>
+public readonly record struct RowSampling(double Temperature, int TopK, double TopP, int TopLogprobs, double Uniform);
+
+/// <summary>
+/// Picks the next token for every row of a step in a fixed number of batched tensor operations,
+/// whatever the mix of greedy and sampled rows. Randomness comes from each request's own seeded
+/// generator (a uniform number per step, drawn on the host), so a request's tokens do not depend
+/// on which other requests share its batch. Log-probabilities are those of the raw model
+/// distribution, before temperature and filtering.
+/// </summary>
+public static class Sampler
+{
+    public static SampledToken[] Sample(Tensor logits, IReadOnlyList<RowSampling> rows)
+    {
+        int count = rows.Count;
+        if (logits.shape[0] != count) throw new ArgumentException("One sampling row per logits row is required.");
+        using var scope = torch.NewDisposeScope();
+        var device = logits.device;
+        var logprobs = logits.log_softmax(-1);
+
+        var chosen = logits.argmax(-1);
+        if (rows.Any(r => r.Temperature > 0))
+        {
+            var sampled = SampleRows(logits, rows, device);
+            var isSampled = torch.tensor(rows.Select(r => r.Temperature > 0).ToArray(), device: device);
+            chosen = torch.where(isSampled, sampled, chosen);
+        }
+
+        var chosenLogprobs = logprobs.gather(1, chosen.unsqueeze(1)).squeeze(1);
+        int maxTop = rows.Max(r => r.TopLogprobs);
+        long[] topIds = [];
+        float[] topValues = [];
+        if (maxTop > 0)
+        {
+            var (values, indices) = logprobs.topk(maxTop, dim: 1);
+            topIds = indices.cpu().data<long>().ToArray();
+            topValues = values.cpu().data<float>().ToArray();
+        }
+
+        long[] ids = chosen.cpu().data<long>().ToArray();
+        float[] lp = chosenLogprobs.cpu().data<float>().ToArray();
+        var result = new SampledToken[count];
+        for (int i = 0; i < count; i++)
+        {
+            (int, float)[]? top = null;
+            if (rows[i].TopLogprobs > 0)
+            {
+                top = new (int, float)[rows[i].TopLogprobs];
+                for (int j = 0; j < top.Length; j++) top[j] = ((int)topIds[i * maxTop + j], topValues[i * maxTop + j]);
+            }
+            result[i] = new SampledToken((int)ids[i], lp[i], top);
+        }
+        return result;
+    }
+
+    /// <summary>Temperature, top-k and top-p, then inverse-CDF sampling with each row's uniform draw.</summary>
+    private static Tensor SampleRows(Tensor logits, IReadOnlyList<RowSampling> rows, Device device)
+    {
+        long vocab = logits.shape[1];
+        var temperature = torch.tensor(rows.Select(r => (float)(r.Temperature > 0 ? r.Temperature : 1.0)).ToArray(), device: device).unsqueeze(1);
+        var uniform = torch.tensor(rows.Select(r => (float)r.Uniform).ToArray(), device: device).unsqueeze(1);
+        var scaled = logits / temperature;
+
+        bool filter = rows.Any(r => r.Temperature > 0 && ((r.TopK > 0 && r.TopK < vocab) || r.TopP < 1));
+        if (!filter)
+        {
+            var cdf = scaled.softmax(-1).cumsum(-1);
+            var index = (cdf < uniform * cdf.narrow(1, vocab - 1, 1)).sum(-1);
+            return index.clamp_max(vocab - 1);
+        }
+
+        var (sorted, order) = scaled.sort(-1, descending: true);
+        var rank = torch.arange(vocab, device: device).unsqueeze(0);
+        var topK = torch.tensor(rows.Select(r => (long)(r.TopK > 0 ? Math.Min(r.TopK, vocab) : vocab)).ToArray(), device: device).unsqueeze(1);
+        sorted = sorted.masked_fill(rank >= topK, double.NegativeInfinity);
+        var probs = sorted.softmax(-1);
+        var topP = torch.tensor(rows.Select(r => (float)r.TopP).ToArray(), device: device).unsqueeze(1);
+        // Keep a token while the mass before it is below top_p; the most likely token always stays.
+        var before = probs.cumsum(-1) - probs;
+        probs = probs.masked_fill((before >= topP).logical_and(rank > 0), 0.0);
+        var sortedCdf = probs.cumsum(-1);
+        var position = (sortedCdf < uniform * sortedCdf.narrow(1, vocab - 1, 1)).sum(-1).clamp_max(vocab - 1);
+        return order.gather(1, position.unsqueeze(1)).squeeze(1);
+    }
+}

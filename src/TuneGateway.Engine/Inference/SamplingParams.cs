@@ -1,0 +1,39 @@
+namespace TuneGateway.Engine.Inference;
+
+/// <summary>
+/// How one request picks its tokens and when it stops. Temperature 0 is greedy decoding.
+/// TopK 0 and TopP 1 disable those filters. The same <see cref="Seed"/> gives the same tokens.
+/// </summary>
+public sealed record SamplingParams
+{
+    public int MaxTokens { get; init; } = 16;
+    public double Temperature { get; init; } = 1.0;
+    public double TopP { get; init; } = 1.0;
+    public int TopK { get; init; }
+    public long? Seed { get; init; }
+    /// <summary>Strings that end generation; they are not part of the returned text.</summary>
+    public IReadOnlyList<string> Stop { get; init; } = [];
+    /// <summary>Token ids that end generation, besides the model's end-of-sequence ids.</summary>
+    public IReadOnlyList<int> StopTokenIds { get; init; } = [];
+    /// <summary>Keep generating through end-of-sequence tokens (benchmarks, parity tests).</summary>
+    public bool IgnoreEos { get; init; }
+    /// <summary>Number of most likely alternatives to report with each token (0 = none).</summary>
+    public int TopLogprobs { get; init; }
+    /// <summary>Report the chosen token's log-probability.</summary>
+    public bool Logprobs { get; init; }
+
+    public bool IsGreedy => Temperature <= 0;
+
+    public static SamplingParams Greedy(int maxTokens) => new() { MaxTokens = maxTokens, Temperature = 0 };
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid field.</summary>
+    public void Validate()
+    {
+        if (MaxTokens < 1) throw new ArgumentException("max_tokens must be at least 1.", "max_tokens");
+        if (double.IsNaN(Temperature) || Temperature < 0 || Temperature > 100) throw new ArgumentException("temperature must be between 0 and 100.", "temperature");
+        if (double.IsNaN(TopP) || TopP <= 0 || TopP > 1) throw new ArgumentException("top_p must be in (0, 1].", "top_p");
+        if (TopK < -1) throw new ArgumentException("top_k must be -1, 0 (disabled) or positive.", "top_k");
+        if (TopLogprobs is < 0 or > 20) throw new ArgumentException("logprobs must be between 0 and 20.", "logprobs");
+        if (Stop.Any(string.IsNullOrEmpty)) throw new ArgumentException("stop strings must not be empty.", "stop");
+    }
+}
