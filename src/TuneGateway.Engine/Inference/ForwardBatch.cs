@@ -7,8 +7,9 @@ namespace TuneGateway.Engine.Inference;
 /// <summary>
 /// The new tokens of one sequence in one forward pass: <see cref="Tokens"/> go to positions
 /// <see cref="Start"/>.. of cache slot <see cref="Slot"/>. A one-token chunk is a decode row.
+/// <see cref="Adapter"/> indexes the step's LoRA working set (-1: the base model alone).
 /// </summary>
-public readonly record struct SequenceChunk(int Slot, int Start, ReadOnlyMemory<int> Tokens, bool WantLogits = true);
+public readonly record struct SequenceChunk(int Slot, int Start, ReadOnlyMemory<int> Tokens, bool WantLogits = true, int Adapter = -1);
 
 /// <summary>A prefill chunk's place in the packed rows, with its attention mask.</summary>
 public sealed record PrefillChunk(int Offset, int Slot, int Start, int Length, Tensor Mask);

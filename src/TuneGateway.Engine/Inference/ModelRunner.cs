@@ -1,4 +1,5 @@
 using TorchSharp;
+using TuneGateway.Engine.Lora;
 using TuneGateway.Engine.Models;
 using static TorchSharp.torch;
 
@@ -22,19 +23,33 @@ public sealed class ModelRunner : IDisposable
     public KvCache Cache { get; }
     public int MaxLength => Cache.MaxLength;
 
-    /// <summary>Float32 logits [chunks wanting logits, vocab] on the model's device; the caller disposes them.</summary>
-    public Tensor Forward(IReadOnlyList<SequenceChunk> chunks, IProjectionDelta? delta = null)
+    /// <summary>
+    /// Float32 logits [chunks wanting logits, vocab] on the model's device; the caller disposes
+    /// them. Chunks with an <see cref="SequenceChunk.Adapter"/> index use that adapter of
+    /// <paramref name="adapters"/>.
+    /// </summary>
+    public Tensor Forward(IReadOnlyList<SequenceChunk> chunks, LoraWorkingSet? adapters = null)
     {
         using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope();
         var batch = ForwardBatch.Build(chunks, Model.Config, MaxLength, Model.Device);
+        IProjectionDelta? delta = null;
+        if (adapters is not null)
+        {
+            var rowAdapter = batch.RowChunk.Select(c => chunks[c].Adapter).ToArray();
+            delta = adapters.ForRows(rowAdapter, Model.Dtype, Model.Device);
+        }
+        else if (chunks.Any(c => c.Adapter >= 0))
+        {
+            throw new ArgumentException("A chunk names an adapter but no working set was given.", nameof(chunks));
+        }
         return Model.Forward(batch, Cache, delta).MoveToOuterDisposeScope();
     }
 
     /// <summary>One forward pass and one sampled token per chunk that wants logits.</summary>
-    public SampledToken[] Step(IReadOnlyList<SequenceChunk> chunks, IReadOnlyList<RowSampling> sampling, IProjectionDelta? delta = null)
+    public SampledToken[] Step(IReadOnlyList<SequenceChunk> chunks, IReadOnlyList<RowSampling> sampling, LoraWorkingSet? adapters = null)
     {
-        using var logits = Forward(chunks, delta);
+        using var logits = Forward(chunks, adapters);
         using var noGrad = torch.no_grad();
         return Sampler.Sample(logits, sampling);
     }

@@ -1,0 +1,96 @@
+using TorchSharp;
+using TuneGateway.Engine.Models;
+using static TorchSharp.torch;
+
+namespace TuneGateway.Engine.Lora;
+
+/// <summary>
+/// The adapters that rows of a batch use, concatenated per linear group: for group g,
+/// A = [A_1 | A_2 | ...] ([in, C]) and B = [B_1; B_2; ...] ([C, out]), with
+/// <see cref="ColumnOwner"/> naming the adapter of every column. Built when the set of active
+/// adapters changes, not every step; its cost grows with the active adapters' ranks only.
+/// </summary>
+public sealed class LoraWorkingSet : IDisposable
+{
+    private readonly Tensor?[] _a;
+    private readonly Tensor?[] _b;
+    private readonly Tensor?[] _columnOwner;
+
+    public LoraWorkingSet(IReadOnlyList<LoraAdapter> adapters, int groupCount, Device device)
+    {
+        if (adapters.Count == 0) throw new ArgumentException("A working set needs at least one adapter.", nameof(adapters));
+        Adapters = adapters;
+        _a = new Tensor?[groupCount];
+        _b = new Tensor?[groupCount];
+        _columnOwner = new Tensor?[4];
+        using var noGrad = torch.no_grad();
+        for (int kind = 0; kind < 4; kind++)
+        {
+            var owners = new List<long>();
+            for (int i = 0; i < adapters.Count; i++) owners.AddRange(Enumerable.Repeat((long)i, adapters[i].Columns[kind]));
+            if (owners.Count > 0) _columnOwner[kind] = torch.tensor(owners.ToArray(), device: device).unsqueeze(0);
+        }
+        for (int g = 0; g < groupCount; g++)
+        {
+            var parts = adapters.Select(a => a.Group(g)).Where(w => w is not null).Select(w => w!).ToArray();
+            if (parts.Length == 0) continue;
+            _a[g] = parts.Length == 1 ? parts[0].A.alias() : torch.cat(parts.Select(p => p.A).ToArray(), 1);
+            _b[g] = parts.Length == 1 ? parts[0].B.alias() : torch.cat(parts.Select(p => p.B).ToArray(), 0);
+        }
+        Bytes = _a.Concat(_b).Where(t => t is not null).Sum(t => t!.NumberOfElements * t.ElementSize);
+    }
+
+    public IReadOnlyList<LoraAdapter> Adapters { get; }
+    public long Bytes { get; }
+
+    internal Tensor? A(int group) => _a[group];
+    internal Tensor? B(int group) => _b[group];
+    internal Tensor? ColumnOwner(LinearKind kind) => _columnOwner[(int)kind];
+
+    /// <summary>
+    /// The per-step delta for rows whose adapters are given as indices into <see cref="Adapters"/>
+    /// (-1 for base-model rows). Returns null when no row uses an adapter.
+    /// </summary>
+    public LoraBatch? ForRows(int[] rowAdapter, ScalarType dtype, Device device)
+    {
+        if (rowAdapter.All(a => a < 0)) return null;
+        var rows = torch.tensor(rowAdapter.Select(a => (long)a).ToArray(), device: device).unsqueeze(1);
+        var masks = new Tensor?[4];
+        for (int kind = 0; kind < 4; kind++)
+        {
+            if (_columnOwner[kind] is { } owner) masks[kind] = rows.eq(owner).to(dtype);
+        }
+        return new LoraBatch(this, masks);
+    }
+
+    public void Dispose()
+    {
+        foreach (var t in _a.Concat(_b).Concat(_columnOwner)) t?.Dispose();
+    }
+}
+
+/// <summary>
+/// Per-row LoRA for one forward pass: for group g, output + ((x·A_g) ⊙ M) · B_g, where the mask M
+/// keeps, for each row, only the columns of that row's adapter. Three tensor operations per
+/// group whatever the number of adapters or their ranks; weights are never merged.
+/// </summary>
+public sealed class LoraBatch : IProjectionDelta
+{
+    private readonly LoraWorkingSet _set;
+    private readonly Tensor?[] _masks;
+
+    internal LoraBatch(LoraWorkingSet set, Tensor?[] masks)
+    {
+        _set = set;
+        _masks = masks;
+    }
+
+    public Tensor Apply(LinearGroup group, Tensor input, Tensor output)
+    {
+        var a = _set.A(group.Index);
+        var mask = _masks[(int)group.Kind];
+        if (a is null || mask is null) return output;
+        var shrunk = input.matmul(a).mul_(mask);
+        return torch.addmm(output, shrunk, _set.B(group.Index)!, beta: 1, alpha: 1);
+    }
+}
