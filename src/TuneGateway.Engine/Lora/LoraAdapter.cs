@@ -95,6 +95,21 @@ public sealed class LoraAdapter : IDisposable
                     throw new AdapterLoadException($"'{weightsPath}': tensor '{KeyPrefix}{module}.lora_A.weight' targets module '{module}', which the base model ({model.Config.ModelType}, {model.Config.NumLayers} layers) does not have as a linear projection. Was the adapter trained for another base model?");
             }
 
+            // Shapes first: a file made for another base fails here, naming tensor and shapes.
+            foreach (var (module, (aName, bName)) in modules)
+            {
+                var (_, slice) = projections[module];
+                var a = file.Entries[aName];
+                var b = file.Entries[bName];
+                int rank = config.RankFor(slice.ModulePath);
+                if (rank > maxRank)
+                    throw new AdapterLoadException($"'{weightsPath}': module '{slice.ModulePath}' has rank {rank}, above the server's maximum LoRA rank {maxRank} (--max-lora-rank).");
+                if (!a.Shape.SequenceEqual([(long)rank, slice.InFeatures]))
+                    throw new AdapterLoadException($"'{weightsPath}': tensor '{aName}' has shape [{string.Join(", ", a.Shape)}]; the base model and adapter_config.json (r={rank}) imply [{rank}, {slice.InFeatures}].");
+                if (!b.Shape.SequenceEqual([(long)slice.OutFeatures, rank]))
+                    throw new AdapterLoadException($"'{weightsPath}': tensor '{bName}' has shape [{string.Join(", ", b.Shape)}]; the base model and adapter_config.json (r={rank}) imply [{slice.OutFeatures}, {rank}].");
+            }
+
             var targeted = projections.Values
                 .Where(p => config.Targets(p.Slice.ModulePath, p.Slice.Layer))
                 .ToArray();
@@ -111,21 +126,6 @@ public sealed class LoraAdapter : IDisposable
             }
             if (targeted.Length == 0)
                 throw new AdapterLoadException($"'{Path.Combine(directory, "adapter_config.json")}': 'target_modules' matches none of the base model's linear projections.");
-
-            // Check every shape before allocating anything.
-            foreach (var (_, slice) in targeted)
-            {
-                var (aName, bName) = modules[slice.ModulePath];
-                var a = file.Entries[aName];
-                var b = file.Entries[bName];
-                int rank = config.RankFor(slice.ModulePath);
-                if (rank > maxRank)
-                    throw new AdapterLoadException($"'{weightsPath}': module '{slice.ModulePath}' has rank {rank}, above the server's maximum LoRA rank {maxRank} (--max-lora-rank).");
-                if (!a.Shape.SequenceEqual([(long)rank, slice.InFeatures]))
-                    throw new AdapterLoadException($"'{weightsPath}': tensor '{aName}' has shape [{string.Join(", ", a.Shape)}]; the base model and adapter_config.json (r={rank}) imply [{rank}, {slice.InFeatures}].");
-                if (!b.Shape.SequenceEqual([(long)slice.OutFeatures, rank]))
-                    throw new AdapterLoadException($"'{weightsPath}': tensor '{bName}' has shape [{string.Join(", ", b.Shape)}]; the base model and adapter_config.json (r={rank}) imply [{slice.OutFeatures}, {rank}].");
-            }
 
             return Build(directory, config, file, modules, targeted, model, device, weightsPath);
         }

@@ -1,0 +1,418 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using TuneGateway.Engine.Inference;
+using TuneGateway.Engine.Lora;
+
+namespace TuneGateway.Engine.Serving;
+
+/// <summary>A submitted request: its events, in order, ending with <see cref="GenerationFinished"/>.</summary>
+public sealed class GenerationHandle
+{
+    internal GenerationHandle(string requestId, ChannelReader<GenerationEvent> events)
+    {
+        RequestId = requestId;
+        Events = events;
+    }
+
+    public string RequestId { get; }
+    public ChannelReader<GenerationEvent> Events { get; }
+}
+
+/// <summary>
+/// Continuous batching over one <see cref="ModelRunner"/>: requests join the running batch at
+/// step boundaries (FCFS among those whose adapter is ready), long prompts are prefilled in chunks
+/// within a token budget per step so decoding never stalls, finished sequences leave at once, and
+/// every row of a step may use a different adapter. One background thread drives the model.
+/// </summary>
+public sealed class Scheduler : IDisposable
+{
+    private readonly ModelRunner _runner;
+    private readonly AdapterManager? _adapters;
+    private readonly SchedulerOptions _options;
+    private readonly ILogger _logger;
+    private readonly ConcurrentQueue<Sequence> _incoming = new();
+    private readonly LinkedList<Sequence> _waiting = new();
+    private readonly List<Sequence> _running = [];
+    private readonly Sequence?[] _slotOwner;
+    private readonly HashSet<int> _eos;
+    private readonly AutoResetEvent _wake = new(false);
+    private readonly Thread _thread;
+    private volatile bool _stopping;
+    private int _queued;
+    private long _steps, _generated, _prompted;
+    private int _lastRows, _lastTokens;
+    private SchedulerStats _stats;
+
+    public Scheduler(ModelRunner runner, AdapterManager? adapters, SchedulerOptions options, ILogger? logger = null)
+    {
+        if (options.MaxNumSeqs < 1) throw new ArgumentOutOfRangeException(nameof(options), "--max-num-seqs must be at least 1.");
+        if (options.MaxNumSeqs > runner.Cache.Slots)
+            throw new ArgumentOutOfRangeException(nameof(options), $"--max-num-seqs {options.MaxNumSeqs} exceeds the {runner.Cache.Slots} KV cache slots.");
+        if (options.MaxBatchTokens < options.MaxNumSeqs)
+            throw new ArgumentOutOfRangeException(nameof(options), "--max-batch-tokens must be at least --max-num-seqs, so that every running sequence can decode in each step.");
+        _runner = runner;
+        _adapters = adapters;
+        _options = options;
+        _logger = logger ?? NullLogger.Instance;
+        _slotOwner = new Sequence?[options.MaxNumSeqs];
+        _eos = [.. options.EosTokenIds];
+        _stats = Snapshot();
+        if (_adapters is not null) _adapters.StateChanged += Wake;
+        _thread = new Thread(Loop) { IsBackground = true, Name = "tunegw-scheduler" };
+        _thread.Start();
+    }
+
+    public SchedulerOptions Options => _options;
+    public int MaxLength => _runner.MaxLength;
+    public SchedulerStats Stats => _stats;
+
+    /// <summary>Raised after each step with the new statistics (on the scheduler thread; keep it cheap).</summary>
+    public event Action<SchedulerStats>? StepCompleted;
+
+    /// <summary>
+    /// Queues a request. Throws <see cref="QueueFullException"/> when the queue is full,
+    /// <see cref="RequestTooLongException"/> when it can never fit, <see cref="UnknownAdapterException"/>
+    /// for an adapter name nobody knows, and <see cref="ArgumentException"/> for invalid sampling.
+    /// Cancelling <paramref name="cancellationToken"/> ends the request and frees its slot.
+    /// </summary>
+    public GenerationHandle Submit(GenerationRequest request, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_stopping, this);
+        request.Sampling.Validate();
+        int promptLength = request.PromptIds.Count;
+        if (promptLength == 0) throw new ArgumentException("The prompt must contain at least one token.", "prompt");
+        if (promptLength + request.Sampling.MaxTokens > MaxLength)
+        {
+            throw new RequestTooLongException(
+                $"This model's maximum context length is {MaxLength} tokens. However, you requested {promptLength + request.Sampling.MaxTokens} tokens " +
+                $"({promptLength} in the prompt, {request.Sampling.MaxTokens} in the completion). Please reduce the prompt or max_tokens.");
+        }
+
+        AdapterLease? lease = null;
+        if (request.Adapter is not null)
+        {
+            if (_adapters is null) throw new UnknownAdapterException(request.Adapter);
+            lease = _adapters.Acquire(request.Adapter);
+        }
+
+        if (Interlocked.Increment(ref _queued) > _options.MaxQueue)
+        {
+            Interlocked.Decrement(ref _queued);
+            lease?.Dispose();
+            throw new QueueFullException(_options.MaxQueue);
+        }
+
+        var channel = Channel.CreateUnbounded<GenerationEvent>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        var sequence = new Sequence(request, channel.Writer, lease, Activity.Current?.Context ?? default);
+        if (cancellationToken.CanBeCanceled)
+        {
+            sequence.CancellationRegistration = cancellationToken.Register(() =>
+            {
+                sequence.Cancelled = true;
+                Wake();
+            });
+        }
+        _incoming.Enqueue(sequence);
+        Wake();
+        return new GenerationHandle(request.RequestId, channel.Reader);
+    }
+
+    private void Wake() => _wake.Set();
+
+    private void Loop()
+    {
+        while (!_stopping)
+        {
+            bool worked;
+            try
+            {
+                worked = Step();
+            }
+            catch (Exception ex)
+            {
+                // A step that throws must not take the server down: fail what was running, go on.
+                _logger.LogError(ex, "Scheduler step failed; ending {Count} running requests", _running.Count);
+                foreach (var s in _running.ToArray()) Finish(s, FinishReason.Error, $"The engine failed while running this request: {ex.Message}");
+                worked = true;
+            }
+            if (!worked) _wake.WaitOne(TimeSpan.FromMilliseconds(250));
+        }
+        foreach (var s in _running.Concat(_waiting).ToArray()) Finish(s, FinishReason.Abort, "The server is shutting down.");
+        while (_incoming.TryDequeue(out var s)) Finish(s, FinishReason.Abort, "The server is shutting down.");
+    }
+
+    /// <summary>One scheduling step; false when there was nothing to do.</summary>
+    private bool Step()
+    {
+        while (_incoming.TryDequeue(out var incoming)) _waiting.AddLast(incoming);
+        DropCancelled();
+        Admit();
+        if (_running.Count == 0)
+        {
+            _stats = Snapshot();
+            return false;
+        }
+
+        var (chunks, owners) = PlanChunks();
+        var versions = new List<AdapterVersion>();
+        var adapterIndex = new int[chunks.Count];
+        for (int i = 0; i < chunks.Count; i++)
+        {
+            var version = owners[i].Lease?.Version;
+            adapterIndex[i] = -1;
+            if (version is null) continue;
+            int at = versions.IndexOf(version);
+            if (at < 0) { at = versions.Count; versions.Add(version); }
+            adapterIndex[i] = at;
+        }
+        var workingSet = versions.Count > 0 ? _adapters!.WorkingSet(versions) : null;
+        for (int i = 0; i < chunks.Count; i++) chunks[i] = chunks[i] with { Adapter = adapterIndex[i] };
+
+        var sampling = new List<RowSampling>();
+        var sampled = new List<Sequence>();
+        for (int i = 0; i < chunks.Count; i++)
+        {
+            if (!chunks[i].WantLogits) continue;
+            var s = owners[i];
+            var p = s.Request.Sampling;
+            sampling.Add(new RowSampling(p.Temperature, p.TopK, p.TopP, p.TopLogprobs, p.IsGreedy ? 0 : s.Random.NextDouble()));
+            sampled.Add(s);
+        }
+
+        SampledToken[] tokens = sampling.Count > 0
+            ? _runner.Step(chunks, sampling, workingSet)
+            : RunWithoutSampling(chunks, workingSet);
+
+        _steps++;
+        _lastRows = chunks.Count;
+        _lastTokens = chunks.Sum(c => c.Tokens.Length);
+        for (int i = 0; i < chunks.Count; i++) owners[i].Cached = chunks[i].Start + chunks[i].Tokens.Length;
+        for (int i = 0; i < sampled.Count; i++) Accept(sampled[i], tokens[i]);
+        Compact();
+        _stats = Snapshot();
+        StepCompleted?.Invoke(_stats);
+        return true;
+    }
+
+    private SampledToken[] RunWithoutSampling(List<SequenceChunk> chunks, LoraWorkingSet? set)
+    {
+        using var logits = _runner.Forward(chunks, set);
+        return [];
+    }
+
+    private void DropCancelled()
+    {
+        for (var node = _waiting.First; node is not null;)
+        {
+            var next = node.Next;
+            var s = node.Value;
+            if (s.Cancelled || s.Lease?.Version.Aborted == true)
+            {
+                _waiting.Remove(node);
+                Finish(s, s.Cancelled ? FinishReason.Abort : FinishReason.Error,
+                    s.Cancelled ? "The request was cancelled." : $"Adapter '{s.Request.Adapter}' was unloaded.");
+            }
+            node = next;
+        }
+        foreach (var s in _running.ToArray())
+        {
+            if (s.Cancelled) Finish(s, FinishReason.Abort, "The request was cancelled.");
+            else if (s.Lease?.Version.Aborted == true) Finish(s, FinishReason.Error, $"Adapter '{s.Request.Adapter}' was unloaded while this request ran.");
+        }
+    }
+
+    /// <summary>Moves waiting requests into free slots, first come first served among those that can run.</summary>
+    private void Admit()
+    {
+        var activeVersions = _running.Where(s => s.Lease is not null).Select(s => s.Lease!.Version).ToHashSet();
+        for (var node = _waiting.First; node is not null && _running.Count < _options.MaxNumSeqs;)
+        {
+            var next = node.Next;
+            var s = node.Value;
+            if (s.Lease is { } lease)
+            {
+                var version = lease.Version;
+                if (!activeVersions.Contains(version))
+                {
+                    if (activeVersions.Count >= _adapters!.MaxActiveAdapters) { node = next; continue; }
+                    var readiness = _adapters.Prepare(version, out string? error);
+                    if (readiness == AdapterReadiness.Failed)
+                    {
+                        _waiting.Remove(node);
+                        Finish(s, FinishReason.Error, error);
+                        node = next;
+                        continue;
+                    }
+                    if (readiness == AdapterReadiness.Loading) { node = next; continue; }
+                }
+                _adapters!.Activate(version);
+                s.Activated = true;
+                activeVersions.Add(version);
+            }
+            _waiting.Remove(node);
+            Interlocked.Decrement(ref _queued);
+            s.Slot = Array.IndexOf(_slotOwner, null);
+            _slotOwner[s.Slot] = s;
+            s.Admitted = Stopwatch.GetTimestamp();
+            _running.Add(s);
+            node = next;
+        }
+    }
+
+    /// <summary>Decode rows for every sequence past its prompt, then prompt chunks within the token budget.</summary>
+    private (List<SequenceChunk> Chunks, List<Sequence> Owners) PlanChunks()
+    {
+        var chunks = new List<SequenceChunk>();
+        var owners = new List<Sequence>();
+        int budget = _options.MaxBatchTokens;
+        foreach (var s in _running)
+        {
+            if (s.Generated == 0) continue;
+            chunks.Add(new SequenceChunk(s.Slot, s.Cached, new[] { s.Tokens[^1] }));
+            owners.Add(s);
+            budget--;
+        }
+        foreach (var s in _running)
+        {
+            if (budget <= 0) break;
+            int pending = s.PromptLength - s.Cached;
+            if (pending <= 0 || s.Generated > 0) continue;
+            int take = Math.Min(pending, budget);
+            bool completes = take == pending;
+            chunks.Add(new SequenceChunk(s.Slot, s.Cached, s.Tokens.GetRange(s.Cached, take).ToArray(), WantLogits: completes));
+            owners.Add(s);
+            budget -= take;
+        }
+        return (chunks, owners);
+    }
+
+    private void Accept(Sequence s, SampledToken token)
+    {
+        s.Tokens.Add(token.TokenId);
+        s.Generated++;
+        _generated++;
+        if (s.Generated == 1)
+        {
+            s.FirstToken = Stopwatch.GetTimestamp();
+            _prompted += s.PromptLength;
+        }
+
+        var sampling = s.Request.Sampling;
+        bool eos = !sampling.IgnoreEos && _eos.Contains(token.TokenId);
+        bool stopToken = sampling.StopTokenIds.Contains(token.TokenId);
+        var text = s.Request.Text is { } stream && !eos && !stopToken ? stream.Append(token.TokenId) : new TextStep("", false);
+        s.Output.TryWrite(new TokenGenerated(token.TokenId, text.Text, token.Logprob, token.TopLogprobs));
+
+        if (eos || stopToken) Finish(s, FinishReason.Stop, null);
+        else if (text.Stopped) Finish(s, FinishReason.Stop, null, text.StopString);
+        else if (s.Generated >= sampling.MaxTokens) Finish(s, FinishReason.Length, null);
+    }
+
+    /// <summary>Ends a sequence wherever it is: emits the last event, frees its slot and adapter.</summary>
+    private void Finish(Sequence s, FinishReason reason, string? error, string? stopString = null)
+    {
+        if (s.Done) return;
+        s.Done = true;
+        if (s.Slot >= 0)
+        {
+            _slotOwner[s.Slot] = null;
+            _running.Remove(s);
+        }
+        else
+        {
+            // Still waiting (or never dequeued): it held a queue place.
+            Interlocked.Decrement(ref _queued);
+        }
+        // Text held back (a possible stop-string prefix, an incomplete character) is released unless a stop string ended the sequence.
+        string trailing = reason is FinishReason.Stop or FinishReason.Length && stopString is null && s.Request.Text is { } stream && s.Generated > 0
+            ? stream.Finish()
+            : "";
+
+        long now = Stopwatch.GetTimestamp();
+        var timings = s.Timings(now);
+        s.Output.TryWrite(new GenerationFinished(reason, s.PromptLength, s.Generated, timings, trailing, stopString, error, s.Lease?.Version.Path));
+        s.Output.TryComplete();
+        s.CancellationRegistration.Dispose();
+        if (s.Activated) _adapters!.Deactivate(s.Lease!.Version);
+        s.Lease?.Dispose();
+        EngineTelemetry.RecordFinished(s, reason, timings, now);
+    }
+
+    /// <summary>Keeps running sequences in the lowest slots, so decode rows read one contiguous view of the cache.</summary>
+    private void Compact()
+    {
+        for (int free = 0; free < _slotOwner.Length; free++)
+        {
+            if (_slotOwner[free] is not null) continue;
+            int last = Array.FindLastIndex(_slotOwner, o => o is not null);
+            if (last <= free) break;
+            var moved = _slotOwner[last]!;
+            _runner.Cache.Move(last, free, moved.Cached);
+            _slotOwner[free] = moved;
+            _slotOwner[last] = null;
+            moved.Slot = free;
+        }
+    }
+
+    private SchedulerStats Snapshot() => new(
+        _running.Count, Volatile.Read(ref _queued), _options.MaxNumSeqs - _running.Count, _options.MaxNumSeqs,
+        _running.Sum(s => (long)s.Cached), (long)_options.MaxNumSeqs * _runner.MaxLength,
+        _steps, _generated, _prompted, _lastRows, _lastTokens);
+
+    public void Dispose()
+    {
+        if (_stopping) return;
+        _stopping = true;
+        if (_adapters is not null) _adapters.StateChanged -= Wake;
+        _wake.Set();
+        _thread.Join();
+        _wake.Dispose();
+    }
+
+    /// <summary>The scheduler's state for one request.</summary>
+    internal sealed class Sequence
+    {
+        public Sequence(GenerationRequest request, ChannelWriter<GenerationEvent> output, AdapterLease? lease, ActivityContext parent)
+        {
+            Request = request;
+            Output = output;
+            Lease = lease;
+            Parent = parent;
+            Tokens = [.. request.PromptIds];
+            PromptLength = Tokens.Count;
+            Random = new Random(request.Sampling.Seed is long seed ? unchecked((int)(seed ^ (seed >> 32))) : System.Random.Shared.Next());
+            Arrived = Stopwatch.GetTimestamp();
+            ArrivedAt = DateTimeOffset.UtcNow;
+        }
+
+        public GenerationRequest Request { get; }
+        public ChannelWriter<GenerationEvent> Output { get; }
+        public AdapterLease? Lease { get; }
+        public ActivityContext Parent { get; }
+        public List<int> Tokens { get; }
+        public int PromptLength { get; }
+        public Random Random { get; }
+        public long Arrived { get; }
+        public DateTimeOffset ArrivedAt { get; }
+        public long Admitted { get; set; }
+        public long FirstToken { get; set; }
+        public int Slot { get; set; } = -1;
+        /// <summary>Tokens whose keys and values are in the cache.</summary>
+        public int Cached { get; set; }
+        public int Generated { get; set; }
+        public bool Activated { get; set; }
+        public bool Done { get; set; }
+        public volatile bool Cancelled;
+        public CancellationTokenRegistration CancellationRegistration { get; set; }
+
+        public GenerationTimings Timings(long now)
+        {
+            double Seconds(long from, long to) => from == 0 || to == 0 ? 0 : Stopwatch.GetElapsedTime(from, to).TotalSeconds;
+            double decode = Generated > 1 ? Seconds(FirstToken, now) / (Generated - 1) : 0;
+            return new GenerationTimings(Seconds(Arrived, Admitted == 0 ? now : Admitted), Seconds(Arrived, FirstToken), Seconds(Arrived, now), decode);
+        }
+    }
+}
