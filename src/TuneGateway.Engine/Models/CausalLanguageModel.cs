@@ -83,17 +83,42 @@ public sealed class CausalLanguageModel : IDisposable
     public static CausalLanguageModel Load(string directory, Device device, ScalarType dtype, int? maxPositions = null)
     {
         var config = ModelConfig.FromDirectory(directory);
+        using var checkpoint = SafeTensorsCheckpoint.Open(directory);
+        if (!config.TieWordEmbeddings && !checkpoint.Contains("lm_head.weight"))
+            throw new ModelLoadException($"'{directory}': tensor 'lm_head.weight' is missing and config.json does not set tie_word_embeddings.");
+        return Build(config, directory, device, dtype, maxPositions, (name, shape) => checkpoint.Load(name, shape, dtype, device));
+    }
+
+    /// <summary>
+    /// A model of the given shape with random weights (normal, std 0.02; norms at 1), for
+    /// benchmarks of shapes whose checkpoints are not at hand.
+    /// </summary>
+    public static CausalLanguageModel CreateRandom(ModelConfig config, Device device, ScalarType dtype, int? maxPositions = null, long seed = 0)
+    {
+        var generator = new Generator((ulong)seed);
+        return Build(config, "(random)", device, dtype, maxPositions, (name, shape) =>
+        {
+            var cpu = name.EndsWith("norm.weight", StringComparison.Ordinal)
+                ? torch.ones(shape, ScalarType.Float32)
+                : torch.randn(shape, ScalarType.Float32, generator: generator).mul_(0.02);
+            if (dtype == ScalarType.Float32 && device.type == DeviceType.CPU) return cpu;
+            using (cpu) return cpu.to(dtype, device);
+        });
+    }
+
+    private static CausalLanguageModel Build(ModelConfig config, string directory, Device device, ScalarType dtype, int? maxPositions,
+        Func<string, long[], Tensor> read)
+    {
         int positions = Math.Min(maxPositions ?? config.MaxPositionEmbeddings, config.MaxPositionEmbeddings);
         if (positions <= 0) throw new ModelLoadException($"'{directory}': the context length must be positive.");
 
-        using var checkpoint = SafeTensorsCheckpoint.Open(directory);
         var loaded = new List<IDisposable>();
         try
         {
             long bytes = 0;
             Tensor Read(string name, long[] shape)
             {
-                var t = checkpoint.Load(name, shape, dtype, device);
+                var t = read(name, shape);
                 bytes += t.NumberOfElements * t.ElementSize;
                 return t;
             }
@@ -157,9 +182,7 @@ public sealed class CausalLanguageModel : IDisposable
             }
             var norm = Load("model.norm.weight", h);
 
-            bool tied = config.TieWordEmbeddings || !checkpoint.Contains("lm_head.weight");
-            if (!config.TieWordEmbeddings && !checkpoint.Contains("lm_head.weight"))
-                throw new ModelLoadException($"'{directory}': tensor 'lm_head.weight' is missing and config.json does not set tie_word_embeddings.");
+            bool tied = config.TieWordEmbeddings;
             var head = tied ? embed : Load("lm_head.weight", config.VocabSize, h);
 
             return new CausalLanguageModel(config, directory, dtype, device, positions, layers, embed, norm, head, tied)
