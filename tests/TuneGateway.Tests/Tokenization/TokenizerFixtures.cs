@@ -16,7 +16,10 @@ public sealed record TokenizerSample(
 public static class TokenizerFixtures
 {
     /// <summary>The fixtures of tests/fixtures/tokenizers (made with HF tokenizers 0.23).</summary>
-    public static TheoryData<string> FamilyNames => new() { "sp-bpe-llama2", "sp-bpe-metaspace", "qwen2-bpe", "llama3-bpe" };
+    public static IReadOnlyList<string> FamilyNameList { get; } = ["sp-bpe-llama2", "sp-bpe-metaspace", "qwen2-bpe", "llama3-bpe"];
+
+    /// <summary><see cref="FamilyNameList"/> as theory data.</summary>
+    public static TheoryData<string> FamilyNames => new(FamilyNameList);
 
     public static string FamilyDirectory(string name) => Path.Combine(Fixtures.Root, "tokenizers", name);
 
