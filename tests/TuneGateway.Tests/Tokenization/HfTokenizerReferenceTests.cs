@@ -28,6 +28,25 @@ public class HfTokenizerReferenceTests
         AssertAllMatch(tokenizer, samples);
     }
 
+    [Theory]
+    [InlineData("llama3-bpe")]
+    [InlineData("sp-bpe-llama2")]
+    public void ConcurrentEncodingGivesTheReferenceIds(string name)
+    {
+        HfTokenizer tokenizer = HfTokenizer.FromDirectory(TokenizerFixtures.FamilyDirectory(name));
+        IReadOnlyList<TokenizerSample> samples = TokenizerFixtures.FamilySamples(name);
+        var failures = new System.Collections.Concurrent.ConcurrentBag<string>();
+        Parallel.For(0, samples.Count * 16, new ParallelOptions { MaxDegreeOfParallelism = 4 }, i =>
+        {
+            TokenizerSample sample = samples[i % samples.Count];
+            if (!sample.Ids.SequenceEqual(tokenizer.Encode(sample.Text)))
+            {
+                failures.Add(TokenizerFixtures.Show(sample.Text));
+            }
+        });
+        Assert.Empty(failures);
+    }
+
     private static void AssertAllMatch(HfTokenizer tokenizer, IReadOnlyList<TokenizerSample> samples)
     {
         var failures = new List<string>();
