@@ -13,7 +13,12 @@ namespace TuneGateway.Engine.Tokenization;
 /// in between is normalized, searched for added tokens that match normalized text, pre-tokenized,
 /// and each pre-token is encoded by the BPE model; with <c>addSpecialTokens</c> the post-processor
 /// template (e.g. BOS) is applied. Decoding maps ids to token strings (skipping special tokens on
-/// request) and runs the decoder chain. Instances are immutable and thread-safe.
+/// request) and runs the decoder chain.
+/// <para>From <c>tokenizer_config.json</c> come the BOS/EOS/UNK/PAD token names and, when present,
+/// <c>add_bos_token</c>/<c>add_eos_token</c>, which decide (as in transformers' Llama-style fast
+/// tokenizers) whether <c>addSpecialTokens</c> puts BOS first and EOS last. <c>truncation</c> and
+/// <c>padding</c> in <c>tokenizer.json</c> are ignored: the engine enforces context lengths.</para>
+/// <para>Instances are immutable once loaded and thread-safe.</para>
 /// </remarks>
 public sealed class HfTokenizer
 {
@@ -21,7 +26,7 @@ public sealed class HfTokenizer
     private readonly TextNormalizer? _normalizer;
     private readonly PreTokenizerStep? _preTokenizer;
     private readonly DecoderStep? _decoder;
-    private PostProcessor _postProcessor;
+    private PostProcessor _postProcessor; // final once FromFiles returns
     private readonly AddedTokenMatcher _rawMatcher;
     private readonly AddedTokenMatcher _normalizedMatcher;
     private readonly Dictionary<int, AddedToken> _addedById;
