@@ -470,11 +470,18 @@ public sealed class AdapterManager : IDisposable
         version.Host = null;
     }
 
+    /// <summary>
+    /// <c>name</c> is looked up as <c>DIR/name</c>, and a versioned <c>name@version</c> as
+    /// <c>DIR/name/version</c> (the artifact store's layout) or <c>DIR/name@version</c>.
+    /// </summary>
     private string? FindInLoraDirectory(string name)
     {
         if (_options.LoraDirectory is null || !IsSafeName(name)) return null;
-        string path = System.IO.Path.Combine(_options.LoraDirectory, name);
-        return File.Exists(System.IO.Path.Combine(path, "adapter_config.json")) ? System.IO.Path.GetFullPath(path) : null;
+        var candidates = new List<string> { System.IO.Path.Combine(_options.LoraDirectory, name) };
+        int at = name.IndexOf('@', StringComparison.Ordinal);
+        if (at > 0) candidates.Insert(0, System.IO.Path.Combine(_options.LoraDirectory, name[..at], name[(at + 1)..]));
+        string? found = candidates.FirstOrDefault(p => File.Exists(System.IO.Path.Combine(p, "adapter_config.json")));
+        return found is null ? null : System.IO.Path.GetFullPath(found);
     }
 
     private static bool IsSafeName(string name) =>

@@ -12,7 +12,7 @@ namespace TuneGateway.Engine.Lora;
 /// </summary>
 public sealed class LoraWorkingSet : IDisposable
 {
-    private readonly Tensor?[] _a;
+    private readonly Tensor?[] _aT;   // [C, in]: written into the group's spare rows
     private readonly Tensor?[] _b;
     private readonly Tensor?[] _columnOwner;
 
@@ -20,7 +20,7 @@ public sealed class LoraWorkingSet : IDisposable
     {
         if (adapters.Count == 0) throw new ArgumentException("A working set needs at least one adapter.", nameof(adapters));
         Adapters = adapters;
-        _a = new Tensor?[groupCount];
+        _aT = new Tensor?[groupCount];
         _b = new Tensor?[groupCount];
         _columnOwner = new Tensor?[4];
         using var noGrad = torch.no_grad();
@@ -28,22 +28,23 @@ public sealed class LoraWorkingSet : IDisposable
         {
             var owners = new List<long>();
             for (int i = 0; i < adapters.Count; i++) owners.AddRange(Enumerable.Repeat((long)i, adapters[i].Columns[kind]));
-            if (owners.Count > 0) _columnOwner[kind] = torch.tensor(owners.ToArray(), device: device).unsqueeze(0);
+            if (owners.Count > 0) _columnOwner[kind] = torch.tensor(owners.ToArray(), device: device).unsqueeze(0).DetachFromDisposeScope();
         }
         for (int g = 0; g < groupCount; g++)
         {
             var parts = adapters.Select(a => a.Group(g)).Where(w => w is not null).Select(w => w!).ToArray();
             if (parts.Length == 0) continue;
-            _a[g] = parts.Length == 1 ? parts[0].A.alias() : torch.cat(parts.Select(p => p.A).ToArray(), 1);
-            _b[g] = parts.Length == 1 ? parts[0].B.alias() : torch.cat(parts.Select(p => p.B).ToArray(), 0);
+            using (var a = parts.Length == 1 ? parts[0].A.alias() : torch.cat(parts.Select(p => p.A).ToArray(), 1))
+                _aT[g] = a.t().contiguous().DetachFromDisposeScope();
+            _b[g] = (parts.Length == 1 ? parts[0].B.alias() : torch.cat(parts.Select(p => p.B).ToArray(), 0)).DetachFromDisposeScope();
         }
-        Bytes = _a.Concat(_b).Where(t => t is not null).Sum(t => t!.NumberOfElements * t.ElementSize);
+        Bytes = _aT.Concat(_b).Where(t => t is not null).Sum(t => t!.NumberOfElements * t.ElementSize);
     }
 
     public IReadOnlyList<LoraAdapter> Adapters { get; }
     public long Bytes { get; }
 
-    internal Tensor? A(int group) => _a[group];
+    internal Tensor? AT(int group) => _aT[group];
     internal Tensor? B(int group) => _b[group];
     internal Tensor? ColumnOwner(LinearKind kind) => _columnOwner[(int)kind];
 
@@ -65,14 +66,16 @@ public sealed class LoraWorkingSet : IDisposable
 
     public void Dispose()
     {
-        foreach (var t in _a.Concat(_b).Concat(_columnOwner)) t?.Dispose();
+        foreach (var t in _aT.Concat(_b).Concat(_columnOwner)) t?.Dispose();
     }
 }
 
 /// <summary>
-/// Per-row LoRA for one forward pass: for group g, output + ((x·A_g) ⊙ M) · B_g, where the mask M
-/// keeps, for each row, only the columns of that row's adapter. Three tensor operations per
-/// group whatever the number of adapters or their ranks; weights are never merged.
+/// Per-row LoRA for one forward pass: for group g, [y | h] = x·[W | A_g]ᵀ in one product (the
+/// working set's A factors sit in the group's spare weight rows), then
+/// y + (h ⊙ M) · B_g, where the mask M keeps, for each row, only its own adapter's columns.
+/// Two tensor operations per group beyond the base product, whatever the number of adapters or
+/// their ranks; weights are never merged.
 /// </summary>
 public sealed class LoraBatch : IProjectionDelta
 {
@@ -85,12 +88,22 @@ public sealed class LoraBatch : IProjectionDelta
         _masks = masks;
     }
 
-    public Tensor Apply(LinearGroup group, Tensor input, Tensor output)
+    public Tensor Forward(LinearGroup group, Tensor input)
     {
-        var a = _set.A(group.Index);
+        var aT = _set.AT(group.Index);
         var mask = _masks[(int)group.Kind];
-        if (a is null || mask is null) return output;
-        var shrunk = input.matmul(a).mul_(mask);
-        return torch.addmm(output, shrunk, _set.B(group.Index)!, beta: 1, alpha: 1);
+        if (aT is null || mask is null) return torch.nn.functional.linear(input, group.Weight, group.Bias);
+
+        int columns = (int)aT.shape[0];
+        if (!ReferenceEquals(group.SpareRowsOwner, _set))
+        {
+            group.ReserveSpareRows(columns);
+            group.WriteSpareRows(aT);
+            group.SpareRowsOwner = _set;
+        }
+        var (weight, bias) = group.Extended(columns);
+        var both = torch.nn.functional.linear(input, weight, bias);
+        var shrunk = both.narrow(1, group.OutFeatures, columns).mul(mask);
+        return torch.addmm(both.narrow(1, 0, group.OutFeatures), shrunk, _set.B(group.Index)!, beta: 1, alpha: 1);
     }
 }

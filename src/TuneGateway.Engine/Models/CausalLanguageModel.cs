@@ -153,6 +153,7 @@ public sealed class CausalLanguageModel : IDisposable
                             offset += x.Out;
                         }
                         var weight = weights.Length == 1 ? weights[0] : torch.cat(weights, 0);
+                    // LinearGroup takes ownership of the fused tensors.
                         var fusedBias = biases is null ? null : biases.Length == 1 ? biases[0] : torch.cat(biases, 0);
                         var group = new LinearGroup(kind, i, slices, weight, fusedBias);
                         loaded.Add(group);

@@ -27,32 +27,47 @@ public enum LinearKind
 }
 
 /// <summary>
-/// Adds something to the output of a linear group for the rows of the current batch; the LoRA
+/// Replaces the plain product of a linear group for the rows of the current batch; the LoRA
 /// layer implements it. The transformer knows only this interface, so adapters stay out of the
 /// model code.
 /// </summary>
 public interface IProjectionDelta
 {
-    /// <summary>Returns <paramref name="output"/> plus this delta for <paramref name="input"/>.</summary>
-    Tensor Apply(LinearGroup group, Tensor input, Tensor output);
+    /// <summary>The group's output for <paramref name="input"/> ([N, in] to [N, out]).</summary>
+    Tensor Forward(LinearGroup group, Tensor input);
 }
 
 /// <summary>
 /// Linear projections that share one input, stored as one weight so that they cost one matrix
-/// product: q/k/v, o, gate/up and down. Each keeps the identity of the Hugging Face modules
-/// it was built from (<see cref="Parts"/>), which is what adapters target.
+/// product: q/k/v, o, gate/up and down. Each keeps the identity of the Hugging Face modules it
+/// was built from (<see cref="Parts"/>), which is what adapters target.
+/// <para>
+/// The weight may carry spare rows below the model's own (<see cref="ReserveSpareRows"/>): a
+/// LoRA layer writes its adapters' A factors there, so that one matrix product yields both the
+/// base output and the LoRA down-projection.
+/// </para>
 /// </summary>
 public sealed class LinearGroup : IDisposable
 {
+    private Tensor _storage;          // [OutFeatures + spare, InFeatures]
+    private Tensor? _biasStorage;     // [OutFeatures + spare], zeros in the spare part
+    private Tensor _weight;           // view: the model's rows
+    private Tensor? _bias;
+    private int _extendedRows = -1;
+    private Tensor? _extendedWeight;
+    private Tensor? _extendedBias;
+
     public LinearGroup(LinearKind kind, int layer, IReadOnlyList<ProjectionSlice> parts, Tensor weight, Tensor? bias)
     {
         Kind = kind;
         Layer = layer;
         Parts = parts;
-        Weight = weight;
-        Bias = bias;
         InFeatures = parts[0].InFeatures;
         OutFeatures = parts.Sum(p => p.OutFeatures);
+        _storage = weight;
+        _biasStorage = bias;
+        _weight = weight.alias();
+        _bias = bias?.alias();
     }
 
     public LinearKind Kind { get; }
@@ -65,19 +80,81 @@ public sealed class LinearGroup : IDisposable
     public int Index => Layer * 4 + (int)Kind;
 
     /// <summary>[OutFeatures, InFeatures], the fused weight.</summary>
-    public Tensor Weight { get; }
+    public Tensor Weight => _weight;
 
-    public Tensor? Bias { get; }
+    public Tensor? Bias => _bias;
 
-    public Tensor Forward(Tensor input, IProjectionDelta? delta)
+    /// <summary>Rows available below the model's own for adapter factors.</summary>
+    public int SpareRows => (int)_storage.shape[0] - OutFeatures;
+
+    /// <summary>Whatever last wrote the spare rows (the LoRA layer uses it to skip rewriting).</summary>
+    public object? SpareRowsOwner { get; set; }
+
+    public Tensor Forward(Tensor input, IProjectionDelta? delta) =>
+        delta is null ? torch.nn.functional.linear(input, _weight, _bias) : delta.Forward(this, input);
+
+    /// <summary>Grows the spare rows to at least <paramref name="rows"/> (rounded up to 64); copies the weight once.</summary>
+    public void ReserveSpareRows(int rows)
     {
-        var output = torch.nn.functional.linear(input, Weight, Bias);
-        return delta is null ? output : delta.Apply(this, input, output);
+        if (rows <= SpareRows) return;
+        int spare = (rows + 63) / 64 * 64;
+        using var noGrad = torch.no_grad();
+        // Long-lived: kept out of any dispose scope the caller may be in.
+        var storage = torch.zeros([OutFeatures + spare, InFeatures], _storage.dtype, _storage.device).DetachFromDisposeScope();
+        storage.narrow(0, 0, OutFeatures).copy_(_weight);
+        Tensor? biasStorage = null;
+        if (_bias is not null)
+        {
+            biasStorage = torch.zeros([OutFeatures + spare], _bias.dtype, _bias.device).DetachFromDisposeScope();
+            biasStorage.narrow(0, 0, OutFeatures).copy_(_bias);
+        }
+        DisposeViews();
+        _storage.Dispose();
+        _biasStorage?.Dispose();
+        _storage = storage;
+        _biasStorage = biasStorage;
+        _weight = storage.narrow(0, 0, OutFeatures).DetachFromDisposeScope();
+        _bias = biasStorage?.narrow(0, 0, OutFeatures).DetachFromDisposeScope();
+        SpareRowsOwner = null;
+    }
+
+    /// <summary>Writes [rows, InFeatures] into the first spare rows (reserved beforehand).</summary>
+    public void WriteSpareRows(Tensor rows)
+    {
+        using var noGrad = torch.no_grad();
+        using var target = _storage.narrow(0, OutFeatures, rows.shape[0]);
+        target.copy_(rows);
+    }
+
+    /// <summary>The weight and bias including the first <paramref name="spareRows"/> spare rows.</summary>
+    public (Tensor Weight, Tensor? Bias) Extended(int spareRows)
+    {
+        if (spareRows != _extendedRows)
+        {
+            _extendedWeight?.Dispose();
+            _extendedBias?.Dispose();
+            _extendedWeight = _storage.narrow(0, 0, OutFeatures + spareRows).DetachFromDisposeScope();
+            _extendedBias = _biasStorage?.narrow(0, 0, OutFeatures + spareRows).DetachFromDisposeScope();
+            _extendedRows = spareRows;
+        }
+        return (_extendedWeight!, _extendedBias);
+    }
+
+    private void DisposeViews()
+    {
+        _weight.Dispose();
+        _bias?.Dispose();
+        _extendedWeight?.Dispose();
+        _extendedBias?.Dispose();
+        _extendedWeight = null;
+        _extendedBias = null;
+        _extendedRows = -1;
     }
 
     public void Dispose()
     {
-        Weight.Dispose();
-        Bias?.Dispose();
+        DisposeViews();
+        _storage.Dispose();
+        _biasStorage?.Dispose();
     }
 }

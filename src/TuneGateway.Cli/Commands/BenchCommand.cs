@@ -1,0 +1,64 @@
+using System.CommandLine;
+using TuneGateway.Cli.Bench;
+using TuneGateway.Engine.Models;
+using TuneGateway.Engine.Runtime;
+using static TorchSharp.torch;
+
+namespace TuneGateway.Cli.Commands;
+
+/// <summary><c>tunegw bench</c>: engine, LoRA, gateway and traffic-log benchmarks, printed as tables.</summary>
+internal static class BenchCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string?>("--model") { Description = "Model directory (default: the bundled tiny model)." };
+        var device = CommonOptions.Device();
+        var dtype = CommonOptions.Dtype();
+        var shapes = new Option<string>("--shapes") { Description = "Comma-separated: bundled, qwen0.5b.", DefaultValueFactory = _ => "bundled,qwen0.5b" };
+        var batches = new Option<string>("--batches") { Description = "Comma-separated batch sizes.", DefaultValueFactory = _ => "1,8,32" };
+        var promptTokens = new Option<int?>("--prompt-tokens") { Description = "Prompt length (default: 128 on GPU, 32 on CPU)." };
+        var newTokens = new Option<int?>("--new-tokens") { Description = "Tokens to decode per sequence (default: 128 on GPU, 8 on CPU)." };
+        var loraRank = new Option<int>("--lora-rank") { Description = "Rank of the random adapters.", DefaultValueFactory = _ => 16 };
+        var suites = new Option<string>("--suites") { Description = "Comma-separated: engine, lora.", DefaultValueFactory = _ => "engine,lora" };
+
+        var command = new Command("bench", "Measure prefill/decode throughput and multi-LoRA serving; prints Markdown tables.")
+        {
+            model, device, dtype, shapes, batches, promptTokens, newTokens, loraRank, suites,
+        };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var dev = TorchRuntime.ResolveDevice(parse.GetValue(device));
+            var type = TorchRuntime.ResolveDtype(parse.GetValue(dtype), dev);
+            bool gpu = dev.type == TorchSharp.DeviceType.CUDA;
+            int prompt = parse.GetValue(promptTokens) ?? (gpu ? 128 : 32);
+            int decode = parse.GetValue(newTokens) ?? (gpu ? 128 : 8);
+            string modelDirectory = parse.GetValue(model) ?? BundledModel.Directory;
+            var selectedSuites = parse.GetValue(suites)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+
+            var models = new List<(string, Func<CausalLanguageModel>)>();
+            foreach (string shape in parse.GetValue(shapes)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+            {
+                models.Add(shape switch
+                {
+                    "bundled" => (parse.GetValue(model) is null ? "llama-tiny (bundled)" : Path.GetFileName(Path.TrimEndingDirectorySeparator(modelDirectory)), () => CausalLanguageModel.Load(modelDirectory, dev, type, prompt + decode + 8)),
+                    "qwen0.5b" => ("Qwen2.5-0.5B shape (random)", () => CausalLanguageModel.CreateRandom(EngineBench.Qwen05BShape(), dev, type, prompt + decode + 8)),
+                    _ => throw new ArgumentException($"--shapes: unknown shape '{shape}' (expected bundled or qwen0.5b)."),
+                });
+            }
+            await EngineBench.RunAsync(new EngineBenchOptions
+            {
+                Device = dev,
+                Dtype = type,
+                Models = models,
+                Batches = parse.GetValue(batches)!.Split(',').Select(int.Parse).ToArray(),
+                PromptTokens = prompt,
+                NewTokens = decode,
+                LoraRank = parse.GetValue(loraRank),
+                EngineTable = selectedSuites.Contains("engine"),
+                Lora = selectedSuites.Contains("lora"),
+            }, Console.Out);
+            return 0;
+        });
+        return command;
+    }
+}

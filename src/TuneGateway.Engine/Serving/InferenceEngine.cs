@@ -1,0 +1,180 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using TuneGateway.Engine.Chat;
+using TuneGateway.Engine.Inference;
+using TuneGateway.Engine.Lora;
+using TuneGateway.Engine.Models;
+using TuneGateway.Engine.Runtime;
+using TuneGateway.Engine.Tokenization;
+
+namespace TuneGateway.Engine.Serving;
+
+/// <summary>
+/// One served base model with its tokenizer, chat template, adapters and scheduler: what a
+/// worker process runs. Load it once; submit requests from any thread.
+/// </summary>
+public sealed class InferenceEngine : IDisposable
+{
+    private readonly CausalLanguageModel _model;
+    private readonly ModelRunner _runner;
+    private readonly ChatTemplate? _chatTemplate;
+    private readonly string? _chatTemplateError;
+
+    private InferenceEngine(EngineOptions options, CausalLanguageModel model, HfTokenizer tokenizer, ModelRunner runner,
+        AdapterManager adapters, Scheduler scheduler, ChatTemplate? chatTemplate, string? chatTemplateError)
+    {
+        Options = options;
+        _model = model;
+        Tokenizer = tokenizer;
+        _runner = runner;
+        Adapters = adapters;
+        Scheduler = scheduler;
+        _chatTemplate = chatTemplate;
+        _chatTemplateError = chatTemplateError;
+        ModelId = options.ServedModelName ?? DefaultName(options.ModelDirectory);
+    }
+
+    public EngineOptions Options { get; }
+    public string ModelId { get; }
+    public HfTokenizer Tokenizer { get; }
+    public AdapterManager Adapters { get; }
+    public Scheduler Scheduler { get; }
+    public ModelConfig Config => _model.Config;
+    public int MaxModelLength => _runner.MaxLength;
+    public string DeviceDescription => $"{_model.Device} ({TorchRuntime.DtypeName(_model.Dtype)})";
+    public DateTimeOffset StartedAt { get; } = DateTimeOffset.UtcNow;
+
+    /// <summary>
+    /// Loads the model, tokenizer and chat template, allocates the KV cache, loads the adapters
+    /// given at start, and starts the scheduler. Errors name the file and field at fault.
+    /// </summary>
+    public static async Task<InferenceEngine> LoadAsync(EngineOptions options, ILoggerFactory? loggers = null, CancellationToken cancellationToken = default)
+    {
+        loggers ??= NullLoggerFactory.Instance;
+        var logger = loggers.CreateLogger<InferenceEngine>();
+        var device = TorchRuntime.ResolveDevice(options.Device);
+        var dtype = TorchRuntime.ResolveDtype(options.Dtype, device);
+
+        var config = ModelConfig.FromDirectory(options.ModelDirectory);
+        int maxLength = options.MaxModelLen ?? Math.Min(config.MaxPositionEmbeddings, 4096);
+        if (maxLength > config.MaxPositionEmbeddings)
+            throw new ArgumentException($"--max-model-len {maxLength} exceeds the model's max_position_embeddings ({config.MaxPositionEmbeddings}).");
+        int slots = options.MaxNumSeqs;
+        long perSlot = KvCache.BytesPerToken(config, dtype) * maxLength;
+        if (options.KvCacheMemory is long budget)
+        {
+            long fit = budget / perSlot;
+            if (fit < 1)
+                throw new ArgumentException($"--kv-cache-memory {budget} bytes cannot hold one sequence of --max-model-len {maxLength} tokens ({perSlot} bytes); raise it or lower --max-model-len.");
+            if (fit < slots)
+            {
+                logger.LogWarning("--kv-cache-memory fits {Fit} sequences of {Length} tokens; running at most {Fit} at once instead of --max-num-seqs {Requested}", fit, maxLength, fit, slots);
+                slots = (int)fit;
+            }
+        }
+
+        var tokenizer = HfTokenizer.FromDirectory(options.ModelDirectory);
+        ChatTemplate? template = null;
+        string? templateError = null;
+        try
+        {
+            template = options.ChatTemplatePath is { } path ? ChatTemplate.FromFile(path) : ChatTemplate.FromModelDirectory(options.ModelDirectory);
+        }
+        catch (ChatTemplateException ex) when (options.ChatTemplatePath is null)
+        {
+            // The model's own template uses something unsupported: serve completions, refuse chat with the reason.
+            templateError = ex.Message;
+            logger.LogWarning("The model's chat template cannot be used: {Message}. /v1/chat/completions will answer 400; pass --chat-template FILE.", ex.Message);
+        }
+
+        var model = CausalLanguageModel.Load(options.ModelDirectory, device, dtype, maxLength);
+        ModelRunner? runner = null;
+        AdapterManager? adapters = null;
+        try
+        {
+            runner = new ModelRunner(model, slots, maxLength);
+            adapters = new AdapterManager(model, options.Adapters, loggers.CreateLogger<AdapterManager>());
+            var eos = config.EosTokenIds.Concat(tokenizer.EosTokenId is int e ? [e] : []).Distinct().ToArray();
+            var scheduler = new Scheduler(runner, adapters, new SchedulerOptions
+            {
+                MaxNumSeqs = slots,
+                MaxBatchTokens = Math.Max(options.MaxBatchTokens, slots),
+                MaxQueue = options.MaxQueue,
+                EosTokenIds = eos,
+            }, loggers.CreateLogger<Scheduler>());
+            var engine = new InferenceEngine(options, model, tokenizer, runner, adapters, scheduler, template, templateError);
+            logger.LogInformation("Loaded {Model} ({Architecture}, {Layers} layers, {Bytes:N0} bytes of weights) on {Device}; {Slots} sequences of up to {Length} tokens ({Cache:N0} bytes of KV cache)",
+                engine.ModelId, config.Architecture, config.NumLayers, model.WeightBytes, engine.DeviceDescription, slots, maxLength, runner.Cache.Bytes);
+            foreach (var (name, directory) in options.Loras)
+            {
+                await adapters.LoadAsync(name, directory, cancellationToken).ConfigureAwait(false);
+            }
+            return engine;
+        }
+        catch
+        {
+            adapters?.Dispose();
+            runner?.Dispose();
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The model directory's name, or its parent's when the directory is a generic "base".</summary>
+    private static string DefaultName(string directory)
+    {
+        var info = new DirectoryInfo(Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory)));
+        return info.Name == "base" && info.Parent is not null ? info.Parent.Name : info.Name;
+    }
+
+    /// <summary>True for the base model's id or a loaded / loadable adapter name.</summary>
+    public bool Serves(string model) => model == ModelId || Adapters.Exists(model);
+
+    /// <summary>
+    /// Submits a tokenized prompt. <paramref name="model"/> is the base model's id or an adapter
+    /// name. Throws as <see cref="Scheduler.Submit"/> does.
+    /// </summary>
+    public GenerationHandle Submit(IReadOnlyList<int> promptIds, SamplingParams sampling, string model, CancellationToken cancellationToken = default, string? requestId = null)
+    {
+        var decoder = Tokenizer.CreateIncrementalDecoder(skipSpecialTokens: true, promptIds: promptIds);
+        var request = new GenerationRequest
+        {
+            PromptIds = promptIds,
+            Sampling = sampling,
+            Adapter = model == ModelId ? null : model,
+            RequestId = requestId ?? Guid.NewGuid().ToString("N"),
+            Text = new StopStringTextStream(decoder, sampling.Stop),
+        };
+        return Scheduler.Submit(request, cancellationToken);
+    }
+
+    public IReadOnlyList<int> Encode(string text, bool addSpecialTokens = true) => Tokenizer.Encode(text, addSpecialTokens);
+
+    /// <summary>The text of one token as OpenAI's logprobs show it.</summary>
+    public string TokenText(int tokenId) => Tokenizer.Decode([tokenId]);
+
+    /// <summary>
+    /// Renders a conversation with the chat template. Throws <see cref="ChatTemplateException"/>
+    /// when the model has no usable template or the template rejects the conversation.
+    /// </summary>
+    public string RenderChat(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true, IReadOnlyDictionary<string, object?>? extra = null)
+    {
+        if (_chatTemplate is null)
+            throw new ChatTemplateException(_chatTemplateError is null
+                ? $"The model '{ModelId}' has no chat template (no 'chat_template' in tokenizer_config.json and no chat_template.jinja); start the server with --chat-template FILE."
+                : $"The model's chat template is not supported: {_chatTemplateError}. Start the server with --chat-template FILE.");
+        string? bos = Tokenizer.BosTokenId is int b ? Tokenizer.IdToToken(b) : null;
+        string? eos = Tokenizer.EosTokenId is int e ? Tokenizer.IdToToken(e) : null;
+        return _chatTemplate.Render(messages, addGenerationPrompt, bos, eos, extra);
+    }
+
+    public bool HasChatTemplate => _chatTemplate is not null;
+
+    public void Dispose()
+    {
+        Scheduler.Dispose();
+        Adapters.Dispose();
+        _runner.Dispose();
+        _model.Dispose();
+    }
+}
