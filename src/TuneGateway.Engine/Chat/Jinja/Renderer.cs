@@ -29,7 +29,7 @@ internal sealed class Renderer
     private const int MaxCallDepth = 100;
 
     /// <summary>Loop iterations and macro calls allowed in one render (stops runaway templates).</summary>
-    private const long MaxSteps = 5_000_000;
+    private const long MaxSteps = 1_000_000;
 
     /// <summary>The longest output one render may produce, in UTF-16 units.</summary>
     private const int MaxOutputLength = 64 * 1024 * 1024;

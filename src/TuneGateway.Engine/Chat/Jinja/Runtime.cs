@@ -176,10 +176,15 @@ internal sealed class LoopContext(IReadOnlyList<object?> items, int depth)
     };
 }
 
-/// <summary>A variable scope; lookups fall back to the parent.</summary>
+/// <summary>
+/// A variable scope; lookups fall back to the parent. Scopes hold few variables (a loop iteration has its target
+/// and <c>loop</c>), so they are kept in small arrays searched linearly rather than in a dictionary.
+/// </summary>
 internal sealed class Scope(Scope? parent)
 {
-    private readonly Dictionary<string, object?> _variables = new(StringComparer.Ordinal);
+    private string[] _names = [];
+    private object?[] _values = [];
+    private int _count;
 
     public Scope? Parent { get; } = parent;
 
@@ -187,8 +192,10 @@ internal sealed class Scope(Scope? parent)
     {
         for (var scope = this; scope is not null; scope = scope.Parent)
         {
-            if (scope._variables.TryGetValue(name, out value))
+            var index = scope.IndexOf(name);
+            if (index >= 0)
             {
+                value = scope._values[index];
                 return true;
             }
         }
@@ -197,7 +204,39 @@ internal sealed class Scope(Scope? parent)
         return false;
     }
 
-    public void Set(string name, object? value) => _variables[name] = value;
+    public void Set(string name, object? value)
+    {
+        var index = IndexOf(name);
+        if (index >= 0)
+        {
+            _values[index] = value;
+            return;
+        }
+
+        if (_count == _names.Length)
+        {
+            var capacity = Math.Max(4, _count * 2);
+            Array.Resize(ref _names, capacity);
+            Array.Resize(ref _values, capacity);
+        }
+
+        _names[_count] = name;
+        _values[_count] = value;
+        _count++;
+    }
+
+    private int IndexOf(string name)
+    {
+        for (var i = 0; i < _count; i++)
+        {
+            if (string.Equals(_names[i], name, StringComparison.Ordinal))
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
 }
 
 /// <summary>Python semantics for the plain .NET values templates work with.</summary>

@@ -29,11 +29,11 @@ internal static class ValueConverter
             case int or short or sbyte or byte or ushort or uint:
                 return System.Convert.ToInt64(value, CultureInfo.InvariantCulture);
             case ulong u:
-                return u <= long.MaxValue ? (long)u : (double)u;
+                return u <= long.MaxValue ? (object)(long)u : (double)u;
             case float f:
                 return (double)f;
             case decimal m:
-                return decimal.Truncate(m) == m && m >= long.MinValue && m <= long.MaxValue ? (long)m : (double)m;
+                return decimal.Truncate(m) == m && m >= long.MinValue && m <= long.MaxValue ? (object)(long)m : (double)m;
             case char c:
                 return c.ToString();
             case JsonElement element:
