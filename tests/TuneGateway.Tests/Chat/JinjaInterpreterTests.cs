@@ -100,6 +100,11 @@ public class JinjaInterpreterTests
             "{% macro wrap() %}<i>{{ caller() }}</i>{% endmacro %}{% call wrap() %}x{% endcall %}"));
 
     [Fact]
+    public void CallsSpreadArgumentsAndKeywords() =>
+        Assert.Equal("[a:2][b:3]", Render(
+            "{% macro item(name, n=1) %}[{{ name }}:{{ n }}]{% endmacro %}{% set args = ['a', 2] %}{{ item(*args) }}{{ item(**{'name': 'b', 'n': 3}) }}"));
+
+    [Fact]
     public void IfElifElse() =>
         Assert.Equal("two", Render("{% if n == 1 %}one{% elif n == 2 %}two{% else %}many{% endif %}", new { n = 2 }));
 
@@ -204,7 +209,8 @@ public class JinjaInterpreterTests
     [InlineData("{{ 'open }}", 1, 4, "unterminated string literal")]
     [InlineData("{% break %}", 1, 4, "'break' outside of a loop")]
     [InlineData("{% for x in y recursive %}{% endfor %}", 1, 15, "recursive for loops are not supported")]
-    [InlineData("{{ f(*args) }}", 1, 6, "*args and **kwargs in calls are not supported")]
+    [InlineData("{% do items.append(1) %}", 1, 4, "'{% do %}' tag is not supported")]
+    [InlineData("{{ f(**kw, x) }}", 1, 12, "no argument may follow **kwargs")]
     public void UnsupportedOrInvalidTemplatesFailAtParseTimeWithPosition(string source, int line, int column, string message)
     {
         var error = ParseFails(source);

@@ -867,7 +867,7 @@ internal static class PyOps
     /// <summary>CPython's <c>PySlice_AdjustIndices</c>.</summary>
     private static (long Start, long Stop) AdjustSlice(long? start, long? stop, long step, long length)
     {
-        long Clamp(long? value, long forNegativeStep, long forPositiveStep, bool isStart)
+        long Clamp(long? value, long forNegativeStep, long forPositiveStep)
         {
             if (value is null)
             {
@@ -888,11 +888,10 @@ internal static class PyOps
                 v = step < 0 ? length - 1 : length;
             }
 
-            _ = isStart;
             return v;
         }
 
-        return (Clamp(start, length - 1, 0, true), Clamp(stop, -1, length, false));
+        return (Clamp(start, length - 1, 0), Clamp(stop, -1, length));
     }
 
     /// <summary>Calls a callable value.</summary>
