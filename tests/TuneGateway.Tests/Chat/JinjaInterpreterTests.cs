@@ -233,6 +233,9 @@ public class JinjaInterpreterTests
     {
         Assert.Contains("Range too big", RenderFails("{{ range(1000000)|length }}").Message, StringComparison.Ordinal);
         Assert.Contains("nest too deeply", RenderFails("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}").Message, StringComparison.Ordinal);
+        Assert.Contains("too large", RenderFails(
+            "{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}").Message, StringComparison.Ordinal);
+        Assert.Contains("too large", RenderFails("{{ 'abc' * 100000000 }}").Message, StringComparison.Ordinal);
         Assert.Contains("ran too long", RenderFails(
             "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}").Message, StringComparison.Ordinal);
     }

@@ -32,7 +32,7 @@ internal sealed class Renderer
     private const long MaxSteps = 1_000_000;
 
     /// <summary>The longest output one render may produce, in UTF-16 units.</summary>
-    private const int MaxOutputLength = 64 * 1024 * 1024;
+    private const int MaxOutputLength = PyOps.MaxLength;
 
     private readonly TimeProvider _clock;
     private StringBuilder _output = new();

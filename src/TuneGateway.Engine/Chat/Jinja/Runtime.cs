@@ -251,6 +251,9 @@ internal static class PyOps
     /// <summary>How deeply values may nest when compared, printed or serialised.</summary>
     public const int MaxNesting = 500;
 
+    /// <summary>The longest string (UTF-16 units) or list an operator may build, and the longest output.</summary>
+    public const int MaxLength = 16 * 1024 * 1024;
+
     /// <summary>Python's name for the value's type, as in TypeError messages.</summary>
     public static string TypeName(object? value) => value switch
     {
@@ -508,7 +511,10 @@ internal static class PyOps
     {
         if (op == "~")
         {
-            return PyRepr.Str(a) + PyRepr.Str(b);
+            var left = PyRepr.Str(a);
+            var right = PyRepr.Str(b);
+            CheckLength((long)left.Length + right.Length);
+            return left + right;
         }
 
         if (a is Undefined ua)
@@ -529,10 +535,12 @@ internal static class PyOps
         switch (op)
         {
             case "+" when a is string sa && b is string sb:
+                CheckLength((long)sa.Length + sb.Length);
                 return sa + sb;
             case "+" when a is string:
                 throw new TemplateRuntimeError($"can only concatenate str (not \"{TypeName(b)}\") to str");
             case "+" when a is List<object?> la && b is List<object?> lb:
+                CheckLength((long)la.Count + lb.Count);
                 return la.Concat(lb).ToList();
             case "+" when a is List<object?>:
                 throw new TemplateRuntimeError($"can only concatenate list (not \"{TypeName(b)}\") to list");
@@ -553,17 +561,19 @@ internal static class PyOps
 
     private static bool IsRepeatable(object? value) => value is string or List<object?> or object?[];
 
-    /// <summary>The largest string or list that <c>*</c> may build.</summary>
-    private const long MaxRepeatLength = 16 * 1024 * 1024;
+    private static void CheckLength(long length)
+    {
+        if (length > MaxLength)
+        {
+            throw new TemplateRuntimeError($"the result would be too large ({length} items; at most {MaxLength})");
+        }
+    }
 
     private static object Repeat(object? sequence, long count)
     {
         count = Math.Max(0, count);
-        var unit = Length(sequence);
-        if (unit * count > MaxRepeatLength)
-        {
-            throw new TemplateRuntimeError($"the result of repetition would be too large ({unit * count} items)");
-        }
+        var unit = sequence is string text ? text.Length : Length(sequence);
+        CheckLength(unit * Math.Min(count, MaxLength + 1L));
 
         switch (sequence)
         {
