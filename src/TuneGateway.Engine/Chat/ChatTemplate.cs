@@ -14,7 +14,7 @@ namespace TuneGateway.Engine.Chat;
 /// </summary>
 public sealed class ChatTemplate
 {
-    /// <summary>The file names Hugging Face stores a chat template under, besides tokenizer_config.json.</summary>
+    /// <summary>The file Hugging Face stores a chat template in, besides tokenizer_config.json (which it overrides).</summary>
     public const string TemplateFileName = "chat_template.jinja";
 
     private const string TokenizerConfigFileName = "tokenizer_config.json";

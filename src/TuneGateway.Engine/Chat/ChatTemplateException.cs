@@ -24,17 +24,20 @@ public enum ChatTemplateErrorKind
 /// </summary>
 public sealed class ChatTemplateException : Exception
 {
-    /// <summary>Creates an exception without a position.</summary>
+    /// <summary>Creates a render error with this exact message.</summary>
     public ChatTemplateException(string message)
-        : this(ChatTemplateErrorKind.Render, message, null, null)
+        : base(message)
     {
+        Kind = ChatTemplateErrorKind.Render;
+        Detail = message;
     }
 
-    /// <summary>Creates an exception with an inner cause.</summary>
+    /// <summary>Creates a load error (a file that cannot be read) with its cause.</summary>
     public ChatTemplateException(string message, Exception innerException)
         : base(message, innerException)
     {
         Kind = ChatTemplateErrorKind.Load;
+        Detail = message;
     }
 
     /// <summary>Creates an exception of the given kind, with the position in the template where known.</summary>
@@ -66,7 +69,7 @@ public sealed class ChatTemplateException : Exception
 
     private static string Format(ChatTemplateErrorKind kind, string message, int? line, int? column)
     {
-        if (kind == ChatTemplateErrorKind.Raised)
+        if (kind is ChatTemplateErrorKind.Raised or ChatTemplateErrorKind.Load)
         {
             return message;
         }

@@ -102,8 +102,15 @@ internal sealed record ItemExpr(SourcePos Pos, Expr Target, Expr Key) : Expr(Pos
 /// <summary><c>obj[start:stop:step]</c></summary>
 internal sealed record SliceExpr(SourcePos Pos, Expr Target, Expr? Start, Expr? Stop, Expr? Step) : Expr(Pos);
 
-/// <summary>Positional and keyword arguments of a call, filter or test.</summary>
-internal sealed record CallArgs(IReadOnlyList<Expr> Positional, IReadOnlyList<(string Name, Expr Value)> Keyword)
+/// <summary>
+/// Positional and keyword arguments of a call, filter or test, with the optional <c>*args</c> (a sequence
+/// appended to the positional arguments) and <c>**kwargs</c> (a dict merged into the keyword arguments).
+/// </summary>
+internal sealed record CallArgs(
+    IReadOnlyList<Expr> Positional,
+    IReadOnlyList<(string Name, Expr Value)> Keyword,
+    Expr? ExtraPositional = null,
+    Expr? ExtraKeyword = null)
 {
     public static readonly CallArgs None = new([], []);
 }

@@ -21,7 +21,7 @@ internal static class BuiltinFilters
         ["length"] = (_, v, a) => PyOps.Length(NoArgs(v, a)),
         ["d"] = (_, v, a) => Default(v, a),
         ["default"] = (_, v, a) => Default(v, a),
-        ["dictsort"] = (r, v, a) => DictSort(r, v, a),
+        ["dictsort"] = (_, v, a) => DictSort(v, a),
         ["e"] = (_, v, a) => Escape(PyRepr.Str(NoArgs(v, a))),
         ["escape"] = (_, v, a) => Escape(PyRepr.Str(NoArgs(v, a))),
         ["forceescape"] = (_, v, a) => Escape(PyRepr.Str(NoArgs(v, a))),
@@ -32,13 +32,13 @@ internal static class BuiltinFilters
         ["indent"] = (_, v, a) => Indent(v, a),
         ["int"] = (_, v, a) => ToInt(v, a),
         ["items"] = (_, v, a) => Items(NoArgs(v, a)),
-        ["join"] = (r, v, a) => Join(r, v, a),
+        ["join"] = (_, v, a) => Join(v, a),
         ["list"] = (_, v, a) => PyOps.Iterate(NoArgs(v, a)).ToList(),
         ["lower"] = (_, v, a) => PyRepr.Str(NoArgs(v, a)).ToLowerInvariant(),
         ["upper"] = (_, v, a) => PyRepr.Str(NoArgs(v, a)).ToUpperInvariant(),
         ["map"] = (r, v, a) => Map(r, v, a),
-        ["max"] = (r, v, a) => MinMax(r, v, a, max: true),
-        ["min"] = (r, v, a) => MinMax(r, v, a, max: false),
+        ["max"] = (_, v, a) => MinMax(v, a, max: true),
+        ["min"] = (_, v, a) => MinMax(v, a, max: false),
         ["pprint"] = (_, v, a) => PyRepr.Repr(NoArgs(v, a)),
         ["reject"] = (r, v, a) => Select(r, v, a, byAttribute: false, keep: false),
         ["rejectattr"] = (r, v, a) => Select(r, v, a, byAttribute: true, keep: false),
@@ -48,13 +48,13 @@ internal static class BuiltinFilters
         ["reverse"] = (_, v, a) => Reverse(NoArgs(v, a)),
         ["round"] = (_, v, a) => Round(v, a),
         ["safe"] = (_, v, a) => NoArgs(v, a),
-        ["sort"] = (r, v, a) => Sort(r, v, a),
+        ["sort"] = (_, v, a) => Sort(v, a),
         ["string"] = (_, v, a) => PyRepr.Str(NoArgs(v, a)),
-        ["sum"] = (r, v, a) => Sum(r, v, a),
+        ["sum"] = (_, v, a) => Sum(v, a),
         ["title"] = (_, v, a) => Title(PyRepr.Str(NoArgs(v, a))),
         ["tojson"] = (_, v, a) => ToJson(v, a),
         ["trim"] = (_, v, a) => PyText.Strip(PyRepr.Str(v), OptionalString(a.Check(1, "chars").Get(0, "chars"), "trim")),
-        ["unique"] = (r, v, a) => Unique(r, v, a),
+        ["unique"] = (_, v, a) => Unique(v, a),
         ["wordcount"] = (_, v, a) => (long)PyRepr.Str(NoArgs(v, a)).Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).Length,
     };
 
@@ -338,7 +338,7 @@ internal static class BuiltinFilters
         };
     }
 
-    private static string Join(Renderer renderer, object? value, Arguments args)
+    private static string Join(object? value, Arguments args)
     {
         args.Check(2, "d", "attribute");
         var separator = PyRepr.Str(args.Get(0, "d", ""));
@@ -450,7 +450,7 @@ internal static class BuiltinFilters
         };
     }
 
-    private static List<object?> Sort(Renderer renderer, object? value, Arguments args)
+    private static List<object?> Sort(object? value, Arguments args)
     {
         args.Check(3, "reverse", "case_sensitive", "attribute");
         var reverse = PyOps.Truthy(args.Get(0, "reverse", false));
@@ -465,7 +465,7 @@ internal static class BuiltinFilters
         return sorted.Select(i => items[i]).ToList();
     }
 
-    private static List<object?> DictSort(Renderer renderer, object? value, Arguments args)
+    private static List<object?> DictSort(object? value, Arguments args)
     {
         args.Check(3, "case_sensitive", "by", "reverse");
         if (value is not Dictionary<string, object?> dict)
@@ -493,14 +493,14 @@ internal static class BuiltinFilters
         return sorted.Cast<object?>().ToList();
     }
 
-    private static object? MinMax(Renderer renderer, object? value, Arguments args, bool max)
+    private static object? MinMax(object? value, Arguments args, bool max)
     {
         args.Check(2, "case_sensitive", "attribute");
         var key = SortKey(args.Get(1, "attribute"), PyOps.Truthy(args.Get(0, "case_sensitive", false)));
         var items = PyOps.Iterate(value);
         if (items.Count == 0)
         {
-            return Undefined.WithHint($"No aggregated item, sequence was empty.");
+            return Undefined.WithHint("No aggregated item, sequence was empty.");
         }
 
         var best = items[0];
@@ -519,7 +519,7 @@ internal static class BuiltinFilters
         return best;
     }
 
-    private static object? Sum(Renderer renderer, object? value, Arguments args)
+    private static object? Sum(object? value, Arguments args)
     {
         args.Check(2, "attribute", "start");
         var total = args.Get(1, "start", 0L);
@@ -586,7 +586,7 @@ internal static class BuiltinFilters
         return PyFormat.JsonDumps(value, ensureAscii, indent, itemSeparator, keySeparator, sortKeys);
     }
 
-    private static List<object?> Unique(Renderer renderer, object? value, Arguments args)
+    private static List<object?> Unique(object? value, Arguments args)
     {
         args.Check(2, "case_sensitive", "attribute");
         var key = SortKey(args.Get(1, "attribute"), PyOps.Truthy(args.Get(0, "case_sensitive", false)));

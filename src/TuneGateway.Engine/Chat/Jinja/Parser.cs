@@ -826,9 +826,12 @@ internal sealed class Parser
         Expect(TokenKind.Operator, "(");
         var positional = new List<Expr>();
         var keyword = new List<(string, Expr)>();
+        Expr? extraPositional = null;
+        Expr? extraKeyword = null;
+        var count = 0;
         while (!Current.IsOperator(")"))
         {
-            if (positional.Count + keyword.Count > 0)
+            if (count++ > 0)
             {
                 Expect(TokenKind.Operator, ",");
                 if (Current.IsOperator(")"))
@@ -837,27 +840,43 @@ internal sealed class Parser
                 }
             }
 
-            if (Current.IsOperator("*") || Current.IsOperator("**"))
+            var token = Current;
+            if (extraKeyword is not null)
             {
-                throw Error("*args and **kwargs in calls are not supported", Current);
+                throw Error("no argument may follow **kwargs", token);
             }
 
-            if (Current.Kind == TokenKind.Name && Peek().IsOperator("="))
+            if (token.IsOperator("*"))
+            {
+                if (extraPositional is not null || keyword.Count > 0)
+                {
+                    throw Error("*args must come once, after the positional arguments", token);
+                }
+
+                _index++;
+                extraPositional = ParseExpression();
+            }
+            else if (token.IsOperator("**"))
+            {
+                _index++;
+                extraKeyword = ParseExpression();
+            }
+            else if (token.Kind == TokenKind.Name && Peek().IsOperator("="))
             {
                 var name = Next().Value;
                 _index++;
                 if (keyword.Any(k => k.Item1 == name))
                 {
-                    throw Error($"keyword argument '{name}' repeated", Current);
+                    throw Error($"keyword argument '{name}' repeated", token);
                 }
 
                 keyword.Add((name, ParseExpression()));
             }
             else
             {
-                if (keyword.Count > 0)
+                if (keyword.Count > 0 || extraPositional is not null)
                 {
-                    throw Error("positional argument follows keyword argument", Current);
+                    throw Error("positional argument follows keyword argument or *args", token);
                 }
 
                 positional.Add(ParseExpression());
@@ -865,7 +884,7 @@ internal sealed class Parser
         }
 
         _index++;
-        return new CallArgs(positional, keyword);
+        return new CallArgs(positional, keyword, extraPositional, extraKeyword);
     }
 
     private Expr ParseFilterExpression(Expr node)

@@ -29,10 +29,10 @@ internal sealed class Renderer
     private const int MaxCallDepth = 100;
 
     /// <summary>Loop iterations and macro calls allowed in one render (stops runaway templates).</summary>
-    private const long MaxSteps = 5_000_000;
+    private const long MaxSteps = 1_000_000;
 
     /// <summary>The longest output one render may produce, in UTF-16 units.</summary>
-    private const int MaxOutputLength = 64 * 1024 * 1024;
+    private const int MaxOutputLength = PyOps.MaxLength;
 
     private readonly TimeProvider _clock;
     private StringBuilder _output = new();
@@ -647,14 +647,44 @@ internal sealed class Renderer
 
     private Arguments EvaluateArguments(string function, CallArgs args, (string Name, object? Value)? extra = null)
     {
-        var positional = args.Positional.Count == 0 ? [] : args.Positional.Select(Evaluate).ToList();
+        IReadOnlyList<object?> positional = [];
+        if (args.Positional.Count > 0 || args.ExtraPositional is not null)
+        {
+            var list = args.Positional.Select(Evaluate).ToList();
+            if (args.ExtraPositional is not null)
+            {
+                var more = Evaluate(args.ExtraPositional);
+                list.AddRange(PyOps.Iterate(more is Undefined u ? throw u.Fail() : more));
+            }
+
+            positional = list;
+        }
+
         IReadOnlyDictionary<string, object?> keyword = Arguments.NoKeywords;
-        if (args.Keyword.Count > 0 || extra is not null)
+        if (args.Keyword.Count > 0 || args.ExtraKeyword is not null || extra is not null)
         {
             var dict = new Dictionary<string, object?>(StringComparer.Ordinal);
             foreach (var (name, value) in args.Keyword)
             {
                 dict[name] = Evaluate(value);
+            }
+
+            if (args.ExtraKeyword is not null)
+            {
+                var more = Evaluate(args.ExtraKeyword) switch
+                {
+                    Dictionary<string, object?> d => d,
+                    Undefined u => throw u.Fail(),
+                    var other => throw new TemplateRuntimeError(
+                        $"{function}() argument after ** must be a mapping, not {PyOps.TypeName(other)}"),
+                };
+                foreach (var (name, value) in more)
+                {
+                    if (!dict.TryAdd(name, value))
+                    {
+                        throw new TemplateRuntimeError($"{function}() got multiple values for keyword argument '{name}'");
+                    }
+                }
             }
 
             if (extra is { } e)

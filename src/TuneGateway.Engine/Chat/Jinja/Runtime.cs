@@ -176,10 +176,15 @@ internal sealed class LoopContext(IReadOnlyList<object?> items, int depth)
     };
 }
 
-/// <summary>A variable scope; lookups fall back to the parent.</summary>
+/// <summary>
+/// A variable scope; lookups fall back to the parent. Scopes hold few variables (a loop iteration has its target
+/// and <c>loop</c>), so they are kept in small arrays searched linearly rather than in a dictionary.
+/// </summary>
 internal sealed class Scope(Scope? parent)
 {
-    private readonly Dictionary<string, object?> _variables = new(StringComparer.Ordinal);
+    private string[] _names = [];
+    private object?[] _values = [];
+    private int _count;
 
     public Scope? Parent { get; } = parent;
 
@@ -187,8 +192,10 @@ internal sealed class Scope(Scope? parent)
     {
         for (var scope = this; scope is not null; scope = scope.Parent)
         {
-            if (scope._variables.TryGetValue(name, out value))
+            var index = scope.IndexOf(name);
+            if (index >= 0)
             {
+                value = scope._values[index];
                 return true;
             }
         }
@@ -197,7 +204,39 @@ internal sealed class Scope(Scope? parent)
         return false;
     }
 
-    public void Set(string name, object? value) => _variables[name] = value;
+    public void Set(string name, object? value)
+    {
+        var index = IndexOf(name);
+        if (index >= 0)
+        {
+            _values[index] = value;
+            return;
+        }
+
+        if (_count == _names.Length)
+        {
+            var capacity = Math.Max(4, _count * 2);
+            Array.Resize(ref _names, capacity);
+            Array.Resize(ref _values, capacity);
+        }
+
+        _names[_count] = name;
+        _values[_count] = value;
+        _count++;
+    }
+
+    private int IndexOf(string name)
+    {
+        for (var i = 0; i < _count; i++)
+        {
+            if (string.Equals(_names[i], name, StringComparison.Ordinal))
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
 }
 
 /// <summary>Python semantics for the plain .NET values templates work with.</summary>
@@ -211,6 +250,9 @@ internal static class PyOps
 {
     /// <summary>How deeply values may nest when compared, printed or serialised.</summary>
     public const int MaxNesting = 500;
+
+    /// <summary>The longest string (UTF-16 units) or list an operator may build, and the longest output.</summary>
+    public const int MaxLength = 16 * 1024 * 1024;
 
     /// <summary>Python's name for the value's type, as in TypeError messages.</summary>
     public static string TypeName(object? value) => value switch
@@ -469,7 +511,10 @@ internal static class PyOps
     {
         if (op == "~")
         {
-            return PyRepr.Str(a) + PyRepr.Str(b);
+            var left = PyRepr.Str(a);
+            var right = PyRepr.Str(b);
+            CheckLength((long)left.Length + right.Length);
+            return left + right;
         }
 
         if (a is Undefined ua)
@@ -490,10 +535,12 @@ internal static class PyOps
         switch (op)
         {
             case "+" when a is string sa && b is string sb:
+                CheckLength((long)sa.Length + sb.Length);
                 return sa + sb;
             case "+" when a is string:
                 throw new TemplateRuntimeError($"can only concatenate str (not \"{TypeName(b)}\") to str");
             case "+" when a is List<object?> la && b is List<object?> lb:
+                CheckLength((long)la.Count + lb.Count);
                 return la.Concat(lb).ToList();
             case "+" when a is List<object?>:
                 throw new TemplateRuntimeError($"can only concatenate list (not \"{TypeName(b)}\") to list");
@@ -514,17 +561,19 @@ internal static class PyOps
 
     private static bool IsRepeatable(object? value) => value is string or List<object?> or object?[];
 
-    /// <summary>The largest string or list that <c>*</c> may build.</summary>
-    private const long MaxRepeatLength = 16 * 1024 * 1024;
+    private static void CheckLength(long length)
+    {
+        if (length > MaxLength)
+        {
+            throw new TemplateRuntimeError($"the result would be too large ({length} items; at most {MaxLength})");
+        }
+    }
 
     private static object Repeat(object? sequence, long count)
     {
         count = Math.Max(0, count);
-        var unit = Length(sequence);
-        if (unit * count > MaxRepeatLength)
-        {
-            throw new TemplateRuntimeError($"the result of repetition would be too large ({unit * count} items)");
-        }
+        var unit = sequence is string text ? text.Length : Length(sequence);
+        CheckLength(unit * Math.Min(count, MaxLength + 1L));
 
         switch (sequence)
         {
@@ -828,7 +877,7 @@ internal static class PyOps
     /// <summary>CPython's <c>PySlice_AdjustIndices</c>.</summary>
     private static (long Start, long Stop) AdjustSlice(long? start, long? stop, long step, long length)
     {
-        long Clamp(long? value, long forNegativeStep, long forPositiveStep, bool isStart)
+        long Clamp(long? value, long forNegativeStep, long forPositiveStep)
         {
             if (value is null)
             {
@@ -849,11 +898,10 @@ internal static class PyOps
                 v = step < 0 ? length - 1 : length;
             }
 
-            _ = isStart;
             return v;
         }
 
-        return (Clamp(start, length - 1, 0, true), Clamp(stop, -1, length, false));
+        return (Clamp(start, length - 1, 0), Clamp(stop, -1, length));
     }
 
     /// <summary>Calls a callable value.</summary>

@@ -9,6 +9,8 @@ namespace TuneGateway.Engine.Chat.Jinja;
 /// Turns what callers pass (JSON documents, dictionaries, lists, numbers of any width, <see cref="ChatMessage"/>)
 /// into the value model of the interpreter: string, long, double, bool, null, <c>List&lt;object?&gt;</c>,
 /// <c>Dictionary&lt;string, object?&gt;</c>. Everything is copied, so a template can never change the caller's data.
+/// Data nested deeper than <see cref="PyOps.MaxNesting"/> is refused (a <see cref="ChatTemplateException"/>), and a
+/// .NET type outside this model is a programming error (<see cref="ArgumentException"/>).
 /// </summary>
 internal static class ValueConverter
 {
@@ -19,7 +21,7 @@ internal static class ValueConverter
     {
         if (depth > PyOps.MaxNesting)
         {
-            throw new ChatTemplateException($"Chat template input nests more than {PyOps.MaxNesting} levels deep");
+            throw TooDeep();
         }
 
         switch (value)
@@ -29,11 +31,11 @@ internal static class ValueConverter
             case int or short or sbyte or byte or ushort or uint:
                 return System.Convert.ToInt64(value, CultureInfo.InvariantCulture);
             case ulong u:
-                return u <= long.MaxValue ? (long)u : (double)u;
+                return u <= long.MaxValue ? (object)(long)u : (double)u;
             case float f:
                 return (double)f;
             case decimal m:
-                return decimal.Truncate(m) == m && m >= long.MinValue && m <= long.MaxValue ? (long)m : (double)m;
+                return decimal.Truncate(m) == m && m >= long.MinValue && m <= long.MaxValue ? (object)(long)m : (double)m;
             case char c:
                 return c.ToString();
             case JsonElement element:
@@ -64,16 +66,21 @@ internal static class ValueConverter
             case IEnumerable sequence:
                 return sequence.Cast<object?>().Select(item => Convert(item, depth + 1)).ToList();
             default:
-                throw new ChatTemplateException(
-                    $"Chat template input of type {value.GetType().Name} is not supported; use strings, numbers, booleans, lists and dictionaries");
+                throw new ArgumentException(
+                    $"Chat template input of type {value.GetType().Name} is not supported; use strings, numbers, booleans, lists, dictionaries or JSON",
+                    nameof(value));
         }
     }
+
+    private static ChatTemplateException TooDeep() => new(
+        ChatTemplateErrorKind.Render,
+        $"the input (messages, tools or other variables) nests more than {PyOps.MaxNesting} levels deep");
 
     private static object? FromJson(JsonElement element, int depth)
     {
         if (depth > PyOps.MaxNesting)
         {
-            throw new ChatTemplateException($"Chat template input nests more than {PyOps.MaxNesting} levels deep");
+            throw TooDeep();
         }
 
         switch (element.ValueKind)
