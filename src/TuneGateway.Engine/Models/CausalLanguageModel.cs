@@ -215,6 +215,56 @@ public sealed class CausalLanguageModel : IDisposable
         return Logits(x.index_select(0, batch.LogitRows));
     }
 
+    /// <summary>
+    /// Whole sequences without a KV cache, for training and scoring: [B, T] right-padded token
+    /// ids to float32 logits [B, T, vocab]. Autograd flows through <paramref name="delta"/>
+    /// (the base weights stay frozen).
+    /// </summary>
+    public Tensor ForwardSequences(Tensor tokenIds, IProjectionDelta? delta = null)
+    {
+        var c = Config;
+        long batch = tokenIds.shape[0], length = tokenIds.shape[1];
+        if (length > MaxPositions) throw new ArgumentException($"Sequences of {length} tokens exceed the {MaxPositions} positions this model instance was loaded for.");
+        var x = Embed(tokenIds.reshape(-1));                                  // [B*T, H]
+        var positions = torch.arange(length, device: Device).repeat(batch);  // [B*T]
+        var (cos, sin) = _rope.Gather(positions);
+        for (int i = 0; i < _layers.Length; i++)
+        {
+            var layer = _layers[i];
+            var qkv = layer.Qkv.Forward(RmsNorm(x, layer.InputNorm), delta).view(batch * length, c.NumHeads + 2 * c.NumKeyValueHeads, c.HeadDim);
+            var qk = RotaryEmbedding.Apply(qkv.narrow(1, 0, c.NumHeads + c.NumKeyValueHeads), cos, sin);
+            var q = qk.narrow(1, 0, c.NumHeads).view(batch, length, c.NumHeads, c.HeadDim).transpose(1, 2);
+            var k = ExpandKeyValueHeads(qk.narrow(1, c.NumHeads, c.NumKeyValueHeads), batch, length);
+            var v = ExpandKeyValueHeads(qkv.narrow(1, c.NumHeads + c.NumKeyValueHeads, c.NumKeyValueHeads), batch, length);
+            Tensor attention;
+            if (c.SlidingWindow is int window && window < length)
+            {
+                var query = torch.arange(length, device: Device).unsqueeze(1);
+                var key = torch.arange(length, device: Device).unsqueeze(0);
+                var mask = (key <= query).logical_and(key > query - window);
+                attention = torch.nn.functional.scaled_dot_product_attention(q, k, v, mask);
+            }
+            else
+            {
+                attention = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true);
+            }
+            x = x + layer.Output.Forward(attention.transpose(1, 2).reshape(batch * length, c.NumHeads * c.HeadDim), delta);
+            var gateUp = layer.GateUp.Forward(RmsNorm(x, layer.PostAttentionNorm), delta);
+            long inter = c.IntermediateSize;
+            x = x + layer.Down.Forward(torch.nn.functional.silu(gateUp.narrow(1, 0, inter)) * gateUp.narrow(1, inter, inter), delta);
+        }
+        return Logits(x).view(batch, length, c.VocabSize);
+    }
+
+    /// <summary>[B*T, Hkv, D] to [B, Hq, T, D], each key/value head repeated for its query heads.</summary>
+    private Tensor ExpandKeyValueHeads(Tensor kv, long batch, long length)
+    {
+        var c = Config;
+        var shaped = kv.view(batch, length, c.NumKeyValueHeads, c.HeadDim).transpose(1, 2);   // [B, Hkv, T, D]
+        if (c.GroupSize == 1) return shaped;
+        return shaped.unsqueeze(2).expand(batch, c.NumKeyValueHeads, c.GroupSize, length, c.HeadDim).reshape(batch, c.NumHeads, length, c.HeadDim);
+    }
+
     /// <summary>Token embeddings, [N] ids to [N, hidden].</summary>
     public Tensor Embed(Tensor tokenIds) => _embedTokens.index_select(0, tokenIds);
 
