@@ -5,6 +5,7 @@ using TuneGateway.Cli.Commands;
 var root = new RootCommand("tunegw: serve Hugging Face LLMs with hot-swappable LoRA adapters, behind an OpenAI-compatible gateway.")
 {
     GenerateCommand.Create(),
+    TrainCommand.Create(),
     BenchCommand.Create(),
 };
 try

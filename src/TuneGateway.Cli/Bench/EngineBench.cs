@@ -154,23 +154,30 @@ internal static class EngineBench
             }
 
             output.WriteLine($"LoRA on {modelName}: rank {options.LoraRank}, all seven projections, random weights, batch {batch}, {options.NewTokens} new tokens");
-            var table = new BenchTable(output, "case", "decode tok/s", "vs no adapter");
             double Decode(IReadOnlyList<LoraAdapter> used, Func<int, int> rowAdapter)
             {
                 using var set = used.Count > 0 ? new LoraWorkingSet(used, model.LinearGroups.Count, model.Device) : null;
                 return Throughput(model, batch, options.PromptTokens, options.NewTokens, set, rowAdapter).Decode;
             }
 
-            double none = Decode([], _ => -1);
-            table.Row("(a) no adapter", none, 1.0);
-            double one = Decode(adapters.Take(1).ToArray(), _ => 0);
-            table.Row("(b) one adapter", one, one / none);
-            double eight = Decode(adapters.Take(8).ToArray(), i => i % 8);
-            table.Row("(c) 8 adapters mixed", eight, eight / none);
-            double all = Decode(adapters.Take(32).ToArray(), i => i % 32);
-            table.Row("(d) 32 adapters mixed", all, all / none);
-            double swap = MergeAndSwap(model, adapters.Take(8).ToArray(), batch, options.PromptTokens, options.NewTokens);
-            table.Row("(e) merge-and-swap, 8 adapters", swap, swap / none);
+            // Cases are measured in interleaved rounds and reported as medians, so that drift of
+            // the machine's speed during the run (seen on the GPU host) hits every case alike.
+            var cases = new (string Name, Func<double> Run)[]
+            {
+                ("(a) no adapter", () => Decode([], _ => -1)),
+                ("(b) one adapter", () => Decode(adapters.Take(1).ToArray(), _ => 0)),
+                ("(c) 8 adapters mixed", () => Decode(adapters.Take(8).ToArray(), i => i % 8)),
+                ("(d) 32 adapters mixed", () => Decode(adapters.Take(32).ToArray(), i => i % 32)),
+                ("(e) merge-and-swap, 8 adapters", () => MergeAndSwap(model, adapters.Take(8).ToArray(), batch, options.PromptTokens, options.NewTokens)),
+            };
+            var samples = cases.Select(_ => new List<double>()).ToArray();
+            for (int round = 0; round < 3; round++)
+                for (int i = 0; i < cases.Length; i++) samples[i].Add(cases[i].Run());
+            var medians = samples.Select(s => s.Order().ElementAt(s.Count / 2)).ToArray();
+            double none = medians[0], eight = medians[2], all = medians[3], swap = medians[4];
+
+            var table = new BenchTable(output, "case", "decode tok/s (median of 3 rounds)", "vs no adapter");
+            for (int i = 0; i < cases.Length; i++) table.Row(cases[i].Name, medians[i], medians[i] / none);
             output.WriteLine();
             output.WriteLine($"c/a = {eight / none:0.###}, d/a = {all / none:0.###}, c/e = {eight / swap:0.###}");
 

@@ -55,13 +55,15 @@ public sealed class LoraWorkingSet : IDisposable
     public LoraBatch? ForRows(int[] rowAdapter, ScalarType dtype, Device device)
     {
         if (rowAdapter.All(a => a < 0)) return null;
+        // Every row on the only adapter: no mask to apply.
+        if (Adapters.Count == 1 && rowAdapter.All(a => a == 0)) return new LoraBatch(this, new Tensor?[4], masked: false);
         var rows = torch.tensor(rowAdapter.Select(a => (long)a).ToArray(), device: device).unsqueeze(1);
         var masks = new Tensor?[4];
         for (int kind = 0; kind < 4; kind++)
         {
             if (_columnOwner[kind] is { } owner) masks[kind] = rows.eq(owner).to(dtype);
         }
-        return new LoraBatch(this, masks);
+        return new LoraBatch(this, masks, masked: true);
     }
 
     public void Dispose()
@@ -81,18 +83,20 @@ public sealed class LoraBatch : IProjectionDelta
 {
     private readonly LoraWorkingSet _set;
     private readonly Tensor?[] _masks;
+    private readonly bool _masked;
 
-    internal LoraBatch(LoraWorkingSet set, Tensor?[] masks)
+    internal LoraBatch(LoraWorkingSet set, Tensor?[] masks, bool masked)
     {
         _set = set;
         _masks = masks;
+        _masked = masked;
     }
 
     public Tensor Forward(LinearGroup group, Tensor input)
     {
         var aT = _set.AT(group.Index);
         var mask = _masks[(int)group.Kind];
-        if (aT is null || mask is null) return torch.nn.functional.linear(input, group.Weight, group.Bias);
+        if (aT is null || (_masked && mask is null)) return torch.nn.functional.linear(input, group.Weight, group.Bias);
 
         int columns = (int)aT.shape[0];
         if (!ReferenceEquals(group.SpareRowsOwner, _set))
@@ -103,7 +107,8 @@ public sealed class LoraBatch : IProjectionDelta
         }
         var (weight, bias) = group.Extended(columns);
         var both = torch.nn.functional.linear(input, weight, bias);
-        var shrunk = both.narrow(1, group.OutFeatures, columns).mul(mask);
+        var shrunk = both.narrow(1, group.OutFeatures, columns);
+        if (_masked) shrunk = shrunk.mul(mask!);
         return torch.addmm(both.narrow(1, 0, group.OutFeatures), shrunk, _set.B(group.Index)!, beta: 1, alpha: 1);
     }
 }

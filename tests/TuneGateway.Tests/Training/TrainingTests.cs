@@ -163,3 +163,26 @@ internal sealed class SynchronousProgress(Action<TrainingProgress> report) : IPr
 {
     public void Report(TrainingProgress value) => report(value);
 }
+
+/// <summary>An adapter trained by tunegw on a GPU, loaded by HF PEFT as is: the engine serves PEFT's numbers.</summary>
+public class TrainedAdapterInteropTests
+{
+    [Fact]
+    public void TheEngineServesWhatPeftComputesForATunegwTrainedAdapter()
+    {
+        string dir = Path.Combine(Fixtures.Root, "tunegw-trained");
+        var reference = Fixtures.LoadReference(Path.Combine(dir, "reference.json"));
+        using var model = CausalLanguageModel.Load(Fixtures.LlamaTiny, torch.CPU, ScalarType.Float32);
+        using var adapter = LoraAdapter.Load(dir, model, 64, torch.CPU);
+        using var set = new LoraWorkingSet([adapter], model.LinearGroups.Count, torch.CPU);
+        var cases = reference.Cases["trained"];
+        using var runner = new ModelRunner(model, cases.Count, 64);
+        var (logits, ids, logprobs) = LoraParityTests.GreedyMixed(runner, set, cases.Select(c => (c.PromptIds, 0)).ToArray(), 16);
+        for (int i = 0; i < cases.Count; i++)
+        {
+            ParityTests.AssertClose(cases[i].LastLogits, logits[i], $"prompt {i} logits");
+            Assert.Equal(cases[i].GreedyIds, ids[i]);
+            ParityTests.AssertClose(cases[i].GreedyLogprobs, logprobs[i], $"prompt {i} logprobs");
+        }
+    }
+}
