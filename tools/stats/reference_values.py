@@ -225,6 +225,21 @@ def bernoulli_mixture():
         print(f"s={s}, f={f}, p0={p0}, upper={upper}: lnM={bernoulli_log_evalue(s, f, p0, upper)!r}")
 
 
+# --- SRM beta-binomial mixture likelihood ratio (math.lgamma) ------------------------------------
+def srm_log_m(control, candidate, f, k):
+    def log_beta(a, b):
+        return lgamma(a) + lgamma(b) - lgamma(a + b)
+    a, b = k * f, k * (1 - f)
+    return log_beta(candidate + a, control + b) - log_beta(a, b) - candidate * log(f) - control * log(1 - f)
+
+
+def srm():
+    section("SRM ln M, Beta(k f, k (1 - f)) mixture (math.lgamma)")
+    for control, candidate, f, k in [(18200, 1800, 0.1, 1000), (18000, 2000, 0.1, 1000), (9000, 1000, 0.1, 1000),
+                                     (50, 50, 0.5, 1000), (600, 400, 0.5, 100), (0, 0, 0.3, 1000)]:
+        print(f"control={control}, candidate={candidate}, f={f}, k={k}: lnM={srm_log_m(control, candidate, f, k)!r}")
+
+
 if __name__ == "__main__":
     log_gamma()
     erfc_values()
@@ -236,3 +251,4 @@ if __name__ == "__main__":
     psi_values()
     mmd()
     bernoulli_mixture()
+    srm()

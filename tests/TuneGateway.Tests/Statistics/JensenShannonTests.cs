@@ -45,7 +45,7 @@ public class JensenShannonTests
         const int n = 5000;
         const int m = 20000;
         double sum = 0;
-        const int replicates = 100;
+        const int replicates = 50;
         for (int r = 0; r < replicates; r++)
             sum += JensenShannon.Distance(Draw(random, cumulative, m), Draw(random, cumulative, n));
         Approx.Relative(JensenShannon.NoDriftDistance(32, m, n), sum / replicates, 0.1);

@@ -81,7 +81,7 @@ public class MaximumMeanDiscrepancyTests
         for (int i = 0; i < count; i++)
         {
             points[i] = new float[dimension];
-            for (int d = 0; d < dimension; d++) points[i][d] = (float)PopulationStabilityIndexTests.Normal(random) + (d == 0 ? shift : 0);
+            for (int d = 0; d < dimension; d++) points[i][d] = (float)Sampling.Normal(random) + (d == 0 ? shift : 0);
         }
         return points;
     }

@@ -45,13 +45,13 @@ public class PopulationStabilityIndexTests
         // PSI ≈ (1/m + 1/n) χ²_(B-1): mean ≈ 9 (1/20000 + 1/1000) = 0.00945 with B = 10. Over 300
         // replicates the sample mean has a standard error of about 0.00945·√(2/9)/√300 ≈ 3%.
         var random = new Random(7);
-        double[] reference = Enumerable.Range(0, 20000).Select(_ => Normal(random)).ToArray();
+        double[] reference = Enumerable.Range(0, 20000).Select(_ => Sampling.Normal(random)).ToArray();
         Array.Sort(reference);
         double sum = 0;
         const int replicates = 300;
         for (int r = 0; r < replicates; r++)
         {
-            double[] window = Enumerable.Range(0, 1000).Select(_ => Normal(random)).ToArray();
+            double[] window = Enumerable.Range(0, 1000).Select(_ => Sampling.Normal(random)).ToArray();
             sum += PopulationStabilityIndex.ComputeSorted(reference, window).Value;
         }
         double expected = 9 * (1.0 / 20000 + 1.0 / 1000);
@@ -66,12 +66,12 @@ public class PopulationStabilityIndexTests
         // 9 (1/n + 1/m) ≈ 0.0095. A single window's PSI has a standard deviation near 0.03, the mean
         // of 40 windows near 0.005.
         var random = new Random(3);
-        double[] reference = Enumerable.Range(0, 20000).Select(_ => Normal(random)).ToArray();
+        double[] reference = Enumerable.Range(0, 20000).Select(_ => Sampling.Normal(random)).ToArray();
         Array.Sort(reference);
         double sum = 0;
         for (int r = 0; r < 40; r++)
         {
-            double[] shifted = Enumerable.Range(0, 1000).Select(_ => Normal(random) + 0.5).ToArray();
+            double[] shifted = Enumerable.Range(0, 1000).Select(_ => Sampling.Normal(random) + 0.5).ToArray();
             sum += PopulationStabilityIndex.ComputeSorted(reference, shifted).Value;
         }
         Approx.Absolute(0.2377492046862758 + 9 * (1.0 / 1000 + 1.0 / 20000), sum / 40, 0.02);
@@ -83,13 +83,5 @@ public class PopulationStabilityIndexTests
         Assert.Throws<ArgumentOutOfRangeException>(() => PopulationStabilityIndex.Compute([1.0, 2.0], [1.0], bins: 1));
         Assert.Throws<ArgumentException>(() => PopulationStabilityIndex.Compute([], [1.0]));
         Assert.Throws<ArgumentOutOfRangeException>(() => PopulationStabilityIndex.FromProportions([1.0], [1.0], epsilon: 0));
-    }
-
-    internal static double Normal(Random random)
-    {
-        // Box–Muller.
-        double u1 = 1 - random.NextDouble();
-        double u2 = random.NextDouble();
-        return Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2);
     }
 }
