@@ -189,15 +189,20 @@ public static class MaximumMeanDiscrepancy
 
     private static double SquaredDistance(double[] a, double[] b)
     {
-        int width = Vector<double>.Count;
-        var acc = Vector<double>.Zero;
+        double sum = 0;
         int i = 0;
-        for (; i <= a.Length - width; i += width)
+        // SIMD pays off for hidden-state sized vectors (hundreds of dimensions), not for short ones.
+        if (Vector.IsHardwareAccelerated && a.Length >= 64)
         {
-            var diff = new Vector<double>(a, i) - new Vector<double>(b, i);
-            acc += diff * diff;
+            int width = Vector<double>.Count;
+            var acc = Vector<double>.Zero;
+            for (; i <= a.Length - width; i += width)
+            {
+                var diff = new Vector<double>(a, i) - new Vector<double>(b, i);
+                acc += diff * diff;
+            }
+            sum = Vector.Sum(acc);
         }
-        double sum = Vector.Sum(acc);
         for (; i < a.Length; i++)
         {
             double diff = a[i] - b[i];
