@@ -153,8 +153,11 @@ public sealed record DriftReport(IReadOnlyList<NumericDrift> Numeric, TokenDrift
 /// thousand distinct tokens even at 20 000 tokens per window, so a 0.1 threshold would always alarm.
 /// The detector therefore compares the reference's most frequent tokens individually and lumps the
 /// rest (and tokens never seen in the reference) into one bucket. A new vocabulary then shows as
-/// mass moving into that bucket; with 64 buckets, about 20% of a window's tokens moving to new
-/// ids crosses 0.1.</para>
+/// mass moving into that bucket: with 64 buckets over a Zipf-like vocabulary whose top 63 tokens
+/// carry about 60% of the mass, 20% of a window's tokens moving to new ids gives a distance of
+/// about 0.12, 10% about 0.07. Shifts among the individually kept frequent tokens count fully.</para>
+/// <para><b>Thresholds per adapter.</b> One detector can serve every adapter: pass the adapter's
+/// <see cref="DriftThresholds"/> to <see cref="Compare(DriftProfile, DriftWindow, DriftThresholds?)"/>.</para>
 /// </remarks>
 public sealed class DriftDetector
 {
@@ -168,36 +171,43 @@ public sealed class DriftDetector
 
     public DriftDetectorOptions Options => _options;
 
-    /// <summary>Compares <paramref name="current"/> with <paramref name="reference"/>.</summary>
-    public DriftReport Compare(DriftProfile reference, DriftWindow current)
+    /// <summary>
+    /// Compares <paramref name="current"/> with <paramref name="reference"/>, alarming on
+    /// <paramref name="thresholds"/> (the adapter's own) or, if null, on the options' thresholds.
+    /// </summary>
+    public DriftReport Compare(DriftProfile reference, DriftWindow current, DriftThresholds? thresholds = null)
     {
         ArgumentNullException.ThrowIfNull(reference);
         ArgumentNullException.ThrowIfNull(current);
         reference.Check();
-        var thresholds = _options.Thresholds;
+        thresholds ??= _options.Thresholds;
+        thresholds.Validate();
+        if (1.0 / (_options.MmdPermutations + 1) >= thresholds.MmdPValue)
+            throw new ArgumentOutOfRangeException(nameof(thresholds), thresholds.MmdPValue,
+                $"With {_options.MmdPermutations} permutations the smallest MMD p-value is 1/{_options.MmdPermutations + 1}: the MMD threshold {thresholds.MmdPValue} could never be crossed.");
         var alarms = new List<string>();
 
         var numeric = new List<NumericDrift>();
         foreach (var (feature, sketch) in reference.Numeric.OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
-            var drift = CompareNumeric(feature, sketch, current.Numeric.TryGetValue(feature, out var values) ? values : []);
+            var drift = CompareNumeric(feature, sketch, current.Values(feature), thresholds);
             numeric.Add(drift);
             if (drift.PsiAlarm) alarms.Add(Invariant($"psi {feature} = {drift.Psi:G3} > {thresholds.Psi:G3} (n = {drift.CurrentCount})"));
             if (drift.KsAlarm) alarms.Add(Invariant($"ks {feature}: D = {drift.KsStatistic:G3}, p = {drift.KsPValue:G3} < {thresholds.KsPValue:G3} (n = {drift.CurrentCount})"));
         }
 
-        TokenDrift? tokens = reference.Tokens is { } tokenSketch ? CompareTokens(tokenSketch, current) : null;
+        TokenDrift? tokens = reference.Tokens is { } tokenSketch ? CompareTokens(tokenSketch, current, thresholds) : null;
         if (tokens is { Alarm: true })
             alarms.Add(Invariant($"js tokens = {tokens.JsDistance:G3} > {thresholds.JsDistance:G3} ({tokens.CurrentTokens} tokens, noise floor {tokens.NoiseFloor:G3})"));
 
-        EmbeddingDrift? embeddings = reference.Embeddings.Count > 0 ? CompareEmbeddings(reference.Embeddings, current.Embeddings) : null;
+        EmbeddingDrift? embeddings = reference.Embeddings.Count > 0 ? CompareEmbeddings(reference.Embeddings, current.Embeddings, thresholds) : null;
         if (embeddings is { Alarm: true })
             alarms.Add(Invariant($"mmd embeddings: MMD² = {embeddings.Mmd2:G3}, p = {embeddings.PValue:G3} < {thresholds.MmdPValue:G3} (n = {embeddings.CurrentCount})"));
 
         return new DriftReport(numeric, tokens, embeddings, alarms, thresholds);
     }
 
-    private NumericDrift CompareNumeric(string feature, NumericSketch sketch, IReadOnlyList<double> values)
+    private NumericDrift CompareNumeric(string feature, NumericSketch sketch, IReadOnlyList<double> values, DriftThresholds thresholds)
     {
         if (values.Count == 0)
             return new NumericDrift(feature, sketch.Values.Length, 0, null, null, null, _options.KsMethod, false, false, false);
@@ -206,13 +216,12 @@ public sealed class DriftDetector
         Array.Sort(sorted);
         var psi = PopulationStabilityIndex.ComputeSorted(sketch.Values, sorted, _options.PsiBins, _options.PsiEpsilon);
         var ks = KolmogorovSmirnov.TwoSampleSorted(sketch.Values, sorted, _options.KsMethod);
-        var thresholds = _options.Thresholds;
         bool evaluated = sorted.Length >= thresholds.MinNumericSamples;
         return new NumericDrift(feature, sketch.Values.Length, sorted.Length, psi.Value, ks.Statistic, ks.PValue, ks.Method, evaluated,
             evaluated && psi.Value > thresholds.Psi, evaluated && ks.PValue < thresholds.KsPValue);
     }
 
-    private TokenDrift CompareTokens(TokenSketch reference, DriftWindow current)
+    private TokenDrift CompareTokens(TokenSketch reference, DriftWindow current, DriftThresholds thresholds)
     {
         var top = TokenSketch.MostFrequent(reference.Counts, _options.TokenBuckets - 1).ToList();
         int buckets = top.Count + 1;
@@ -236,14 +245,12 @@ public sealed class DriftDetector
             return new TokenDrift(null, buckets, reference.Total, 0, floor, false, false);
 
         double distance = JensenShannon.Distance(referenceBuckets, currentBuckets);
-        var thresholds = _options.Thresholds;
         bool evaluated = floor <= thresholds.JsMaxNoiseFloorFraction * thresholds.JsDistance;
         return new TokenDrift(distance, buckets, reference.Total, current.TokenTotal, floor, evaluated, evaluated && distance > thresholds.JsDistance);
     }
 
-    private EmbeddingDrift CompareEmbeddings(IReadOnlyList<float[]> reference, IReadOnlyList<float[]> window)
+    private EmbeddingDrift CompareEmbeddings(IReadOnlyList<float[]> reference, IReadOnlyList<float[]> window, DriftThresholds thresholds)
     {
-        var thresholds = _options.Thresholds;
         var current = DriftProfile.Subsample(window, _options.MaxEmbeddings, _options.Seed);
         bool evaluated = reference.Count >= thresholds.MinEmbeddings && current.Count >= thresholds.MinEmbeddings;
         if (!evaluated || current.Count < 2 || reference.Count < 2)

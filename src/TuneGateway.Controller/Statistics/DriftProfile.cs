@@ -128,9 +128,10 @@ public sealed record DriftProfile
         options.Validate();
 
         var numeric = new Dictionary<string, NumericSketch>(StringComparer.Ordinal);
-        foreach (var (feature, values) in reference.Numeric)
+        foreach (string feature in reference.Features)
         {
-            if (values.Count > 0) numeric[feature] = NumericSketch.FromValues(values, options.MaxNumericSamples);
+            var values = reference.Values(feature);
+            if (values.Count > 0) numeric[feature] = NumericSketch.FromValues([.. values], options.MaxNumericSamples);
         }
 
         TokenSketch? tokens = reference.TokenTotal > 0 ? TokenSketch.FromCounts(reference.TokenCounts, options.MaxTokens) : null;

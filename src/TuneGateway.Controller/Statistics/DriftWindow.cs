@@ -58,8 +58,11 @@ public sealed class DriftWindow
 
     public int MaxEmbeddings { get; }
 
-    /// <summary>Values per numeric feature, in the order added.</summary>
-    public IReadOnlyDictionary<string, List<double>> Numeric => _numeric;
+    /// <summary>The numeric features with at least one value.</summary>
+    public IReadOnlyCollection<string> Features => _numeric.Keys;
+
+    /// <summary>The values of a numeric feature in the order added (empty if none).</summary>
+    public IReadOnlyList<double> Values(string feature) => _numeric.TryGetValue(feature, out var values) ? values : [];
 
     /// <summary>Token id → count over all added prompts.</summary>
     public IReadOnlyDictionary<int, long> TokenCounts => _tokens;

@@ -67,12 +67,13 @@ public static class JensenShannon
     /// The approximate expected JS distance between two histograms of <paramref name="count1"/> and
     /// <paramref name="count2"/> independent draws from one distribution over
     /// <paramref name="categories"/> categories: √((categories - 1)(1/count1 + 1/count2) / (8 ln 2)).
-    /// A threshold on the distance only means something well above this noise floor.
+    /// A threshold on the distance only means something well above this noise floor. Capped at 1,
+    /// the largest possible distance, which is also the value without data on a side.
     /// </summary>
     public static double NoDriftDistance(int categories, double count1, double count2)
     {
         if (categories < 1) throw new ArgumentOutOfRangeException(nameof(categories));
-        if (!(count1 > 0) || !(count2 > 0)) return double.PositiveInfinity;
+        if (!(count1 > 0) || !(count2 > 0)) return 1;
         double jsd = (categories - 1) * (1 / count1 + 1 / count2) / (8 * Math.Log(2));
         return Math.Sqrt(Math.Min(jsd, 1));
     }

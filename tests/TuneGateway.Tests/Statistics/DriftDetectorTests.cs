@@ -1,3 +1,4 @@
+using System.Text.Json;
 using TuneGateway.Controller.Statistics;
 using Xunit.Abstractions;
 
@@ -103,7 +104,32 @@ public class DriftDetectorTests(ITestOutputHelper output)
         var report = new DriftDetector(Options).Compare(Reference.Value, new DriftWindow());
         Assert.All(report.Numeric, n => Assert.Null(n.Psi));
         Assert.Null(report.Tokens!.JsDistance);
+        Assert.Equal(1, report.Tokens.NoiseFloor);
         Assert.False(report.DriftDetected);
+        // The dashboard gets it as JSON: no NaN or infinity anywhere.
+        Assert.Contains("\"DriftDetected\":false", JsonSerializer.Serialize(report), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void PerAdapterThresholdsOverrideTheDefaults()
+    {
+        var detector = new DriftDetector(Options);
+        var window = new DriftTraffic { LatencyFactor = 1.1 }.Window(new Random(305), WindowSize, maxEmbeddings: 40);
+        var latency = detector.Compare(Reference.Value, window).Numeric.Single(n => n.Feature == DriftFeatures.LatencyMs);
+        double psi = latency.Psi!.Value;
+        double p = latency.KsPValue!.Value;
+
+        // Thresholds on either side of the observed statistics flip the verdicts, nothing else changes.
+        var strict = detector.Compare(Reference.Value, window, new DriftThresholds { Psi = psi / 2, KsPValue = Math.Min(0.5, p * 2) });
+        var lenient = detector.Compare(Reference.Value, window, new DriftThresholds { Psi = psi * 2, KsPValue = p / 2 });
+        var latencyStrict = strict.Numeric.Single(n => n.Feature == DriftFeatures.LatencyMs);
+        var latencyLenient = lenient.Numeric.Single(n => n.Feature == DriftFeatures.LatencyMs);
+        Assert.Equal(psi, latencyStrict.Psi);
+        Assert.Equal(psi, latencyLenient.Psi);
+        Assert.True(latencyStrict.PsiAlarm && latencyStrict.KsAlarm);
+        Assert.False(latencyLenient.PsiAlarm || latencyLenient.KsAlarm);
+        Assert.Equal(psi * 2, lenient.Thresholds.Psi);
+        Assert.Throws<ArgumentOutOfRangeException>(() => detector.Compare(Reference.Value, window, new DriftThresholds { MmdPValue = 0.005 }));
     }
 
     [Fact]

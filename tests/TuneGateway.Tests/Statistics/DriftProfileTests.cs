@@ -48,8 +48,9 @@ public class DriftProfileTests
         var window = new DriftWindow();
         window.Add(new DriftObservation { PromptTokenIds = [1, 2, 2], CompletionLength = 7, LatencyMs = 120.5, MeanTokenLogprob = -0.4, Embedding = [1f, 2f] });
         window.Add(new DriftObservation { PromptTokenIds = [2], PromptLength = 4 });
-        Assert.Equal([3.0, 4.0], window.Numeric[DriftFeatures.PromptLength]);
-        Assert.Equal([7.0], window.Numeric[DriftFeatures.CompletionLength]);
+        Assert.Equal([3.0, 4.0], window.Values(DriftFeatures.PromptLength));
+        Assert.Equal([7.0], window.Values(DriftFeatures.CompletionLength));
+        Assert.Empty(window.Values("unknown"));
         Assert.Equal(3, window.TokenCounts[2]);
         Assert.Equal(4, window.TokenTotal);
         Assert.Single(window.Embeddings);
