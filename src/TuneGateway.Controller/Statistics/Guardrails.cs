@@ -100,9 +100,10 @@ public sealed record GuardrailResult(string Name, double? Observed, double? Limi
 /// within a handful of requests to gross failures (three errors in the first three requests breach
 /// a 2% error-rate limit at α = 0.05).</para>
 /// <para><b>Rates</b> (error, negative feedback): <see cref="RateLimitTest"/>, H₀: rate ≤ limit.</para>
-/// <para><b>Latency quantiles.</b> For any distribution the q-quantile is ≤ L exactly when
-/// P(X &gt; L) ≤ 1 - q. So "p95 ≤ L" is tested as the rate of requests slower than L being at most
-/// 5%, with the same <see cref="RateLimitTest"/>: distribution-free, no density estimate needed.
+/// <para><b>Latency quantiles.</b> For any distribution the q-quantile inf{x : F(x) ≥ q} is ≤ L
+/// exactly when P(X &gt; L) ≤ 1 - q. So "p95 ≤ L" is tested as the rate of requests slower than L
+/// being at most 1 - q (5% for the p95), with the same <see cref="RateLimitTest"/>:
+/// distribution-free, no density estimate needed.
 /// The reported observed p95 is the interpolated sample quantile.</para>
 /// <para><b>Relative rate limits</b> (increase over control at most δ): the two-sided (1 - α)
 /// normal-mixture confidence sequence of <see cref="MixtureSequentialTest"/> for candidate - control;
