@@ -19,7 +19,15 @@ public sealed class RedisServerFixture : IAsyncLifetime
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(20);
     private readonly string _directory = Path.Combine(Path.GetTempPath(), "tunegw-redis-" + Guid.NewGuid().ToString("N"));
     private readonly StringBuilder _output = new();
+    private readonly int? _requestedPort;
     private Process? _process;
+
+    /// <summary>A fixture that picks a free port (xunit creates it).</summary>
+    public RedisServerFixture()
+    {
+    }
+
+    private RedisServerFixture(int port) => _requestedPort = port;
 
     /// <summary>The port the server listens on (fixed for the fixture's lifetime).</summary>
     public int Port { get; private set; }
@@ -34,6 +42,13 @@ public sealed class RedisServerFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         Directory.CreateDirectory(_directory);
+        if (_requestedPort is { } port)
+        {
+            Port = port;
+            await StartAsync();
+            return;
+        }
+
         Exception? last = null;
         for (var attempt = 0; attempt < 5; attempt++)
         {
@@ -50,6 +65,14 @@ public sealed class RedisServerFixture : IAsyncLifetime
         }
 
         throw new InvalidOperationException("Could not start redis-server.", last);
+    }
+
+    /// <summary>Starts a server on a given port (dispose it when done).</summary>
+    public static async Task<RedisServerFixture> StartOnPortAsync(int port)
+    {
+        var server = new RedisServerFixture(port);
+        await server.InitializeAsync();
+        return server;
     }
 
     /// <summary>Starts the server (again) on <see cref="Port"/>, loading what it saved when stopped.</summary>
