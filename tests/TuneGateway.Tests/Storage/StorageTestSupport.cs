@@ -157,6 +157,11 @@ internal sealed class FakeTrafficStore : ITrafficStore
 
     public Task<TrafficRecord?> GetAsync(string id, CancellationToken cancellationToken = default)
     {
+        if (Fail)
+        {
+            throw new IOException("The fake store is failing.");
+        }
+
         lock (_sync)
         {
             var entry = _entries.FirstOrDefault(e => e.Id == id);
