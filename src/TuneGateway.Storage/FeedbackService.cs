@@ -97,15 +97,18 @@ public sealed class FeedbackService : IFeedbackService
 
     private async Task<TrafficRecord?> FindAsync(string id, CancellationToken cancellationToken)
     {
+        // Ask before reading: the writer forgets an id only after the store has it, so an id that is not
+        // pending now is either in the store already or was never logged.
+        var pending = _log?.IsPending(id) ?? false;
         var record = await _store.GetAsync(id, cancellationToken).ConfigureAwait(false);
-        if (record is not null || _log is null || !_log.IsPending(id))
+        if (record is not null || !pending)
         {
             return record;
         }
 
         // The request is still on its way to the store (queued, or spilled during an outage).
         var deadline = _time.GetUtcNow() + _options.FeedbackPendingWait;
-        while (_log.IsPending(id) && _time.GetUtcNow() < deadline)
+        while (_log!.IsPending(id) && _time.GetUtcNow() < deadline)
         {
             await Task.Delay(PendingPollInterval, _time, cancellationToken).ConfigureAwait(false);
         }

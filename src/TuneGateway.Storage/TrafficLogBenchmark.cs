@@ -11,6 +11,9 @@ public sealed record TrafficLogBenchmarkOptions
     /// <summary>Entries to write.</summary>
     public int Entries { get; init; } = 20_000;
 
+    /// <summary>Entries written before timing starts, so that the JIT has settled.</summary>
+    public int WarmupEntries { get; init; } = 2_000;
+
     /// <summary>Writer batch size.</summary>
     public int BatchSize { get; init; } = 256;
 
@@ -69,31 +72,22 @@ public static class TrafficLogBenchmark
         var spill = Path.Combine(Path.GetTempPath(), "tunegw-bench-spill-" + Guid.NewGuid().ToString("N"));
         var logOptions = Options.Create(new TrafficLogOptions
         {
-            QueueCapacity = options.Entries,
+            QueueCapacity = Math.Max(options.Entries, options.WarmupEntries),
             BatchSize = options.BatchSize,
             SpillDirectory = spill,
             WriteTimeout = TimeSpan.FromSeconds(30),
             TrimInterval = TimeSpan.FromHours(1),
             Redaction = new RedactionOptions { Enabled = options.Redact },
         });
-        var entries = CreateEntries(options);
+        var warmup = CreateEntries(options, options.WarmupEntries);
+        var entries = CreateEntries(options, options.Entries);
         try
         {
             using var writer = new TrafficLogWriter(store, logOptions, new TrafficPrivacyPolicy(logOptions));
             await writer.StartAsync(cancellationToken).ConfigureAwait(false);
+            var before = await RecordAllAsync(writer, warmup, writer.GetStatistics(), cancellationToken).ConfigureAwait(false);
             var stopwatch = Stopwatch.StartNew();
-            foreach (var entry in entries)
-            {
-                writer.Record(entry);
-            }
-
-            var statistics = writer.GetStatistics();
-            while (statistics.Written + statistics.Replayed + statistics.Dropped < entries.Count)
-            {
-                await Task.Delay(TimeSpan.FromMilliseconds(2), cancellationToken).ConfigureAwait(false);
-                statistics = writer.GetStatistics();
-            }
-
+            var after = await RecordAllAsync(writer, entries, before, cancellationToken).ConfigureAwait(false);
             stopwatch.Stop();
             await writer.StopAsync(cancellationToken).ConfigureAwait(false);
             return new TrafficLogBenchmarkResult(
@@ -101,8 +95,8 @@ public static class TrafficLogBenchmark
                 entries.Count,
                 options.BatchSize,
                 stopwatch.Elapsed,
-                statistics.Written + statistics.Replayed,
-                statistics.Dropped);
+                after.Written + after.Replayed - before.Written - before.Replayed,
+                after.Dropped - before.Dropped);
         }
         finally
         {
@@ -113,13 +107,36 @@ public static class TrafficLogBenchmark
         }
     }
 
-    private static List<TrafficEntry> CreateEntries(TrafficLogBenchmarkOptions options)
+    /// <summary>Records the entries and waits until the writer has written or dropped all of them.</summary>
+    private static async Task<TrafficLogStatistics> RecordAllAsync(
+        TrafficLogWriter writer,
+        List<TrafficEntry> entries,
+        TrafficLogStatistics before,
+        CancellationToken cancellationToken)
+    {
+        foreach (var entry in entries)
+        {
+            writer.Record(entry);
+        }
+
+        var target = before.Written + before.Replayed + before.Dropped + entries.Count;
+        var statistics = writer.GetStatistics();
+        while (statistics.Written + statistics.Replayed + statistics.Dropped < target)
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(2), cancellationToken).ConfigureAwait(false);
+            statistics = writer.GetStatistics();
+        }
+
+        return statistics;
+    }
+
+    private static List<TrafficEntry> CreateEntries(TrafficLogBenchmarkOptions options, int count)
     {
         var random = new Random(42);
         var run = Guid.NewGuid().ToString("N")[..8];
         var start = DateTimeOffset.UtcNow;
-        var entries = new List<TrafficEntry>(options.Entries);
-        for (var i = 0; i < options.Entries; i++)
+        var entries = new List<TrafficEntry>(count);
+        for (var i = 0; i < count; i++)
         {
             entries.Add(new TrafficEntry
             {
@@ -148,11 +165,18 @@ public static class TrafficLogBenchmark
 
     private static string Text(Random random, int length)
     {
-        string[] words = ["the", "adapter", "answer", "request", "model", "please", "reply", "with", "a", "short", "summary", "of", "call", "me", "at", "555-123-4567", "or", "mail", "user@example.com", "thanks"];
-        var builder = new StringBuilder(length + 16);
+        // Ordinary prose with about one redactable token per hundred words, so redaction has work to do.
+        string[] words =
+        [
+            "the", "adapter", "answer", "request", "model", "please", "reply", "with", "a", "short", "summary", "of",
+            "this", "document", "and", "list", "three", "points", "about", "it", "in", "plain", "English", "for", "our",
+            "customers", "who", "asked", "yesterday", "2024", "version", "1.2.3", "order", "42", "thanks",
+        ];
+        string[] personal = ["555-123-4567", "jane.doe@example.com", "4111 1111 1111 1111", "+44 20 7946 0958"];
+        var builder = new StringBuilder(length + 32);
         while (builder.Length < length)
         {
-            builder.Append(words[random.Next(words.Length)]).Append(' ');
+            builder.Append(random.Next(100) == 0 ? personal[random.Next(personal.Length)] : words[random.Next(words.Length)]).Append(' ');
         }
 
         return builder.ToString(0, length);

@@ -57,7 +57,7 @@ public sealed class FileTrafficStore : ITrafficStore, IDisposable
     /// <inheritdoc />
     public async Task<int> AppendAsync(IReadOnlyList<TrafficEntry> entries, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(entries);
+        TrafficEntry.ThrowIfAnyInvalid(entries, nameof(entries));
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
@@ -122,6 +122,7 @@ public sealed class FileTrafficStore : ITrafficStore, IDisposable
     public async Task<TrafficPage> QueryAsync(TrafficQuery query, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(query);
+        ArgumentException.ThrowIfNullOrEmpty(query.Adapter, nameof(query));
         var after = query.After;
         var limit = query.EffectiveLimit;
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);

@@ -97,6 +97,25 @@ public sealed record TrafficEntry
         return error is null;
     }
 
+    /// <summary>Throws when any entry is invalid (stores call this before writing anything).</summary>
+    /// <exception cref="ArgumentException">An entry is null or invalid.</exception>
+    internal static void ThrowIfAnyInvalid(IReadOnlyList<TrafficEntry> entries, string parameterName)
+    {
+        ArgumentNullException.ThrowIfNull(entries, parameterName);
+        foreach (var entry in entries)
+        {
+            if (entry is null)
+            {
+                throw new ArgumentException("Entries must not be null.", parameterName);
+            }
+
+            if (!entry.IsValid(out var error))
+            {
+                throw new ArgumentException($"Entry '{entry.Id}' is invalid: {error}", parameterName);
+            }
+        }
+    }
+
     /// <summary>Whether <paramref name="name"/> is usable as an id or adapter name (1-256 characters, no control characters).</summary>
     public static bool IsValidName(string? name)
     {

@@ -30,7 +30,7 @@ public sealed partial class Redactor
 
     private const int BuiltInTimeoutMs = 1000;
 
-    private readonly List<(Regex Pattern, MatchEvaluator Evaluator)> _steps = [];
+    private readonly List<(Regex Pattern, MatchEvaluator Evaluator, Func<string, bool> MayMatch)> _steps = [];
 
     /// <summary>Builds a redactor from options.</summary>
     /// <exception cref="ArgumentException">A custom pattern is not a valid regular expression.</exception>
@@ -44,24 +44,24 @@ public sealed partial class Redactor
 
         if (options.Emails)
         {
-            _steps.Add((EmailPattern(), static _ => EmailPlaceholder));
+            _steps.Add((EmailPattern(), static _ => EmailPlaceholder, static text => text.Contains('@', StringComparison.Ordinal)));
         }
 
         if (options.CardNumbers)
         {
-            _steps.Add((CardPattern(), static m => PassesLuhn(m.ValueSpan) ? CardPlaceholder : m.Value));
+            _steps.Add((CardPattern(), static m => PassesLuhn(m.ValueSpan) ? CardPlaceholder : m.Value, HasDigits));
         }
 
         if (options.PhoneNumbers)
         {
-            _steps.Add((PhonePattern(), static m => LooksLikePhone(m.ValueSpan) ? PhonePlaceholder : m.Value));
+            _steps.Add((PhonePattern(), static m => LooksLikePhone(m.ValueSpan) ? PhonePlaceholder : m.Value, HasDigits));
         }
 
         foreach (var rule in options.Rules)
         {
             var regexOptions = RegexOptions.CultureInvariant | (rule.IgnoreCase ? RegexOptions.IgnoreCase : RegexOptions.None);
             var placeholder = rule.Placeholder;
-            _steps.Add((new Regex(rule.Pattern, regexOptions, options.MatchTimeout), _ => placeholder));
+            _steps.Add((new Regex(rule.Pattern, regexOptions, options.MatchTimeout), _ => placeholder, static _ => true));
         }
     }
 
@@ -78,9 +78,13 @@ public sealed partial class Redactor
 
         try
         {
-            foreach (var (pattern, evaluator) in _steps)
+            foreach (var (pattern, evaluator, mayMatch) in _steps)
             {
-                text = pattern.Replace(text, evaluator);
+                // The cheap vectorised pre-checks skip the regex for the common text without '@' or digits.
+                if (mayMatch(text))
+                {
+                    text = pattern.Replace(text, evaluator);
+                }
             }
 
             return text;
@@ -121,6 +125,8 @@ public sealed partial class Redactor
         return digits > 0 && sum % 10 == 0;
     }
 
+    private static bool HasDigits(string text) => text.AsSpan().IndexOfAnyInRange('0', '9') >= 0;
+
     private static bool LooksLikePhone(ReadOnlySpan<char> candidate)
     {
         var digits = 0;
@@ -136,8 +142,9 @@ public sealed partial class Redactor
         return digits is >= 9 and <= 15 || (marked && digits is >= 7 and <= 15);
     }
 
-    // Local part, '@', then dot-separated labels. The labels are separated by a literal dot, so matching is linear.
-    [GeneratedRegex(@"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+", RegexOptions.CultureInvariant, BuiltInTimeoutMs)]
+    // Local part (starting where a run of local-part characters starts, so each run is scanned once), '@',
+    // then dot-separated labels; the labels are separated by a literal dot, so matching is linear.
+    [GeneratedRegex(@"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+", RegexOptions.CultureInvariant, BuiltInTimeoutMs)]
     private static partial Regex EmailPattern();
 
     // 13-19 digits, optionally grouped by single spaces or dashes, not part of a longer number.

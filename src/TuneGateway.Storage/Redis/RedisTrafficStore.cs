@@ -129,7 +129,7 @@ public sealed class RedisTrafficStore : ITrafficStore
     /// <inheritdoc />
     public async Task<int> AppendAsync(IReadOnlyList<TrafficEntry> entries, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(entries);
+        TrafficEntry.ThrowIfAnyInvalid(entries, nameof(entries));
         if (entries.Count == 0)
         {
             return 0;
@@ -193,6 +193,7 @@ public sealed class RedisTrafficStore : ITrafficStore
     public async Task<TrafficPage> QueryAsync(TrafficQuery query, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(query);
+        ArgumentException.ThrowIfNullOrEmpty(query.Adapter, nameof(query));
         var limit = query.EffectiveLimit;
         RedisValue min = query.After is { } after ? $"({after}"
             : query.Since is { } since ? new LogPosition(LogPosition.MillisecondsOf(since), 0).ToString()

@@ -48,6 +48,7 @@ public sealed class TrafficLogWriter : BackgroundService, ITrafficLog
     private Task _trimming = Task.CompletedTask;
     private long _lastDropLogTicks;
     private long _droppedAtLastLog;
+    private int _loopStarted;
 
     /// <summary>Creates the writer; it starts draining when the host starts it.</summary>
     public TrafficLogWriter(
@@ -153,6 +154,13 @@ public sealed class TrafficLogWriter : BackgroundService, ITrafficLog
         _stopped = true;
         _queue.Writer.TryComplete();
         await base.StopAsync(cancellationToken).ConfigureAwait(false);
+
+        // Since .NET 10 the base class starts ExecuteAsync with Task.Run and the stopping token, so a stop
+        // that comes right after the start can cancel it before it runs; then the queue is drained here.
+        if (Interlocked.Exchange(ref _loopStarted, 1) == 0)
+        {
+            await RunAsync(new CancellationToken(canceled: true)).WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
     }
 
     /// <inheritdoc />
@@ -166,7 +174,11 @@ public sealed class TrafficLogWriter : BackgroundService, ITrafficLog
     }
 
     /// <inheritdoc />
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        Interlocked.Exchange(ref _loopStarted, 1) == 0 ? RunAsync(stoppingToken) : Task.CompletedTask;
+
+    /// <summary>The writer loop: runs until the queue is closed and drained.</summary>
+    private async Task RunAsync(CancellationToken stoppingToken)
     {
         await Task.Yield();
         try

@@ -217,6 +217,20 @@ public sealed class TrafficLogWriterTests : IDisposable
     }
 
     [Fact]
+    public async Task StoppingBeforeTheLoopEverRanStillDrainsTheQueue()
+    {
+        var store = new FakeTrafficStore();
+        var options = Options.Create(new TrafficLogOptions { SpillDirectory = Path.Combine(_directory.Path, "spill") });
+        using var writer = new TrafficLogWriter(store, options, new TrafficPrivacyPolicy(options));
+        var ids = Enumerable.Range(0, 300).Select(_ => Entries.NewId()).ToList();
+        ids.ForEach(id => writer.Record(Entries.Minimal(id)));
+
+        await writer.StopAsync(CancellationToken.None);
+
+        Assert.Equal(ids, store.Entries.Select(e => e.Id));
+    }
+
+    [Fact]
     public async Task OptedOutKeysAndInvalidEntriesAreNotLogged()
     {
         var store = new FakeTrafficStore();

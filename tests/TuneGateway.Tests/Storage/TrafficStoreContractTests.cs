@@ -82,6 +82,18 @@ public abstract class TrafficStoreContractTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ABatchWithAnInvalidEntryIsRefusedWhole()
+    {
+        var store = Open(NewOptions());
+        var valid = Entries.Full(Entries.NewId(), "alpha");
+
+        await Assert.ThrowsAsync<ArgumentException>(() => store.AppendAsync([valid, Entries.Minimal("tab\tid", "alpha")]));
+
+        Assert.Null(await store.GetAsync(valid.Id));
+        Assert.Empty((await store.QueryAsync(new TrafficQuery { Adapter = "alpha" })).Items);
+    }
+
+    [Fact]
     public async Task EachAdapterHasItsOwnLog()
     {
         var store = Open(NewOptions());
