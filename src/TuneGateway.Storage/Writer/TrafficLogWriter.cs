@@ -83,8 +83,10 @@ public sealed class TrafficLogWriter : BackgroundService, ITrafficLog
     {
         try
         {
-            if (entry is null || !entry.IsValid(out _))
+            string? error = "the entry is null";
+            if (entry is null || !entry.IsValid(out error))
             {
+                _logger.LogDebug("Rejected a traffic entry: {Error}", error);
                 _metrics.Rejected();
                 return TrafficLogDecision.Rejected;
             }
@@ -205,6 +207,7 @@ public sealed class TrafficLogWriter : BackgroundService, ITrafficLog
                 if (_batch.Count > 0)
                 {
                     await WriteAsync(_batch).ConfigureAwait(false);
+                    _batch.Clear();
                 }
 
                 if (!stoppingToken.IsCancellationRequested)
@@ -215,8 +218,8 @@ public sealed class TrafficLogWriter : BackgroundService, ITrafficLog
             }
             catch (Exception ex)
             {
-                // A bug must not stop the host (an unhandled BackgroundService exception would); the batch is lost and counted.
-                _logger.LogError(ex, "The traffic log writer failed on a batch of {Count} entries; they are dropped.", _batch.Count);
+                // A bug must not stop the host (an unhandled BackgroundService exception would); a batch in hand is lost and counted.
+                _logger.LogError(ex, "The traffic log writer failed; {Count} entries in hand are dropped.", _batch.Count);
                 _metrics.DroppedOther(_batch.Count);
                 Forget(_batch);
             }
@@ -346,6 +349,15 @@ public sealed class TrafficLogWriter : BackgroundService, ITrafficLog
                 return;
             }
 
+            if (chunk.Entries.Count == 0 && chunk.Unreadable == 0)
+            {
+                // The spill claims pending entries but has none to read; stop rather than spin.
+                _spillBroken = true;
+                _logger.LogError("The spill in {Directory} is inconsistent; {Entries} spilled entries are abandoned.", _options.EffectiveSpillDirectory, _spill.PendingEntries);
+                _metrics.DroppedOther((int)Math.Min(int.MaxValue, _spill.PendingEntries));
+                return;
+            }
+
             if (chunk.Entries.Count > 0)
             {
                 try
@@ -389,12 +401,19 @@ public sealed class TrafficLogWriter : BackgroundService, ITrafficLog
     private void StartTrimIfDue()
     {
         var now = _time.GetUtcNow();
-        if (now < _nextTrim || !_trimming.IsCompleted || !StoreReady)
+        if (now < _nextTrim)
         {
             return;
         }
 
+        // Reschedule even when this round is skipped (store down, previous trim still running), so that the
+        // loop does not wake up for it again at once.
         _nextTrim = now + _options.TrimInterval;
+        if (!_trimming.IsCompleted || !StoreReady)
+        {
+            return;
+        }
+
         _trimming = Task.Run(async () =>
         {
             try

@@ -111,7 +111,16 @@ internal sealed class FakeTrafficStore : ITrafficStore
 
     public int AppendCalls;
 
-    public bool IsAvailable => Available;
+    public long AvailabilityChecks;
+
+    public bool IsAvailable
+    {
+        get
+        {
+            Interlocked.Increment(ref AvailabilityChecks);
+            return Available;
+        }
+    }
 
     public IReadOnlyList<TrafficEntry> Entries
     {

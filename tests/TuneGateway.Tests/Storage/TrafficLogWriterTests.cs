@@ -202,6 +202,21 @@ public sealed class TrafficLogWriterTests : IDisposable
     }
 
     [Fact]
+    public async Task AnIdleWriterWithAnUnavailableStoreDoesNotSpin()
+    {
+        var store = new FakeTrafficStore { Available = false };
+        var writer = await StartAsync(store, o => o.TrimInterval = TimeSpan.FromMilliseconds(20));
+        writer.Record(Entries.Minimal(Entries.NewId()));
+        await Eventually.TrueAsync(() => writer.GetStatistics().Spilled == 1, "the entry is spilled");
+        var checks = Interlocked.Read(ref store.AvailabilityChecks);
+
+        // Half a second of idling: a loop that waits checks the store a few dozen times, a spinning one millions.
+        await Task.Delay(TimeSpan.FromMilliseconds(500));
+
+        Assert.InRange(Interlocked.Read(ref store.AvailabilityChecks) - checks, 1, 10_000);
+    }
+
+    [Fact]
     public async Task StoppingDrainsTheQueue()
     {
         var store = new FakeTrafficStore();
