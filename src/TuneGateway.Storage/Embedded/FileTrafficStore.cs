@@ -37,6 +37,7 @@ public sealed class FileTrafficStore : ITrafficStore, IDisposable
     private readonly Dictionary<string, IndexedEntry> _byId = new(StringComparer.Ordinal);
     private FeedbackLog? _feedback;
     private FileStream? _lock;
+    private bool _opened;
     private bool _disposed;
 
     /// <summary>Creates the store; files are opened on first use.</summary>
@@ -332,7 +333,7 @@ public sealed class FileTrafficStore : ITrafficStore, IDisposable
     private void EnsureOpen()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (_feedback is not null)
+        if (_opened)
         {
             return;
         }
@@ -348,6 +349,31 @@ public sealed class FileTrafficStore : ITrafficStore, IDisposable
             throw new IOException($"The traffic store in '{_root}' is in use by another process.", ex);
         }
 
+        try
+        {
+            Load(logsDirectory);
+            _opened = true;
+        }
+        catch
+        {
+            // Leave nothing half-open: the next call starts over.
+            foreach (var log in _logs.Values)
+            {
+                log.Dispose();
+            }
+
+            _logs.Clear();
+            _byId.Clear();
+            _feedback?.Dispose();
+            _feedback = null;
+            _lock.Dispose();
+            _lock = null;
+            throw;
+        }
+    }
+
+    private void Load(string logsDirectory)
+    {
         foreach (var directory in Directory.EnumerateDirectories(logsDirectory).Order(StringComparer.Ordinal))
         {
             var namePath = Path.Combine(directory, "name");
@@ -503,13 +529,13 @@ public sealed class FileTrafficStore : ITrafficStore, IDisposable
         /// <summary>Appends entries (already de-duplicated) and indexes them; all or nothing.</summary>
         public int Append(List<TrafficEntry> entries, long segmentMaxBytes, Dictionary<string, IndexedEntry> byId)
         {
-            var tailBefore = Tail;
+            var tail = Tail;
             var pending = new List<IndexedEntry>(entries.Count);
             var data = new List<byte[]>(entries.Count);
             foreach (var entry in entries)
             {
-                var position = LogPosition.Next(Tail, LogPosition.MillisecondsOf(entry.Timestamp));
-                Tail = position;
+                var position = LogPosition.Next(tail, LogPosition.MillisecondsOf(entry.Timestamp));
+                tail = position;
                 data.Add(JsonSerializer.SerializeToUtf8Bytes(new SegmentLine(position.ToString(), entry), StorageJsonContext.Default.SegmentLine));
                 pending.Add(new IndexedEntry(entry.Id, this, position, 0, 0, 0));
             }
@@ -544,7 +570,6 @@ public sealed class FileTrafficStore : ITrafficStore, IDisposable
             catch
             {
                 // Undo the partial batch so that the files and the index stay consistent.
-                Tail = tailBefore;
                 foreach (var (dataStream, dataLength, indexStream, indexLength) in rollbacks)
                 {
                     try
@@ -561,6 +586,7 @@ public sealed class FileTrafficStore : ITrafficStore, IDisposable
                 throw;
             }
 
+            Tail = tail;
             foreach (var entry in pending)
             {
                 Entries.Add(entry);
