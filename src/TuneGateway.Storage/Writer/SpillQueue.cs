@@ -60,16 +60,14 @@ internal sealed class SpillQueue : IDisposable
                 continue;
             }
 
-            var bytes = File.ReadAllBytes(path);
-            var complete = bytes.AsSpan().LastIndexOf((byte)'\n') + 1;
-            if (complete < bytes.Length)
+            var (entries, complete, length) = CountLines(path);
+            if (complete < length)
             {
-                _logger.LogWarning("Cutting a torn line of {Bytes} bytes off the end of {Path}.", bytes.Length - complete, path);
+                _logger.LogWarning("Cutting a torn line of {Bytes} bytes off the end of {Path}.", length - complete, path);
                 using var stream = new FileStream(path, FileMode.Open, FileAccess.Write);
                 stream.SetLength(complete);
             }
 
-            var entries = bytes.AsSpan(0, complete).Count((byte)'\n');
             if (entries == 0)
             {
                 File.Delete(path);
@@ -249,6 +247,29 @@ internal sealed class SpillQueue : IDisposable
         _writerSegment = _nextSegment++;
         _writer = new FileStream(SegmentPath(_writerSegment), FileMode.Append, FileAccess.Write, FileShare.Read | FileShare.Delete);
         _segments[_writerSegment] = (0, 0);
+    }
+
+    /// <summary>Counts complete lines; returns the count, the length up to the last newline, and the file length.</summary>
+    private static (long Lines, long Complete, long Length) CountLines(string path)
+    {
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
+        var buffer = new byte[64 * 1024];
+        long lines = 0, complete = 0, offset = 0;
+        int read;
+        while ((read = stream.Read(buffer)) > 0)
+        {
+            var chunk = buffer.AsSpan(0, read);
+            var count = chunk.Count((byte)'\n');
+            if (count > 0)
+            {
+                lines += count;
+                complete = offset + chunk.LastIndexOf((byte)'\n') + 1;
+            }
+
+            offset += read;
+        }
+
+        return (lines, complete, offset);
     }
 
     private string SegmentPath(int number) =>
