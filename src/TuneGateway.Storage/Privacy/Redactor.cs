@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text.RegularExpressions;
 
 namespace TuneGateway.Storage;
@@ -30,6 +31,9 @@ public sealed partial class Redactor
 
     private const int BuiltInTimeoutMs = 1000;
 
+    private static readonly SearchValues<char> CardSeparators = SearchValues.Create(" -");
+    private static readonly SearchValues<char> PhoneSeparators = SearchValues.Create(" .-()+");
+
     private readonly List<(Regex Pattern, MatchEvaluator Evaluator, Func<string, bool> MayMatch)> _steps = [];
 
     /// <summary>Builds a redactor from options.</summary>
@@ -49,12 +53,12 @@ public sealed partial class Redactor
 
         if (options.CardNumbers)
         {
-            _steps.Add((CardPattern(), static m => PassesLuhn(m.ValueSpan) ? CardPlaceholder : m.Value, HasDigits));
+            _steps.Add((CardPattern(), static m => PassesLuhn(m.ValueSpan) ? CardPlaceholder : m.Value, static text => HasDigitGroup(text, 13, CardSeparators)));
         }
 
         if (options.PhoneNumbers)
         {
-            _steps.Add((PhonePattern(), static m => LooksLikePhone(m.ValueSpan) ? PhonePlaceholder : m.Value, HasDigits));
+            _steps.Add((PhonePattern(), static m => LooksLikePhone(m.ValueSpan) ? PhonePlaceholder : m.Value, static text => HasDigitGroup(text, 7, PhoneSeparators)));
         }
 
         foreach (var rule in options.Rules)
@@ -125,7 +129,44 @@ public sealed partial class Redactor
         return digits > 0 && sum % 10 == 0;
     }
 
-    private static bool HasDigits(string text) => text.AsSpan().IndexOfAnyInRange('0', '9') >= 0;
+    /// <summary>
+    /// Whether the text has a group of at least <paramref name="minimum"/> digits joined only by separator
+    /// characters: a cheap, conservative test that lets prose without such groups skip a pattern.
+    /// </summary>
+    private static bool HasDigitGroup(string text, int minimum, SearchValues<char> separators)
+    {
+        var span = text.AsSpan();
+        var start = span.IndexOfAnyInRange('0', '9');
+        while (start >= 0)
+        {
+            var digits = 0;
+            var end = start;
+            while (end < span.Length)
+            {
+                var c = span[end];
+                if (char.IsAsciiDigit(c))
+                {
+                    digits++;
+                }
+                else if (!separators.Contains(c))
+                {
+                    break;
+                }
+
+                end++;
+            }
+
+            if (digits >= minimum)
+            {
+                return true;
+            }
+
+            var next = span[end..].IndexOfAnyInRange('0', '9');
+            start = next < 0 ? -1 : end + next;
+        }
+
+        return false;
+    }
 
     private static bool LooksLikePhone(ReadOnlySpan<char> candidate)
     {
