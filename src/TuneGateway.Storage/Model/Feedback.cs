@@ -85,25 +85,32 @@ public sealed record FeedbackInput(
     string? Comment,
     string? ApiKeyId);
 
-/// <summary>Outcome of storing feedback.</summary>
+/// <summary>Outcome of storing feedback (written as <c>created</c>, <c>updated</c>, <c>not_found</c>, … in JSON).</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<FeedbackStatus>))]
 public enum FeedbackStatus
 {
     /// <summary>First feedback for the id was stored.</summary>
+    [JsonStringEnumMemberName("created")]
     Created,
 
     /// <summary>Feedback for the id existed and was replaced.</summary>
+    [JsonStringEnumMemberName("updated")]
     Updated,
 
     /// <summary>No logged request has this id (or it was trimmed, or belongs to another API key).</summary>
+    [JsonStringEnumMemberName("not_found")]
     NotFound,
 
     /// <summary>Accepted but deliberately not stored: the key opted out, or the request was not sampled.</summary>
+    [JsonStringEnumMemberName("not_recorded")]
     NotRecorded,
 
     /// <summary>The request was malformed (see <see cref="FeedbackResult.Error"/>).</summary>
+    [JsonStringEnumMemberName("invalid")]
     Invalid,
 
     /// <summary>The store could not be reached; the client may retry.</summary>
+    [JsonStringEnumMemberName("unavailable")]
     Unavailable,
 }
 

@@ -1,5 +1,7 @@
 using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization;
 
 namespace TuneGateway.Storage;
 
@@ -15,6 +17,7 @@ namespace TuneGateway.Storage;
 /// </remarks>
 /// <param name="Milliseconds">Unix time in milliseconds.</param>
 /// <param name="Sequence">Order among entries in the same millisecond.</param>
+[JsonConverter(typeof(LogPositionJsonConverter))]
 public readonly record struct LogPosition(long Milliseconds, long Sequence) : IComparable<LogPosition>
 {
     /// <summary>The smallest position.</summary>
@@ -84,4 +87,16 @@ public readonly record struct LogPosition(long Milliseconds, long Sequence) : IC
         position = new LogPosition(ms, seq);
         return true;
     }
+}
+
+/// <summary>Writes a <see cref="LogPosition"/> as its <c>ms-seq</c> string (which is also the paging cursor).</summary>
+public sealed class LogPositionJsonConverter : JsonConverter<LogPosition>
+{
+    /// <inheritdoc />
+    public override LogPosition Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+        LogPosition.TryParse(reader.GetString(), out var position) ? position : throw new JsonException("Expected a log position (ms-seq).");
+
+    /// <inheritdoc />
+    public override void Write(Utf8JsonWriter writer, LogPosition value, JsonSerializerOptions options) =>
+        writer.WriteStringValue(value.ToString());
 }
