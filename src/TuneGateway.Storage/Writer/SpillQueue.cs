@@ -26,6 +26,7 @@ internal sealed class SpillQueue : IDisposable
     private readonly ILogger _logger;
     private readonly SortedDictionary<int, (long Length, long Entries)> _segments = [];
     private FileStream? _writer;
+    private FileStream? _lock;
     private int _writerSegment = -1;
     private int _nextSegment = 1;
     private long _headOffset;
@@ -48,10 +49,20 @@ internal sealed class SpillQueue : IDisposable
 
     public bool HasPending => PendingEntries > 0;
 
-    /// <summary>Finds segments left by an earlier run (cutting off a torn last line).</summary>
+    /// <summary>Takes the directory (one process at a time) and finds segments left by an earlier run, cutting off a torn last line.</summary>
+    /// <exception cref="IOException">The directory is unusable or another process spills into it.</exception>
     public void Open()
     {
         Directory.CreateDirectory(_directory);
+        try
+        {
+            _lock = new FileStream(Path.Combine(_directory, ".lock"), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException ex)
+        {
+            throw new IOException($"The spill directory '{_directory}' is in use by another process.", ex);
+        }
+
         foreach (var path in Directory.EnumerateFiles(_directory, Prefix + "*" + Suffix))
         {
             var name = Path.GetFileName(path);
@@ -239,6 +250,8 @@ internal sealed class SpillQueue : IDisposable
     {
         _writer?.Dispose();
         _writer = null;
+        _lock?.Dispose();
+        _lock = null;
     }
 
     private void StartSegment()

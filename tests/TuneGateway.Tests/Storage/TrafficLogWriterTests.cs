@@ -217,6 +217,21 @@ public sealed class TrafficLogWriterTests : IDisposable
     }
 
     [Fact]
+    public async Task ASecondWriterOnTheSameSpillDirectoryDropsInsteadOfCorruptingIt()
+    {
+        var first = await StartAsync(new FakeTrafficStore { Available = false });
+        first.Record(Entries.Full(Entries.NewId()));
+        await Eventually.TrueAsync(() => first.GetStatistics().Spilled == 1, "the first writer spills");
+
+        var second = await StartAsync(new FakeTrafficStore { Available = false });
+        second.Record(Entries.Full(Entries.NewId()));
+
+        await Eventually.TrueAsync(() => second.GetStatistics().DroppedSpillFull == 1, "the second writer drops");
+        Assert.Equal(0, second.GetStatistics().Spilled);
+        Assert.Equal(1, first.GetStatistics().QueuedInSpill);
+    }
+
+    [Fact]
     public async Task StoppingDrainsTheQueue()
     {
         var store = new FakeTrafficStore();
