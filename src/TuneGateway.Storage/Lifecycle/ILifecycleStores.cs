@@ -1,0 +1,127 @@
+using System.Text.Json;
+
+namespace TuneGateway.Storage.Lifecycle;
+
+/// <summary>Adapter names, versions with states and lineage, and the audit trail of every change.</summary>
+public interface IAdapterRegistry
+{
+    /// <summary>Next version name for an adapter ("v1", "v2", ...), allocated atomically across replicas.</summary>
+    Task<string> AllocateVersionAsync(string adapter, CancellationToken cancellationToken = default);
+
+    /// <summary>Registers a version (usually as Candidate); audited. Throws if it exists.</summary>
+    Task<RegisteredVersion> RegisterAsync(RegisteredVersion version, string actor, string reason, CancellationToken cancellationToken = default);
+
+    Task<RegisteredVersion?> GetAsync(string adapter, string version, CancellationToken cancellationToken = default);
+
+    /// <summary>All versions of an adapter, oldest first.</summary>
+    Task<IReadOnlyList<RegisteredVersion>> ListVersionsAsync(string adapter, CancellationToken cancellationToken = default);
+
+    Task<IReadOnlyList<string>> ListAdaptersAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Moves a version to <paramref name="to"/> atomically, if its current state is one of
+    /// <paramref name="expectedFrom"/> (any state when null); otherwise throws
+    /// <see cref="StateConflictException"/>. Appends an audit event in the same operation.
+    /// </summary>
+    Task<RegisteredVersion> TransitionAsync(string adapter, string version, VersionState to, string actor, string reason,
+        IReadOnlyCollection<VersionState>? expectedFrom = null, JsonElement? details = null, CancellationToken cancellationToken = default);
+
+    /// <summary>Attaches evaluation results to a version; audited.</summary>
+    Task<RegisteredVersion> SetEvaluationAsync(string adapter, string version, JsonElement evaluation, string actor, CancellationToken cancellationToken = default);
+
+    /// <summary>Appends an audit event for actions that are not version transitions (alias changes, approvals, pipeline edits).</summary>
+    Task<AuditEvent> AppendAuditAsync(AuditEvent auditEvent, CancellationToken cancellationToken = default);
+
+    /// <summary>Audit events, newest last, optionally for one adapter, after a sequence number.</summary>
+    Task<IReadOnlyList<AuditEvent>> GetAuditAsync(string? adapter = null, long afterSequence = 0, int limit = 100, CancellationToken cancellationToken = default);
+}
+
+/// <summary>
+/// Alias routes (weighted A/B arms). Gateways read them on every request from a local cache that
+/// <see cref="WatchAsync"/> keeps fresh: a change made on any replica reaches every gateway within a second.
+/// </summary>
+public interface IAliasStore
+{
+    Task<AliasRoute?> GetAsync(string alias, CancellationToken cancellationToken = default);
+
+    Task<IReadOnlyList<AliasRoute>> ListAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Replaces an alias's arms (weights must be non-negative and sum to 1 within 1e-6). With
+    /// <paramref name="expectedRevision"/>, fails with <see cref="StateConflictException"/> if the
+    /// route changed since it was read. Audited by the caller through the registry.
+    /// </summary>
+    Task<AliasRoute> SetAsync(string alias, IReadOnlyList<AliasArm> arms, string actor, long? expectedRevision = null, CancellationToken cancellationToken = default);
+
+    Task<bool> DeleteAsync(string alias, string actor, CancellationToken cancellationToken = default);
+
+    /// <summary>Every route as it changes (first the current ones), until cancelled.</summary>
+    IAsyncEnumerable<AliasRoute> WatchAsync(CancellationToken cancellationToken);
+}
+
+/// <summary>Pipeline definitions, their paused flag, and revisions.</summary>
+public interface IPipelineStore
+{
+    Task<PipelineRecord?> GetAsync(string adapter, CancellationToken cancellationToken = default);
+
+    Task<IReadOnlyList<PipelineRecord>> ListAsync(CancellationToken cancellationToken = default);
+
+    Task<PipelineRecord> UpsertAsync(string adapter, JsonElement definition, string actor, long? expectedRevision = null, CancellationToken cancellationToken = default);
+
+    Task<PipelineRecord> SetPausedAsync(string adapter, bool paused, string actor, CancellationToken cancellationToken = default);
+
+    Task<bool> DeleteAsync(string adapter, string actor, CancellationToken cancellationToken = default);
+
+    /// <summary>Small per-pipeline state the controller keeps between runs (cursors, last fire time, canary analysis state), by key.</summary>
+    Task<JsonElement?> GetStateAsync(string adapter, string key, CancellationToken cancellationToken = default);
+
+    Task SetStateAsync(string adapter, string key, JsonElement value, CancellationToken cancellationToken = default);
+}
+
+/// <summary>Pending promotions and rollbacks that wait for an operator.</summary>
+public interface IApprovalStore
+{
+    /// <summary>Creates a pending approval, or returns the pending one for the same adapter, version and action.</summary>
+    Task<Approval> RequestAsync(string adapter, string version, string action, JsonElement? evidence, CancellationToken cancellationToken = default);
+
+    Task<Approval?> GetAsync(string id, CancellationToken cancellationToken = default);
+
+    Task<IReadOnlyList<Approval>> ListAsync(ApprovalStatus? status = ApprovalStatus.Pending, string? adapter = null, CancellationToken cancellationToken = default);
+
+    /// <summary>Resolves a pending approval exactly once (a second resolve throws <see cref="StateConflictException"/>).</summary>
+    Task<Approval> ResolveAsync(string id, bool approve, string actor, string? comment, CancellationToken cancellationToken = default);
+}
+
+/// <summary>History of pipeline runs and their steps.</summary>
+public interface IJobHistory
+{
+    /// <summary>Adds or updates the record of (RunId, Step).</summary>
+    Task RecordAsync(JobRun run, CancellationToken cancellationToken = default);
+
+    /// <summary>Newest first.</summary>
+    Task<IReadOnlyList<JobRun>> ListAsync(string? adapter = null, int limit = 100, CancellationToken cancellationToken = default);
+}
+
+/// <summary>
+/// Named leases with fencing tokens, so that with several controller replicas each scheduled
+/// firing runs once, and a replica that lost its lease cannot act on stale authority.
+/// </summary>
+public interface ILeaseManager
+{
+    /// <summary>Grants the lease if free or expired (or already held by <paramref name="owner"/>); null if another owner holds it.</summary>
+    Task<LeaseGrant?> TryAcquireAsync(string name, string owner, TimeSpan ttl, CancellationToken cancellationToken = default);
+
+    /// <summary>Extends a held lease; false if it was lost (expired and taken, or released).</summary>
+    Task<bool> RenewAsync(LeaseGrant lease, TimeSpan ttl, CancellationToken cancellationToken = default);
+
+    Task ReleaseAsync(LeaseGrant lease, CancellationToken cancellationToken = default);
+
+    /// <summary>True while <paramref name="lease"/> is still the newest grant of its name (checks the fencing token).</summary>
+    Task<bool> IsCurrentAsync(LeaseGrant lease, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Claims one firing of a schedule (e.g. "pipeline:support-bot:2026-11-23T10:00Z"): true for
+    /// exactly one caller across replicas; remembered for <paramref name="retention"/>.
+    /// </summary>
+    Task<bool> TryClaimOnceAsync(string key, string owner, TimeSpan retention, CancellationToken cancellationToken = default);
+}

@@ -1,0 +1,145 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace TuneGateway.Storage.Lifecycle;
+
+/// <summary>Where a version of an adapter is in its life.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<VersionState>))]
+public enum VersionState
+{
+    /// <summary>Trained, waiting for (or failing) evaluation.</summary>
+    Candidate,
+    /// <summary>Receiving a share of traffic in an A/B test against production.</summary>
+    Canary,
+    /// <summary>Serving the alias.</summary>
+    Production,
+    /// <summary>Was production, replaced by a newer version.</summary>
+    Retired,
+    /// <summary>Stopped by the offline gate, an operator, or a failed step.</summary>
+    Rejected,
+    /// <summary>Stopped while in canary (guardrail, worse results) or after promotion by an operator.</summary>
+    RolledBack,
+}
+
+/// <summary>
+/// One version of a named adapter with its lineage: where its weights are, what it was trained
+/// from and how, and how it evaluated. The concrete model name served by workers is
+/// <c>{Adapter}@{Version}</c>.
+/// </summary>
+public sealed record RegisteredVersion
+{
+    public required string Adapter { get; init; }
+    public required string Version { get; init; }
+    public VersionState State { get; init; } = VersionState.Candidate;
+    /// <summary>Directory holding adapter_config.json and adapter_model.safetensors.</summary>
+    public required string ArtifactPath { get; init; }
+    /// <summary>SHA-256 (hex) of adapter_model.safetensors, verified before serving.</summary>
+    public required string Sha256 { get; init; }
+    public string? ParentVersion { get; init; }
+    public string? DatasetId { get; init; }
+    public string? DatasetSha256 { get; init; }
+    public required string BaseModel { get; init; }
+    public string? BaseModelSha256 { get; init; }
+    public JsonElement? TrainingConfig { get; init; }
+    public JsonElement? TrainingReport { get; init; }
+    public JsonElement? Evaluation { get; init; }
+    public string? StateReason { get; init; }
+    public DateTimeOffset CreatedAt { get; init; }
+    public DateTimeOffset UpdatedAt { get; init; }
+
+    [JsonIgnore] public string ModelName => $"{Adapter}@{Version}";
+}
+
+/// <summary>One entry of the audit trail: who did what to which adapter or version, when and why.</summary>
+public sealed record AuditEvent
+{
+    /// <summary>Assigned by the store, increasing.</summary>
+    public long Sequence { get; init; }
+    public DateTimeOffset At { get; init; }
+    public required string Actor { get; init; }
+    /// <summary>e.g. "register", "transition", "alias.set", "approval.resolve", "pipeline.update", "pipeline.pause".</summary>
+    public required string Action { get; init; }
+    public required string Adapter { get; init; }
+    public string? Version { get; init; }
+    public string? From { get; init; }
+    public string? To { get; init; }
+    public string? Reason { get; init; }
+    public JsonElement? Details { get; init; }
+}
+
+/// <summary>A transition was refused because the version was not in an expected state (a concurrent change won).</summary>
+public sealed class StateConflictException(string message) : Exception(message);
+
+/// <summary>One arm of an alias: a concrete version and its share of the alias's traffic.</summary>
+public sealed record AliasArm(string Model, double Weight, string Arm);
+
+/// <summary>
+/// What a client-facing name resolves to: weighted arms (weights sum to 1), e.g.
+/// support-bot → support-bot@v3 0.9 (control), support-bot@v4 0.1 (candidate).
+/// </summary>
+public sealed record AliasRoute
+{
+    public required string Alias { get; init; }
+    public required IReadOnlyList<AliasArm> Arms { get; init; }
+    /// <summary>Increases with every change; SetAsync can require the revision it read.</summary>
+    public long Revision { get; init; }
+    public DateTimeOffset UpdatedAt { get; init; }
+    public string? UpdatedBy { get; init; }
+}
+
+/// <summary>A promotion waiting for an operator.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<ApprovalStatus>))]
+public enum ApprovalStatus
+{
+    Pending,
+    Approved,
+    Rejected,
+    Expired,
+}
+
+public sealed record Approval
+{
+    public required string Id { get; init; }
+    public required string Adapter { get; init; }
+    public required string Version { get; init; }
+    /// <summary>"promote" or "rollback".</summary>
+    public required string Action { get; init; }
+    public ApprovalStatus Status { get; init; } = ApprovalStatus.Pending;
+    /// <summary>Why it is asked for: the canary verdict, evaluation, etc.</summary>
+    public JsonElement? Evidence { get; init; }
+    public DateTimeOffset CreatedAt { get; init; }
+    public string? ResolvedBy { get; init; }
+    public DateTimeOffset? ResolvedAt { get; init; }
+    public string? Comment { get; init; }
+}
+
+/// <summary>A pipeline's definition as MLOps set it (the JSON document is the controller's; the store keeps it).</summary>
+public sealed record PipelineRecord
+{
+    public required string Adapter { get; init; }
+    public required JsonElement Definition { get; init; }
+    public bool Paused { get; init; }
+    public long Revision { get; init; }
+    public DateTimeOffset UpdatedAt { get; init; }
+    public string? UpdatedBy { get; init; }
+}
+
+/// <summary>One step of one pipeline run, for the job history.</summary>
+public sealed record JobRun
+{
+    public required string RunId { get; init; }
+    public required string Adapter { get; init; }
+    /// <summary>curate, train, evaluate, canary, decide, promote, rollback, drift.</summary>
+    public required string Step { get; init; }
+    /// <summary>running, succeeded, failed, skipped, waiting.</summary>
+    public required string Status { get; init; }
+    public DateTimeOffset StartedAt { get; init; }
+    public DateTimeOffset? FinishedAt { get; init; }
+    public string? Trigger { get; init; }
+    public string? Version { get; init; }
+    public string? Message { get; init; }
+    public JsonElement? Details { get; init; }
+}
+
+/// <summary>A held lease; <see cref="Token"/> increases with every grant (a fencing token).</summary>
+public sealed record LeaseGrant(string Name, string Owner, long Token, DateTimeOffset ExpiresAt);
