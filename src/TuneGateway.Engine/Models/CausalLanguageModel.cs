@@ -220,7 +220,24 @@ public sealed class CausalLanguageModel : IDisposable
     /// ids to float32 logits [B, T, vocab]. Autograd flows through <paramref name="delta"/>
     /// (the base weights stay frozen).
     /// </summary>
-    public Tensor ForwardSequences(Tensor tokenIds, IProjectionDelta? delta = null)
+    public Tensor ForwardSequences(Tensor tokenIds, IProjectionDelta? delta = null) =>
+        Logits(HiddenStates(tokenIds, delta)).view(tokenIds.shape[0], tokenIds.shape[1], Config.VocabSize);
+
+    /// <summary>
+    /// Mean-pooled final hidden states (after the last norm) of whole sequences, [B, hidden]:
+    /// the base model's embedding of a text, used to watch for semantic drift. Positions where
+    /// <paramref name="mask"/> is false (padding) are left out of the mean.
+    /// </summary>
+    public Tensor MeanPooledHiddenStates(Tensor tokenIds, Tensor mask)
+    {
+        long batch = tokenIds.shape[0], length = tokenIds.shape[1];
+        var hidden = RmsNorm(HiddenStates(tokenIds, null), _finalNorm).view(batch, length, Config.HiddenSize).to(ScalarType.Float32);
+        var weights = mask.to(ScalarType.Float32).unsqueeze(-1);
+        return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1);
+    }
+
+    /// <summary>Hidden states before the final norm, [B*T, hidden].</summary>
+    private Tensor HiddenStates(Tensor tokenIds, IProjectionDelta? delta)
     {
         var c = Config;
         long batch = tokenIds.shape[0], length = tokenIds.shape[1];
@@ -253,7 +270,7 @@ public sealed class CausalLanguageModel : IDisposable
             long inter = c.IntermediateSize;
             x = x + layer.Down.Forward(torch.nn.functional.silu(gateUp.narrow(1, 0, inter)) * gateUp.narrow(1, inter, inter), delta);
         }
-        return Logits(x).view(batch, length, c.VocabSize);
+        return x;
     }
 
     /// <summary>[B*T, Hkv, D] to [B, Hq, T, D], each key/value head repeated for its query heads.</summary>

@@ -1,0 +1,190 @@
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using TuneGateway.Controller.Pipelines;
+using TuneGateway.Controller.Statistics;
+using TuneGateway.Storage.Lifecycle;
+
+namespace TuneGateway.Controller;
+
+/// <summary>The canary in progress for an adapter, kept in the pipeline store between checks.</summary>
+public sealed record CanaryState
+{
+    public required string Candidate { get; init; }
+    public required string Control { get; init; }
+    public required double Share { get; init; }
+    public required DateTimeOffset StartedAt { get; init; }
+    public string? RunId { get; init; }
+    public CanaryAnalysisState Analysis { get; init; } = CanaryAnalysisState.Initial;
+    /// <summary>Set when the canary won and an operator's approval was requested.</summary>
+    public string? ApprovalId { get; init; }
+    public CanaryVerdict? LastVerdict { get; init; }
+}
+
+/// <summary>
+/// Every state change of adapters and their routing, for the pipelines, the operator API and
+/// the CLI: promote, roll back, start and end canaries, resolve approvals. Each action moves
+/// registry states with compare-and-set, flips alias weights, and leaves an audit event naming
+/// the actor and the reason. Production is only ever changed here.
+/// </summary>
+public sealed class LifecycleManager(IAdapterRegistry registry, IAliasStore aliases, IPipelineStore pipelines, IApprovalStore approvals,
+    ILogger<LifecycleManager> logger, TimeProvider? time = null)
+{
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
+    internal const string CanaryKey = "canary";
+    internal static readonly JsonSerializerOptions Json = PipelineDefinition.Json;
+
+    public IAdapterRegistry Registry => registry;
+    public IAliasStore Aliases => aliases;
+    public IApprovalStore Approvals => approvals;
+    public IPipelineStore Pipelines => pipelines;
+
+    public async Task<RegisteredVersion?> ProductionAsync(string adapter, CancellationToken cancellationToken = default) =>
+        (await registry.ListVersionsAsync(adapter, cancellationToken).ConfigureAwait(false)).LastOrDefault(v => v.State == VersionState.Production);
+
+    public async Task<CanaryState?> CanaryAsync(string adapter, CancellationToken cancellationToken = default)
+    {
+        var state = await pipelines.GetStateAsync(adapter, CanaryKey, cancellationToken).ConfigureAwait(false);
+        return state is { ValueKind: JsonValueKind.Object } s ? s.Deserialize<CanaryState>(Json) : null;
+    }
+
+    internal Task SaveCanaryAsync(string adapter, CanaryState? state, CancellationToken cancellationToken) =>
+        pipelines.SetStateAsync(adapter, CanaryKey, state is null ? JsonSerializer.SerializeToElement<object?>(null) : JsonSerializer.SerializeToElement(state, Json), cancellationToken);
+
+    /// <summary>Makes <paramref name="version"/> serve the whole alias; the previous production version is retired.</summary>
+    public async Task<RegisteredVersion> PromoteAsync(string adapter, string version, string actor, string reason, CancellationToken cancellationToken = default)
+    {
+        var target = await registry.GetAsync(adapter, version, cancellationToken).ConfigureAwait(false)
+            ?? throw new KeyNotFoundException($"Adapter '{adapter}' has no version '{version}'.");
+        if (target.State is VersionState.Production) return target;
+        var previous = await ProductionAsync(adapter, cancellationToken).ConfigureAwait(false);
+
+        // Routing first: once the alias points at the new version, states follow.
+        await SetRouteAsync(adapter, [new AliasArm(target.ModelName, 1.0, "production")], actor, reason, cancellationToken).ConfigureAwait(false);
+        var promoted = await registry.TransitionAsync(adapter, version, VersionState.Production, actor, reason,
+            [VersionState.Candidate, VersionState.Canary, VersionState.Retired, VersionState.RolledBack], cancellationToken: cancellationToken).ConfigureAwait(false);
+        if (previous is not null && previous.Version != version)
+            await registry.TransitionAsync(adapter, previous.Version, VersionState.Retired, actor, $"replaced by {version}: {reason}", [VersionState.Production], cancellationToken: cancellationToken).ConfigureAwait(false);
+
+        var canary = await CanaryAsync(adapter, cancellationToken).ConfigureAwait(false);
+        if (canary is not null)
+        {
+            if (canary.Candidate != version)
+                await TryTransitionAsync(adapter, canary.Candidate, VersionState.Rejected, actor, $"canary ended: {version} was promoted", cancellationToken).ConfigureAwait(false);
+            await SaveCanaryAsync(adapter, null, cancellationToken).ConfigureAwait(false);
+        }
+        await ExpirePendingApprovalsAsync(adapter, actor, cancellationToken).ConfigureAwait(false);
+        logger.LogInformation("{Adapter}@{Version} promoted to production by {Actor}: {Reason}", adapter, version, actor, reason);
+        return promoted;
+    }
+
+    /// <summary>
+    /// During a canary: all traffic back to the control version, the candidate marked rolled back.
+    /// Otherwise: production rolled back to <paramref name="toVersion"/> (default: the most recent
+    /// retired version).
+    /// </summary>
+    public async Task<RegisteredVersion> RollbackAsync(string adapter, string? toVersion, string actor, string reason, CancellationToken cancellationToken = default)
+    {
+        var canary = await CanaryAsync(adapter, cancellationToken).ConfigureAwait(false);
+        if (canary is not null && (toVersion is null || toVersion == canary.Control))
+        {
+            var control = await registry.GetAsync(adapter, canary.Control, cancellationToken).ConfigureAwait(false)
+                ?? throw new KeyNotFoundException($"Adapter '{adapter}' has no version '{canary.Control}'.");
+            await SetRouteAsync(adapter, [new AliasArm(control.ModelName, 1.0, "production")], actor, reason, cancellationToken).ConfigureAwait(false);
+            await TryTransitionAsync(adapter, canary.Candidate, VersionState.RolledBack, actor, reason, cancellationToken).ConfigureAwait(false);
+            await SaveCanaryAsync(adapter, null, cancellationToken).ConfigureAwait(false);
+            await ExpirePendingApprovalsAsync(adapter, actor, cancellationToken).ConfigureAwait(false);
+            logger.LogWarning("{Adapter}: canary of {Candidate} rolled back to {Control} by {Actor}: {Reason}", adapter, canary.Candidate, canary.Control, actor, reason);
+            return control;
+        }
+
+        var versions = await registry.ListVersionsAsync(adapter, cancellationToken).ConfigureAwait(false);
+        var current = versions.LastOrDefault(v => v.State == VersionState.Production);
+        var target = toVersion is not null
+            ? versions.FirstOrDefault(v => v.Version == toVersion) ?? throw new KeyNotFoundException($"Adapter '{adapter}' has no version '{toVersion}'.")
+            : versions.Where(v => v.State == VersionState.Retired).MaxBy(v => v.UpdatedAt)
+              ?? throw new InvalidOperationException($"Adapter '{adapter}' has no retired version to roll back to; name one.");
+        if (current is not null && current.Version == target.Version) return current;
+
+        await SetRouteAsync(adapter, [new AliasArm(target.ModelName, 1.0, "production")], actor, reason, cancellationToken).ConfigureAwait(false);
+        var restored = await registry.TransitionAsync(adapter, target.Version, VersionState.Production, actor, reason, cancellationToken: cancellationToken).ConfigureAwait(false);
+        if (current is not null)
+            await registry.TransitionAsync(adapter, current.Version, VersionState.RolledBack, actor, reason, [VersionState.Production], cancellationToken: cancellationToken).ConfigureAwait(false);
+        if (canary is not null)
+        {
+            await TryTransitionAsync(adapter, canary.Candidate, VersionState.RolledBack, actor, reason, cancellationToken).ConfigureAwait(false);
+            await SaveCanaryAsync(adapter, null, cancellationToken).ConfigureAwait(false);
+        }
+        logger.LogWarning("{Adapter}: rolled back to {Version} by {Actor}: {Reason}", adapter, target.Version, actor, reason);
+        return restored;
+    }
+
+    /// <summary>Sends <paramref name="share"/> of the alias's traffic to the candidate, the rest to production.</summary>
+    public async Task<CanaryState> StartCanaryAsync(string adapter, string candidate, double share, string? runId, string actor, CancellationToken cancellationToken = default)
+    {
+        if (share is <= 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(share), "The canary share must be in (0, 1).");
+        if (await CanaryAsync(adapter, cancellationToken).ConfigureAwait(false) is { } running)
+            throw new InvalidOperationException($"Adapter '{adapter}' already has {running.Candidate} in canary.");
+        var production = await ProductionAsync(adapter, cancellationToken).ConfigureAwait(false)
+            ?? throw new InvalidOperationException($"Adapter '{adapter}' has no production version to compare against; promote one first.");
+        var version = await registry.GetAsync(adapter, candidate, cancellationToken).ConfigureAwait(false)
+            ?? throw new KeyNotFoundException($"Adapter '{adapter}' has no version '{candidate}'.");
+
+        await registry.TransitionAsync(adapter, candidate, VersionState.Canary, actor, $"canary at {share:P0} of traffic", [VersionState.Candidate], cancellationToken: cancellationToken).ConfigureAwait(false);
+        var state = new CanaryState { Candidate = candidate, Control = production.Version, Share = share, StartedAt = _time.GetUtcNow(), RunId = runId };
+        await SaveCanaryAsync(adapter, state, cancellationToken).ConfigureAwait(false);
+        await SetRouteAsync(adapter, [new AliasArm(production.ModelName, 1 - share, "control"), new AliasArm(version.ModelName, share, "candidate")],
+            actor, $"canary of {candidate}", cancellationToken).ConfigureAwait(false);
+        logger.LogInformation("{Adapter}: canary of {Candidate} at {Share:P0} against {Control}", adapter, candidate, share, production.Version);
+        return state;
+    }
+
+    /// <summary>Approves (promotes) or rejects (rolls back) a pending approval.</summary>
+    public async Task<Approval> ResolveApprovalAsync(string id, bool approve, string actor, string? comment, CancellationToken cancellationToken = default)
+    {
+        var approval = await approvals.ResolveAsync(id, approve, actor, comment, cancellationToken).ConfigureAwait(false);
+        string reason = $"{(approve ? "approved" : "rejected")} by {actor}" + (string.IsNullOrWhiteSpace(comment) ? "" : $": {comment}");
+        await registry.AppendAuditAsync(new AuditEvent
+        {
+            Actor = actor, Action = "approval.resolve", Adapter = approval.Adapter, Version = approval.Version,
+            To = approve ? "approved" : "rejected", Reason = comment,
+        }, cancellationToken).ConfigureAwait(false);
+        bool promote = approval.Action == "promote";
+        if (approve == promote) await PromoteAsync(approval.Adapter, approval.Version, actor, reason, cancellationToken).ConfigureAwait(false);
+        else await RollbackAsync(approval.Adapter, null, actor, reason, cancellationToken).ConfigureAwait(false);
+        return approval;
+    }
+
+    private async Task SetRouteAsync(string adapter, IReadOnlyList<AliasArm> arms, string actor, string reason, CancellationToken cancellationToken)
+    {
+        var before = await aliases.GetAsync(adapter, cancellationToken).ConfigureAwait(false);
+        await aliases.SetAsync(adapter, arms, actor, cancellationToken: cancellationToken).ConfigureAwait(false);
+        await registry.AppendAuditAsync(new AuditEvent
+        {
+            Actor = actor, Action = "alias.set", Adapter = adapter,
+            From = before is null ? null : Describe(before.Arms), To = Describe(arms), Reason = reason,
+        }, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static string Describe(IReadOnlyList<AliasArm> arms) => string.Join(", ", arms.Select(a => $"{a.Model} {a.Weight:P0} ({a.Arm})"));
+
+    private async Task TryTransitionAsync(string adapter, string version, VersionState to, string actor, string reason, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await registry.TransitionAsync(adapter, version, to, actor, reason, [VersionState.Candidate, VersionState.Canary], cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+        catch (StateConflictException ex)
+        {
+            logger.LogInformation("{Adapter}@{Version} not moved to {State}: {Message}", adapter, version, to, ex.Message);
+        }
+    }
+
+    private async Task ExpirePendingApprovalsAsync(string adapter, string actor, CancellationToken cancellationToken)
+    {
+        foreach (var pending in await approvals.ListAsync(ApprovalStatus.Pending, adapter, cancellationToken).ConfigureAwait(false))
+        {
+            try { await approvals.ResolveAsync(pending.Id, false, actor, "superseded", cancellationToken).ConfigureAwait(false); }
+            catch (StateConflictException) { }
+        }
+    }
+}

@@ -1,0 +1,193 @@
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using TuneGateway.Storage.Lifecycle;
+using TuneGateway.Training;
+
+namespace TuneGateway.Controller.Pipelines;
+
+/// <summary>Where the controller finds the base model, artifacts, and what it may use.</summary>
+public sealed record ControllerOptions
+{
+    /// <summary>The base model every adapter of this deployment is trained on.</summary>
+    public required string BaseModelDirectory { get; init; }
+    /// <summary>Shared artifact volume: adapters under {root}/{adapter}/{version}, datasets under {root}/{adapter}/datasets/{run}.</summary>
+    public required string ArtifactDirectory { get; init; }
+    /// <summary>Device for training runs (auto, cpu, cuda, cuda:N).</summary>
+    public string TrainingDevice { get; init; } = "auto";
+    /// <summary>Concurrent evaluation requests.</summary>
+    public int EvaluationParallelism { get; init; } = 4;
+    /// <summary>Identifies this replica in leases and audit events.</summary>
+    public string Instance { get; init; } = $"{Environment.MachineName}:{Environment.ProcessId}";
+}
+
+/// <summary>Puts a trained adapter where workers find it ({root}/{adapter}/{version}), atomically, with its checksum.</summary>
+public interface IArtifactPublisher
+{
+    Task<(string Path, string Sha256)> PublishAsync(string sourceDirectory, string adapter, string version, CancellationToken cancellationToken);
+}
+
+/// <summary>The outcome of one pipeline run.</summary>
+public sealed record PipelineRunResult(string RunId, string Outcome, string? Candidate, string Message);
+
+/// <summary>
+/// One run of a pipeline: curate → train → evaluate (offline gate) → start the canary. Every
+/// step is recorded in the job history; a failed step marks the candidate (if any) rejected with
+/// the reason and leaves production untouched. The canary itself is then watched by
+/// <see cref="CanaryMonitor"/>.
+/// </summary>
+public sealed class PipelineRunner(
+    ControllerOptions options,
+    LifecycleManager lifecycle,
+    IJobHistory history,
+    IArtifactPublisher artifacts,
+    Curator curator,
+    ITrainer trainer,
+    ICompletionClient completions,
+    ILogger<PipelineRunner> logger,
+    TimeProvider? time = null)
+{
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
+    private const string Actor = "pipeline";
+
+    public async Task<PipelineRunResult> RunAsync(PipelineDefinition pipeline, string trigger, CancellationToken cancellationToken)
+    {
+        string adapter = pipeline.Adapter;
+        string runId = $"{_time.GetUtcNow():yyyyMMddTHHmmss}-{Guid.NewGuid().ToString("N")[..6]}";
+        var registry = lifecycle.Registry;
+
+        if (await lifecycle.CanaryAsync(adapter, cancellationToken).ConfigureAwait(false) is { } canary)
+            return await SkipAsync(runId, adapter, trigger, $"{canary.Candidate} is still in canary; a new candidate waits for its decision.", cancellationToken).ConfigureAwait(false);
+        var production = await lifecycle.ProductionAsync(adapter, cancellationToken).ConfigureAwait(false);
+
+        // 1. Curate.
+        var curateStep = await BeginAsync(runId, adapter, "curate", trigger, null, cancellationToken).ConfigureAwait(false);
+        CuratedDataset data;
+        string datasetDirectory = Path.Combine(options.ArtifactDirectory, adapter, "datasets", runId);
+        try
+        {
+            var parent = production?.DatasetId is { } parentDataset
+                ? Curator.ReadJsonLines(Path.Combine(options.ArtifactDirectory, adapter, "datasets", parentDataset, "train.jsonl"))
+                    .Concat(Curator.ReadJsonLines(Path.Combine(options.ArtifactDirectory, adapter, "datasets", parentDataset, "validation.jsonl"))).ToArray()
+                : [];
+            data = await curator.CurateAsync(pipeline, parent, _time.GetUtcNow(), cancellationToken).ConfigureAwait(false);
+            if (data.Count < pipeline.Data.MinExamples || data.Train.Count == 0 || data.Holdout.Count == 0)
+            {
+                await EndAsync(curateStep, "skipped", $"{data.Count} examples curated ({data.Train.Count} train, {data.Holdout.Count} hold-out); the pipeline needs {pipeline.Data.MinExamples}.",
+                    data.Stats, cancellationToken).ConfigureAwait(false);
+                return new PipelineRunResult(runId, "skipped", null, "not enough data");
+            }
+            Curator.WriteJsonLines(Path.Combine(datasetDirectory, "train.jsonl"), data.Train);
+            Curator.WriteJsonLines(Path.Combine(datasetDirectory, "validation.jsonl"), data.Validation);
+            Curator.WriteJsonLines(Path.Combine(datasetDirectory, "holdout.jsonl"), data.Holdout);
+            await EndAsync(curateStep, "succeeded", $"{data.Train.Count} train, {data.Validation.Count} validation, {data.Holdout.Count} hold-out examples", data.Stats, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            await EndAsync(curateStep, "failed", ex.Message, null, cancellationToken).ConfigureAwait(false);
+            return new PipelineRunResult(runId, "failed", null, $"curation failed: {ex.Message}");
+        }
+
+        // 2. Train (a separate process) and register the candidate.
+        var trainStep = await BeginAsync(runId, adapter, "train", trigger, null, cancellationToken).ConfigureAwait(false);
+        RegisteredVersion candidate;
+        string workDirectory = Path.Combine(datasetDirectory, "training");
+        try
+        {
+            var report = await trainer.TrainAsync(new TrainRequest(options.BaseModelDirectory, Path.Combine(datasetDirectory, "train.jsonl"),
+                data.Validation.Count > 0 ? Path.Combine(datasetDirectory, "validation.jsonl") : null, workDirectory,
+                pipeline.Training with { ValidationSplit = data.Validation.Count > 0 ? 0 : pipeline.Training.ValidationSplit },
+                options.TrainingDevice), cancellationToken).ConfigureAwait(false);
+
+            string version = await registry.AllocateVersionAsync(adapter, cancellationToken).ConfigureAwait(false);
+            var published = await artifacts.PublishAsync(workDirectory, adapter, version, cancellationToken).ConfigureAwait(false);
+            candidate = await registry.RegisterAsync(new RegisteredVersion
+            {
+                Adapter = adapter,
+                Version = version,
+                ArtifactPath = published.Path,
+                Sha256 = published.Sha256,
+                ParentVersion = production?.Version,
+                DatasetId = runId,
+                DatasetSha256 = report.DataSha256,
+                BaseModel = options.BaseModelDirectory,
+                TrainingConfig = JsonSerializer.SerializeToElement(pipeline.Training, PipelineDefinition.Json),
+                TrainingReport = JsonSerializer.SerializeToElement(new
+                {
+                    report.TrainExamples, report.ValidationExamples, report.BestEpoch, report.BestValidationLoss, report.EpochsRun, report.Stopped, report.Seconds,
+                    FinalLoss = report.Steps.LastOrDefault()?.Loss,
+                }, PipelineDefinition.Json),
+            }, Actor, $"trained by run {runId} ({trigger})", cancellationToken).ConfigureAwait(false);
+            await EndAsync(trainStep, "succeeded", $"{candidate.ModelName}: {report.Stopped}, best validation loss {report.BestValidationLoss:F4}", null, cancellationToken, candidate.Version).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            await EndAsync(trainStep, "failed", ex.Message, null, cancellationToken).ConfigureAwait(false);
+            return new PipelineRunResult(runId, "failed", null, $"training failed: {ex.Message}");
+        }
+
+        // 3. Offline gate.
+        var evaluateStep = await BeginAsync(runId, adapter, "evaluate", trigger, candidate.Version, cancellationToken).ConfigureAwait(false);
+        GateResult gate;
+        try
+        {
+            var golden = pipeline.Evaluation.GoldenSet is { } goldenPath ? Curator.ReadJsonLines(goldenPath) : [];
+            gate = await Evaluator.GateAsync(completions, candidate.ModelName, production?.ModelName, data.Holdout, golden, pipeline.Evaluation,
+                options.EvaluationParallelism, cancellationToken).ConfigureAwait(false);
+            await registry.SetEvaluationAsync(adapter, candidate.Version, JsonSerializer.SerializeToElement(gate, PipelineDefinition.Json), Actor, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            await EndAsync(evaluateStep, "failed", ex.Message, null, cancellationToken, candidate.Version).ConfigureAwait(false);
+            await registry.TransitionAsync(adapter, candidate.Version, VersionState.Rejected, Actor, $"evaluation failed: {ex.Message}", [VersionState.Candidate], cancellationToken: cancellationToken).ConfigureAwait(false);
+            return new PipelineRunResult(runId, "failed", candidate.Version, $"evaluation failed: {ex.Message}");
+        }
+        if (!gate.Passed)
+        {
+            await EndAsync(evaluateStep, "failed", $"offline gate: {gate.Reason}", gate, cancellationToken, candidate.Version).ConfigureAwait(false);
+            await registry.TransitionAsync(adapter, candidate.Version, VersionState.Rejected, Actor, $"offline gate: {gate.Reason}", [VersionState.Candidate], cancellationToken: cancellationToken).ConfigureAwait(false);
+            logger.LogInformation("{Adapter}@{Version} rejected by the offline gate: {Reason}", adapter, candidate.Version, gate.Reason);
+            return new PipelineRunResult(runId, "rejected", candidate.Version, gate.Reason);
+        }
+        await EndAsync(evaluateStep, "succeeded", gate.Reason, gate, cancellationToken, candidate.Version).ConfigureAwait(false);
+
+        // 4. Canary (or straight to production when nothing serves yet).
+        var canaryStep = await BeginAsync(runId, adapter, "canary", trigger, candidate.Version, cancellationToken).ConfigureAwait(false);
+        if (production is null)
+        {
+            await lifecycle.PromoteAsync(adapter, candidate.Version, Actor, $"first version; offline gate: {gate.Reason}", cancellationToken).ConfigureAwait(false);
+            await EndAsync(canaryStep, "skipped", "no production version to compare against: promoted directly", null, cancellationToken, candidate.Version).ConfigureAwait(false);
+            return new PipelineRunResult(runId, "promoted", candidate.Version, "first version promoted");
+        }
+        await lifecycle.StartCanaryAsync(adapter, candidate.Version, pipeline.Canary.Settings.CandidateTrafficShare, runId, Actor, cancellationToken).ConfigureAwait(false);
+        await EndAsync(canaryStep, "running", $"{pipeline.Canary.Settings.CandidateTrafficShare:P0} of traffic to {candidate.ModelName}", null, cancellationToken, candidate.Version).ConfigureAwait(false);
+        return new PipelineRunResult(runId, "canary", candidate.Version, gate.Reason);
+    }
+
+    private async Task<PipelineRunResult> SkipAsync(string runId, string adapter, string trigger, string message, CancellationToken cancellationToken)
+    {
+        var step = await BeginAsync(runId, adapter, "curate", trigger, null, cancellationToken).ConfigureAwait(false);
+        await EndAsync(step, "skipped", message, null, cancellationToken).ConfigureAwait(false);
+        return new PipelineRunResult(runId, "skipped", null, message);
+    }
+
+    private async Task<JobRun> BeginAsync(string runId, string adapter, string step, string trigger, string? version, CancellationToken cancellationToken)
+    {
+        var run = new JobRun { RunId = runId, Adapter = adapter, Step = step, Status = "running", StartedAt = _time.GetUtcNow(), Trigger = trigger, Version = version };
+        await history.RecordAsync(run, cancellationToken).ConfigureAwait(false);
+        logger.LogInformation("{Adapter} run {RunId}: {Step} started ({Trigger})", adapter, runId, step, trigger);
+        return run;
+    }
+
+    private async Task EndAsync(JobRun run, string status, string message, object? details, CancellationToken cancellationToken, string? version = null)
+    {
+        await history.RecordAsync(run with
+        {
+            Status = status,
+            FinishedAt = status == "running" ? null : _time.GetUtcNow(),
+            Message = message,
+            Version = version ?? run.Version,
+            Details = details is null ? null : JsonSerializer.SerializeToElement(details, details.GetType(), PipelineDefinition.Json),
+        }, CancellationToken.None).ConfigureAwait(false);
+        logger.LogInformation("{Adapter} run {RunId}: {Step} {Status}: {Message}", run.Adapter, run.RunId, run.Step, status, message);
+    }
+}
