@@ -108,6 +108,8 @@ public static class ServerHost
         builder.Logging.AddFilter("Yarp", LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Logging.AddFilter("System.Net.Http.HttpClient", LogLevel.Warning);
+        // Authentication pulls in data protection, which nothing here uses (API keys, no cookies).
+        builder.Logging.AddFilter("Microsoft.AspNetCore.DataProtection", LogLevel.Error);
         settings.ConfigureLogging?.Invoke(builder.Logging);
 
         var fromConfig = builder.Configuration.GetSection("TuneGateway:ApiKeys").Get<List<ApiKeyEntry>>() ?? [];

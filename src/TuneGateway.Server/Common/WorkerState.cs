@@ -14,6 +14,8 @@ public sealed record WorkerState
     /// <summary>The served base model's id; empty while the model is loading.</summary>
     public string BaseModel { get; init; } = "";
     public bool Ready { get; init; }
+    /// <summary>Longest prompt + completion the worker accepts.</summary>
+    public int MaxModelLen { get; init; }
     /// <summary>Adapters whose weights are on the compute device now.</summary>
     public IReadOnlyList<string> ResidentAdapters { get; init; } = [];
     /// <summary>Every adapter name the worker has registered (device, host memory or still on disk).</summary>

@@ -110,9 +110,9 @@ public static class GatewayEndpoints
         long now = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         foreach (var state in registry.All.Select(w => w.State).Where(s => s is { Ready: true }))
         {
-            cards.TryAdd(state!.BaseModel, new ModelCard(state.BaseModel, "model", now, "tunegw", state.BaseModel, null, null));
+            cards.TryAdd(state!.BaseModel, new ModelCard(state.BaseModel, "model", now, "tunegw", state.BaseModel, null, state.MaxModelLen));
             foreach (string adapter in state.LoadedAdapters.Concat(state.ResidentAdapters))
-                cards.TryAdd(adapter, new ModelCard(adapter, "model", now, "tunegw", adapter, state.BaseModel, null));
+                cards.TryAdd(adapter, new ModelCard(adapter, "model", now, "tunegw", adapter, state.BaseModel, state.MaxModelLen));
         }
         foreach (var alias in aliases.All)
             cards.TryAdd(alias.Name, new ModelCard(alias.Name, "model", alias.UpdatedAt.ToUnixTimeSeconds(), "tunegw", alias.Versions[0].Model, alias.BaseModel, null));

@@ -45,13 +45,8 @@ public sealed class GatewayProxyMiddleware(RequestDelegate next, AliasResolver a
         if (observer is not NullRequestObserver)
         {
             clientBody = context.Response.Body;
-            capture = new ObservingResponseStream(clientBody, start);
+            capture = new ObservingResponseStream(clientBody, context.Response, start);
             context.Response.Body = capture;
-            context.Response.OnStarting(() =>
-            {
-                capture.IsEventStream = context.Response.ContentType?.StartsWith("text/event-stream", StringComparison.OrdinalIgnoreCase) == true;
-                return Task.CompletedTask;
-            });
         }
 
         var proxy = context.GetReverseProxyFeature();

@@ -66,7 +66,7 @@ public sealed record ProxiedExchange
 /// proxy flushes it), while a copy of what matters is taken on the side: SSE chunks are parsed as
 /// they pass, a JSON answer is kept (up to a cap) and parsed at the end.
 /// </summary>
-internal sealed class ObservingResponseStream(Stream inner, long startTimestamp) : Stream
+internal sealed class ObservingResponseStream(Stream inner, Microsoft.AspNetCore.Http.HttpResponse response, long startTimestamp) : Stream
 {
     private const int MaxCaptured = 4 << 20;
     private readonly Sse.Parser _sse = new();
@@ -74,7 +74,10 @@ internal sealed class ObservingResponseStream(Stream inner, long startTimestamp)
     private readonly SortedDictionary<int, StringBuilder> _texts = [];
     private readonly SortedDictionary<int, string?> _finish = [];
 
-    public bool IsEventStream { get; set; }
+    private bool? _isEventStream;
+
+    /// <summary>The response is an event stream (decided by its content type when the first byte passes).</summary>
+    public bool IsEventStream => _isEventStream ??= response.ContentType?.StartsWith("text/event-stream", StringComparison.OrdinalIgnoreCase) == true;
     public TimeSpan? FirstByte { get; private set; }
     public TimeSpan? FirstToken { get; private set; }
     public int? PromptTokens { get; private set; }

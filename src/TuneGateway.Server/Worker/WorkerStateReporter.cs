@@ -41,7 +41,8 @@ public sealed class HttpWorkerStateSink(HttpClient http, string gatewayUrl, stri
 /// batch, KV cache), at most ten times a second, and as a heartbeat otherwise; withdraws the worker
 /// on shutdown.
 /// </summary>
-public sealed class WorkerStateReporter(EngineHost host, WorkerStatus status, WorkerOptions options, IWorkerStateSink sink, ILogger<WorkerStateReporter> logger)
+public sealed class WorkerStateReporter(EngineHost host, WorkerStatus status, WorkerOptions options, IWorkerStateSink sink, IHostApplicationLifetime lifetime,
+    ILogger<WorkerStateReporter> logger)
     : BackgroundService
 {
     private static readonly TimeSpan MinInterval = TimeSpan.FromMilliseconds(100);
@@ -51,6 +52,10 @@ public sealed class WorkerStateReporter(EngineHost host, WorkerStatus status, Wo
     {
         try
         {
+            // Report once listening (the advertised URL may be a port picked at bind time) and loaded.
+            var started = new TaskCompletionSource();
+            using (lifetime.ApplicationStarted.Register(() => started.TrySetResult()))
+                await started.Task.WaitAsync(stoppingToken).ConfigureAwait(false);
             await host.Loaded.WaitAsync(stoppingToken).ConfigureAwait(false);
         }
         catch (OperationCanceledException)

@@ -72,6 +72,7 @@ public sealed class WorkerStatus
             Url = Url,
             BaseModel = engine.ModelId,
             Ready = _host.IsReady,
+            MaxModelLen = engine.MaxModelLength,
             ResidentAdapters = adapters.Where(a => a.Residency == AdapterResidency.Device).Select(a => a.Name).ToArray(),
             LoadedAdapters = adapters.Select(a => a.Name).ToArray(),
             MaxLoras = maxLoras,
