@@ -111,7 +111,7 @@ internal static class ServerTestHost
 }
 
 /// <summary>A <c>tunegw worker</c> child process on a loopback port.</summary>
-internal sealed class WorkerProcess : IDisposable
+public sealed class WorkerProcess : IDisposable
 {
     private readonly Process _process;
     private readonly ConcurrentQueue<string> _output = new();
