@@ -76,19 +76,13 @@ public static class ServerHost
     /// </summary>
     public static WebApplication CreateServe(WorkerOptions worker, GatewayOptions gateway, HostSettings settings, IAliasStore? aliases = null, IRequestObserver? observer = null)
     {
-        string? internalKey = null;
-        var configuredKeys = settings.ApiKeys;
-        if (configuredKeys.Count > 0 || HasConfiguredKeys())
-        {
-            internalKey = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
-            configuredKeys = [.. configuredKeys, new ApiKeyEntry { Name = "internal", Key = internalKey, Roles = [Roles.Admin] }];
-        }
-        var builder = CreateBuilder(settings with { ApiKeys = configuredKeys }, "tunegw", out var keys);
+        string internalKey = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
+        var builder = CreateBuilder(settings, "tunegw", out var keys, internalKey);
         worker = worker with { PathPrefix = InProcessWorkerPrefix };
         AddWorker(builder.Services, worker);
         builder.Services.AddSingleton<IWorkerStateSink, InProcessStateSink>();
         builder.Services.AddHostedService<WorkerStateReporter>();
-        AddGateway(builder.Services, gateway with { WorkerKey = internalKey ?? gateway.WorkerKey }, aliases, observer);
+        AddGateway(builder.Services, gateway with { WorkerKey = keys.IsOpen ? gateway.WorkerKey : internalKey }, aliases, observer);
         var app = builder.Build();
         UseCommon(app, keys, "server");
         app.MapWorkerApi(InProcessWorkerPrefix);
@@ -97,10 +91,8 @@ public static class ServerHost
         return app;
     }
 
-    private static bool HasConfiguredKeys() =>
-        !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("TuneGateway__ApiKeys__0__Key")) || !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("TuneGateway__ApiKeys__0__Sha256"));
-
-    private static WebApplicationBuilder CreateBuilder(HostSettings settings, string serviceName, out ApiKeyStore keys)
+    /// <param name="internalKey">serve's key for its internal hop: added (as admin) only when other keys are configured.</param>
+    private static WebApplicationBuilder CreateBuilder(HostSettings settings, string serviceName, out ApiKeyStore keys, string? internalKey = null)
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [] });
         builder.WebHost.UseUrls([.. settings.Urls]);
@@ -113,7 +105,9 @@ public static class ServerHost
         settings.ConfigureLogging?.Invoke(builder.Logging);
 
         var fromConfig = builder.Configuration.GetSection("TuneGateway:ApiKeys").Get<List<ApiKeyEntry>>() ?? [];
-        keys = new ApiKeyStore([.. settings.ApiKeys, .. fromConfig]);
+        List<ApiKeyEntry> entries = [.. settings.ApiKeys, .. fromConfig];
+        if (internalKey is not null && entries.Count > 0) entries.Add(new ApiKeyEntry { Name = "internal", Key = internalKey, Roles = [Roles.Admin] });
+        keys = new ApiKeyStore(entries);
         builder.Services.AddApiKeyAuth(keys);
         builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
         builder.Services.ConfigureHttpJsonOptions(o =>
