@@ -96,6 +96,7 @@ public sealed record AliasAssignment(string Alias, string Model, string? BaseMod
 public sealed class AliasResolver(IAliasStore store, GatewayOptions options, ILogger<AliasResolver> logger) : BackgroundService
 {
     private readonly Lock _lock = new();
+    private long _changes;
     private volatile IReadOnlyDictionary<string, AliasConfig> _aliases = new Dictionary<string, AliasConfig>(StringComparer.Ordinal);
 
     public bool IsAlias(string name) => _aliases.ContainsKey(name);
@@ -151,13 +152,20 @@ public sealed class AliasResolver(IAliasStore store, GatewayOptions options, ILo
             if (change.Config is null) next.Remove(change.Name);
             else next[change.Name] = change.Config;
             _aliases = next;
+            _changes++;
         }
     }
 
     private async Task RefreshAsync(CancellationToken cancellationToken)
     {
+        long seen;
+        lock (_lock) seen = _changes;
         var all = await store.ListAsync(cancellationToken).ConfigureAwait(false);
-        lock (_lock) _aliases = all.ToDictionary(a => a.Name, StringComparer.Ordinal);
+        lock (_lock)
+        {
+            // A change event that arrived while listing is newer than the list: keep it (the next refresh reconciles).
+            if (_changes == seen) _aliases = all.ToDictionary(a => a.Name, StringComparer.Ordinal);
+        }
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
