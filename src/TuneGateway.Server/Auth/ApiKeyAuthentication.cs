@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Security.Claims;
 using System.Text.Encodings.Web;
 using System.Threading.RateLimiting;
@@ -156,6 +155,4 @@ public static class AuthSetup
         else
             logger.LogInformation("{Count} API key(s) configured", keys.Count);
     }
-
-    internal static string Seconds(TimeSpan span) => Math.Max(1, (int)Math.Ceiling(span.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
 }
