@@ -4,6 +4,9 @@ using TuneGateway.Cli.Commands;
 
 var root = new RootCommand("tunegw: serve Hugging Face LLMs with hot-swappable LoRA adapters, behind an OpenAI-compatible gateway.")
 {
+    ServeCommand.Create(),
+    WorkerCommand.Create(),
+    GatewayCommand.Create(),
     GenerateCommand.Create(),
     TrainCommand.Create(),
     BenchCommand.Create(),

@@ -19,11 +19,12 @@ internal static class BenchCommand
         var promptTokens = new Option<int?>("--prompt-tokens") { Description = "Prompt length (default: 128 on GPU, 32 on CPU)." };
         var newTokens = new Option<int?>("--new-tokens") { Description = "Tokens to decode per sequence (default: 128 on GPU, 8 on CPU)." };
         var loraRank = new Option<int>("--lora-rank") { Description = "Rank of the random adapters.", DefaultValueFactory = _ => 16 };
-        var suites = new Option<string>("--suites") { Description = "Comma-separated: engine, lora.", DefaultValueFactory = _ => "engine,lora" };
+        var suites = new Option<string>("--suites") { Description = "Comma-separated: engine, lora, gateway.", DefaultValueFactory = _ => "engine,lora" };
+        var gatewayClients = new Option<string>("--gateway-clients") { Description = "Gateway suite: comma-separated numbers of concurrent clients.", DefaultValueFactory = _ => "1,64" };
 
         var command = new Command("bench", "Measure prefill/decode throughput and multi-LoRA serving; prints Markdown tables.")
         {
-            model, device, dtype, shapes, batches, promptTokens, newTokens, loraRank, suites,
+            model, device, dtype, shapes, batches, promptTokens, newTokens, loraRank, suites, gatewayClients,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -34,6 +35,28 @@ internal static class BenchCommand
             int decode = parse.GetValue(newTokens) ?? (gpu ? 128 : 8);
             string modelDirectory = parse.GetValue(model) ?? BundledModel.Directory;
             var selectedSuites = parse.GetValue(suites)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            foreach (string suite in selectedSuites)
+            {
+                if (suite is not ("engine" or "lora" or "gateway")) throw new ArgumentException($"--suites: unknown suite '{suite}' (expected engine, lora or gateway).");
+            }
+
+            if (selectedSuites.Contains("gateway"))
+            {
+                var clients = parse.GetValue(gatewayClients)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+                    .Select(c => int.TryParse(c, out int n) && n > 0 ? n : throw new ArgumentException($"--gateway-clients: '{c}' is not a positive number.")).ToArray();
+                await GatewayBench.RunAsync(new GatewayBenchOptions
+                {
+                    Engine = new TuneGateway.Engine.Serving.EngineOptions
+                    {
+                        ModelDirectory = modelDirectory,
+                        Device = parse.GetValue(device)!,
+                        Dtype = parse.GetValue(dtype)!,
+                        MaxNumSeqs = Math.Max(32, clients.Max()),
+                    },
+                    Concurrency = clients,
+                }, Console.Out, cancellationToken);
+            }
+            if (!selectedSuites.Contains("engine") && !selectedSuites.Contains("lora")) return 0;
 
             var models = new List<(string, Func<CausalLanguageModel>)>();
             foreach (string shape in parse.GetValue(shapes)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))

@@ -1,0 +1,122 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Logging;
+using TuneGateway.Engine.Serving;
+using TuneGateway.Server;
+using TuneGateway.Server.Gateway;
+using TuneGateway.Server.Worker;
+
+namespace TuneGateway.Cli.Bench;
+
+/// <summary>What the gateway suite measures.</summary>
+internal sealed record GatewayBenchOptions
+{
+    public required EngineOptions Engine { get; init; }
+    public IReadOnlyList<int> Concurrency { get; init; } = [1, 64];
+    /// <summary>Requests each client sends per measured run.</summary>
+    public int RequestsPerClient { get; init; } = 40;
+    /// <summary>Requests at least, per measured run (so one client sends enough for a p99).</summary>
+    public int MinRequests { get; init; } = 400;
+}
+
+/// <summary>
+/// Gateway overhead: one worker and one gateway in front of it (both in this process, on
+/// loopback); 1-token completions sent straight to the worker and through the gateway, at each
+/// concurrency, alternating; p50 and p99 latency and requests/s, and their ratios.
+/// </summary>
+internal static class GatewayBench
+{
+    public static async Task RunAsync(GatewayBenchOptions options, TextWriter output, CancellationToken cancellationToken)
+    {
+        var settings = new HostSettings { Urls = ["http://127.0.0.1:0"], ConfigureLogging = l => l.SetMinimumLevel(LogLevel.Warning) };
+        await using var worker = ServerHost.CreateWorker(new WorkerOptions { Engine = options.Engine with { MaxQueue = 4096 } }, settings);
+        await worker.StartAsync(cancellationToken);
+        string workerUrl = Url(worker);
+        await using var gateway = ServerHost.CreateGateway(new GatewayOptions { Workers = [workerUrl] }, settings);
+        await gateway.StartAsync(cancellationToken);
+        string gatewayUrl = Url(gateway);
+
+        using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = int.MaxValue, PooledConnectionLifetime = Timeout.InfiniteTimeSpan })
+        {
+            Timeout = TimeSpan.FromMinutes(5),
+        };
+        await WaitAsync(http, workerUrl + "/readyz", cancellationToken);
+        await WaitAsync(http, gatewayUrl + "/readyz", cancellationToken);
+        string model = await ModelIdAsync(http, workerUrl, cancellationToken);
+        byte[] body = Encoding.UTF8.GetBytes($$"""{"model":"{{model}}","prompt":"Hello","max_tokens":1}""");
+
+        output.WriteLine($"Gateway overhead: 1-token completions of {model} on {Environment.ProcessorCount} cores; worker and gateway in one process, loopback HTTP/1.1.");
+        output.WriteLine();
+        var table = new BenchTable(output, "clients", "path", "requests", "p50 ms", "p99 ms", "req/s", "p50 ratio", "p99 ratio", "req/s ratio");
+        foreach (int clients in options.Concurrency)
+        {
+            int requests = Math.Max(options.MinRequests, clients * options.RequestsPerClient);
+            // Warm both paths (connections, JIT, the gateway's routing state), then measure each.
+            await MeasureAsync(http, workerUrl, body, clients, Math.Max(clients * 2, 50), cancellationToken);
+            await MeasureAsync(http, gatewayUrl, body, clients, Math.Max(clients * 2, 50), cancellationToken);
+            var direct = await MeasureAsync(http, workerUrl, body, clients, requests, cancellationToken);
+            var proxied = await MeasureAsync(http, gatewayUrl, body, clients, requests, cancellationToken);
+            table.Row(clients, "worker", requests, direct.P50, direct.P99, direct.Rps, double.NaN, double.NaN, double.NaN);
+            table.Row(clients, "gateway", requests, proxied.P50, proxied.P99, proxied.Rps, proxied.P50 / direct.P50, proxied.P99 / direct.P99, proxied.Rps / direct.Rps);
+        }
+        output.WriteLine();
+        await gateway.StopAsync(cancellationToken);
+        await worker.StopAsync(cancellationToken);
+    }
+
+    private sealed record Result(double P50, double P99, double Rps);
+
+    private static async Task<Result> MeasureAsync(HttpClient http, string baseUrl, byte[] body, int clients, int requests, CancellationToken cancellationToken)
+    {
+        var latencies = new double[requests];
+        int next = -1;
+        var clock = Stopwatch.StartNew();
+        await Task.WhenAll(Enumerable.Range(0, clients).Select(async _ =>
+        {
+            int i;
+            while ((i = Interlocked.Increment(ref next)) < requests)
+            {
+                long start = Stopwatch.GetTimestamp();
+                using var content = new ByteArrayContent(body);
+                content.Headers.ContentType = new("application/json");
+                using var response = await http.PostAsync(baseUrl + "/v1/completions", content, cancellationToken);
+                await response.Content.ReadAsByteArrayAsync(cancellationToken);
+                if (response.StatusCode != HttpStatusCode.OK) throw new InvalidOperationException($"{baseUrl}: HTTP {(int)response.StatusCode}");
+                latencies[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            }
+        }));
+        double seconds = clock.Elapsed.TotalSeconds;
+        Array.Sort(latencies);
+        return new Result(Percentile(latencies, 0.50), Percentile(latencies, 0.99), requests / seconds);
+    }
+
+    private static double Percentile(double[] sorted, double p) => sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(p * sorted.Length) - 1)];
+
+    private static string Url(WebApplication app) => app.Urls.First(u => u.StartsWith("http://", StringComparison.Ordinal)).TrimEnd('/');
+
+    private static async Task WaitAsync(HttpClient http, string url, CancellationToken cancellationToken)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                using var response = await http.GetAsync(url, cancellationToken);
+                if (response.IsSuccessStatusCode) return;
+            }
+            catch (HttpRequestException)
+            {
+            }
+            if (deadline.Elapsed > TimeSpan.FromMinutes(2)) throw new TimeoutException($"{url} did not become ready.");
+            await Task.Delay(100, cancellationToken);
+        }
+    }
+
+    private static async Task<string> ModelIdAsync(HttpClient http, string workerUrl, CancellationToken cancellationToken)
+    {
+        using var document = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync(workerUrl + "/v1/models", cancellationToken));
+        return document.RootElement.GetProperty("data")[0].GetProperty("id").GetString()!;
+    }
+}

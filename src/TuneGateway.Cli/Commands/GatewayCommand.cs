@@ -1,0 +1,26 @@
+using System.CommandLine;
+using Microsoft.Extensions.Hosting;
+using TuneGateway.Server;
+
+namespace TuneGateway.Cli.Commands;
+
+/// <summary><c>tunegw gateway</c>: the YARP gateway in front of workers.</summary>
+internal static class GatewayCommand
+{
+    public static Command Create()
+    {
+        var server = new ServerOptionsBinder("http://127.0.0.1:8000");
+        var gateway = new GatewayOptionsBinder();
+        var command = new Command("gateway", "Route OpenAI-compatible requests to workers by base model, adapter residency and load; aliases and A/B splits; auth.");
+        gateway.AddTo(command);
+        server.AddTo(command);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            await using var app = ServerHost.CreateGateway(gateway.Bind(parse), server.Bind(parse));
+            await app.StartAsync(cancellationToken);
+            await app.WaitForShutdownAsync(cancellationToken);
+            return 0;
+        });
+        return command;
+    }
+}

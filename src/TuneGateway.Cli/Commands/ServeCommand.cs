@@ -1,0 +1,35 @@
+using System.CommandLine;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using TuneGateway.Server;
+using TuneGateway.Server.Worker;
+
+namespace TuneGateway.Cli.Commands;
+
+/// <summary><c>tunegw serve</c>: the gateway with one in-process worker on one port.</summary>
+internal static class ServeCommand
+{
+    public static Command Create()
+    {
+        var engine = new EngineOptionsBinder();
+        var server = new ServerOptionsBinder("http://127.0.0.1:8000");
+        var gateway = new GatewayOptionsBinder();
+        var command = new Command("serve", "Run everything on one port: the gateway and an in-process worker (the bundled tiny model and its adapters by default).");
+        engine.AddTo(command);
+        gateway.AddTo(command);
+        server.AddTo(command);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var engineOptions = engine.Bind(parse);
+            // On the bundled model, its example adapters (shout, reverse) load on demand by name.
+            if (parse.GetValue(engine.Model) is null && parse.GetValue(engine.LoraDir) is null)
+                engineOptions = engineOptions with { Adapters = engineOptions.Adapters with { LoraDirectory = BundledModel.Adapters } };
+            await using var app = ServerHost.CreateServe(new WorkerOptions { Engine = engineOptions }, gateway.Bind(parse), server.Bind(parse));
+            await app.StartAsync(cancellationToken);
+            await app.WaitForShutdownAsync(cancellationToken);
+            if (app.Services.GetRequiredService<EngineHost>().LoadError is { } error) throw error;
+            return 0;
+        });
+        return command;
+    }
+}

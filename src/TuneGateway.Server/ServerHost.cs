@@ -1,0 +1,222 @@
+using System.Security.Cryptography;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using TuneGateway.Server.Auth;
+using TuneGateway.Server.Common;
+using TuneGateway.Server.Gateway;
+using TuneGateway.Server.Worker;
+using Yarp.ReverseProxy.Configuration;
+using Yarp.ReverseProxy.Health;
+using Yarp.ReverseProxy.Transforms;
+
+namespace TuneGateway.Server;
+
+/// <summary>What every role's web host shares: where it listens, its keys, telemetry and logging.</summary>
+public sealed record HostSettings
+{
+    /// <summary>Addresses to listen on (Kestrel URLs; port 0 picks a free port).</summary>
+    public IReadOnlyList<string> Urls { get; init; } = ["http://127.0.0.1:8000"];
+    /// <summary>API keys (besides those under <c>TuneGateway:ApiKeys</c> in configuration). None: open mode.</summary>
+    public IReadOnlyList<ApiKeyEntry> ApiKeys { get; init; } = [];
+    public string? OtlpEndpoint { get; init; }
+    public Action<ILoggingBuilder>? ConfigureLogging { get; init; }
+}
+
+/// <summary>
+/// Builds the web hosts of the three roles: a worker (the OpenAI-compatible API over one engine),
+/// a gateway (YARP in front of workers), and serve (a gateway with an in-process worker on one port).
+/// </summary>
+public static class ServerHost
+{
+    /// <summary>Where serve maps its in-process worker; the gateway forwards there over loopback.</summary>
+    public const string InProcessWorkerPrefix = "/_worker";
+
+    public static WebApplication CreateWorker(WorkerOptions worker, HostSettings settings)
+    {
+        var builder = CreateBuilder(settings, "tunegw-worker", out var keys);
+        AddWorker(builder.Services, worker);
+        if (worker.GatewayUrl is { } gateway)
+        {
+            builder.Services.AddSingleton<IWorkerStateSink>(sp =>
+                new HttpWorkerStateSink(sp.GetRequiredService<IHttpClientFactory>().CreateClient("tunegw-gateway"), gateway, worker.GatewayKey));
+            builder.Services.AddHostedService<WorkerStateReporter>();
+        }
+        var app = builder.Build();
+        UseCommon(app, keys, "worker");
+        app.MapWorkerApi();
+        MapFallback(app);
+        return app;
+    }
+
+    public static WebApplication CreateGateway(GatewayOptions gateway, HostSettings settings, IAliasStore? aliases = null, IRequestObserver? observer = null)
+    {
+        var builder = CreateBuilder(settings, "tunegw-gateway", out var keys);
+        var configured = builder.Configuration.GetSection("TuneGateway:Workers").Get<string[]>() ?? [];
+        gateway = gateway with { Workers = [.. gateway.Workers, .. configured] };
+        AddGateway(builder.Services, gateway, aliases, observer);
+        var app = builder.Build();
+        UseCommon(app, keys, "gateway");
+        MapGateway(app);
+        MapFallback(app);
+        return app;
+    }
+
+    /// <summary>
+    /// The all-in-one host: the gateway on the public paths, the worker API under
+    /// <see cref="InProcessWorkerPrefix"/> on the same port; the gateway forwards to it over
+    /// loopback like to any worker (one routing path), and the worker reports its state in-process.
+    /// With keys configured, that hop uses a random internal admin key known only to this process.
+    /// </summary>
+    public static WebApplication CreateServe(WorkerOptions worker, GatewayOptions gateway, HostSettings settings, IAliasStore? aliases = null, IRequestObserver? observer = null)
+    {
+        string internalKey = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
+        var builder = CreateBuilder(settings, "tunegw", out var keys, internalKey);
+        worker = worker with { PathPrefix = InProcessWorkerPrefix };
+        AddWorker(builder.Services, worker);
+        builder.Services.AddSingleton<IWorkerStateSink, InProcessStateSink>();
+        builder.Services.AddHostedService<WorkerStateReporter>();
+        AddGateway(builder.Services, gateway with { WorkerKey = keys.IsOpen ? gateway.WorkerKey : internalKey }, aliases, observer);
+        var app = builder.Build();
+        UseCommon(app, keys, "server");
+        app.MapWorkerApi(InProcessWorkerPrefix);
+        MapGateway(app);
+        MapFallback(app);
+        return app;
+    }
+
+    /// <param name="internalKey">serve's key for its internal hop: added (as admin) only when other keys are configured.</param>
+    private static WebApplicationBuilder CreateBuilder(HostSettings settings, string serviceName, out ApiKeyStore keys, string? internalKey = null)
+    {
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [] });
+        builder.WebHost.UseUrls([.. settings.Urls]);
+        builder.WebHost.ConfigureKestrel(o => o.AddServerHeader = false);
+        builder.Logging.AddFilter("Yarp", LogLevel.Warning);
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.Logging.AddFilter("System.Net.Http.HttpClient", LogLevel.Warning);
+        // Authentication pulls in data protection, which nothing here uses (API keys, no cookies).
+        builder.Logging.AddFilter("Microsoft.AspNetCore.DataProtection", LogLevel.Error);
+        settings.ConfigureLogging?.Invoke(builder.Logging);
+
+        var fromConfig = builder.Configuration.GetSection("TuneGateway:ApiKeys").Get<List<ApiKeyEntry>>() ?? [];
+        List<ApiKeyEntry> entries = [.. settings.ApiKeys, .. fromConfig];
+        if (internalKey is not null && entries.Count > 0) entries.Add(new ApiKeyEntry { Name = "internal", Key = internalKey, Roles = [Roles.Admin] });
+        keys = new ApiKeyStore(entries);
+        builder.Services.AddApiKeyAuth(keys);
+        builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
+        builder.Services.ConfigureHttpJsonOptions(o =>
+        {
+            o.SerializerOptions.PropertyNamingPolicy = ServerJson.Options.PropertyNamingPolicy;
+            o.SerializerOptions.Encoder = ServerJson.Options.Encoder;
+        });
+        builder.Services.AddHttpClient();
+        builder.Services.AddServerTelemetry(serviceName, settings.OtlpEndpoint);
+        return builder;
+    }
+
+    private static void AddWorker(IServiceCollection services, WorkerOptions worker)
+    {
+        services.AddSingleton(worker);
+        services.AddSingleton<EngineHost>();
+        services.AddHostedService(sp => sp.GetRequiredService<EngineHost>());
+        services.AddSingleton<WorkerStatus>();
+    }
+
+    private static void AddGateway(IServiceCollection services, GatewayOptions gateway, IAliasStore? aliases, IRequestObserver? observer)
+    {
+        services.AddSingleton(gateway);
+        services.AddSingleton<WorkerRegistry>();
+        services.AddSingleton<GatewayMetrics>();
+        if (aliases is not null) services.AddSingleton(aliases);
+        else services.TryAddSingleton<IAliasStore, InMemoryAliasStore>();
+        services.AddSingleton(observer ?? NullRequestObserver.Instance);
+        services.AddSingleton<AliasResolver>();
+        services.AddHostedService(sp => sp.GetRequiredService<AliasResolver>());
+        services.AddSingleton<Yarp.ReverseProxy.LoadBalancing.ILoadBalancingPolicy, AdapterAffinityPolicy>();
+        services.Configure<TransportFailureRateHealthPolicyOptions>(o =>
+        {
+            // A dead worker fails every request: take it out after a few, not after YARP's default ten.
+            o.MinimalTotalCountThreshold = 3;
+            o.DetectionWindowSize = TimeSpan.FromSeconds(30);
+        });
+        services.AddHttpClient(GatewayProxyConfig.HttpClientName, c => c.Timeout = TimeSpan.FromMinutes(2));
+        services.AddReverseProxy()
+            .LoadFromMemory(GatewayProxyConfig.Routes, [])
+            .AddTransforms(context =>
+            {
+                context.AddRequestTransform(transform =>
+                {
+                    // The gateway has checked the client's key; workers see the gateway's own credential.
+                    if (gateway.WorkerKey is { } key)
+                    {
+                        transform.ProxyRequest.Headers.Remove("X-Api-Key");
+                        transform.ProxyRequest.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
+                    }
+                    return ValueTask.CompletedTask;
+                });
+                context.AddResponseTransform(transform =>
+                {
+                    var headers = transform.HttpContext.Response.Headers;
+                    if (transform.HttpContext.Features.Get<GatewayRoute>() is { } target)
+                    {
+                        headers["X-TuneGateway-Model"] = target.Model;
+                        if (target.Alias is not null)
+                        {
+                            headers["X-TuneGateway-Alias"] = target.Alias;
+                            headers["X-TuneGateway-Arm"] = target.Model;
+                        }
+                    }
+                    var destination = transform.HttpContext.GetReverseProxyFeature().ProxiedDestination;
+                    if (destination is not null) headers["X-TuneGateway-Worker"] = destination.DestinationId;
+                    return ValueTask.CompletedTask;
+                });
+            });
+        services.AddSingleton<GatewayProxyConfig>();
+        services.AddHostedService(sp => sp.GetRequiredService<GatewayProxyConfig>());
+    }
+
+    private static void UseCommon(WebApplication app, ApiKeyStore keys, string role)
+    {
+        app.Use((context, next) => ApiErrors.Middleware(context, () => next(context)));
+        app.UseApiKeyAuth();
+        AuthSetup.LogKeyMode(keys, app.Logger, role);
+        app.MapGet("/healthz", () => Results.Json(new { status = "alive" }));
+        app.MapMetrics();
+    }
+
+    private static void MapGateway(WebApplication app)
+    {
+        app.MapGatewayApi();
+        app.MapReverseProxy(pipeline =>
+        {
+            pipeline.UseMiddleware<GatewayProxyMiddleware>();
+            pipeline.UseLoadBalancing();
+            pipeline.UsePassiveHealthChecks();
+        });
+    }
+
+    private static void MapFallback(WebApplication app) => app.MapFallback(context =>
+        ApiErrors.WriteAsync(context, new ApiException(StatusCodes.Status404NotFound, $"No route for {context.Request.Method} {context.Request.Path}.", ApiErrorTypes.NotFound, code: "not_found")));
+
+    /// <summary>serve's worker reports straight into the gateway's registry.</summary>
+    private sealed class InProcessStateSink(WorkerRegistry registry) : IWorkerStateSink
+    {
+        public Task PublishAsync(WorkerState state, CancellationToken cancellationToken)
+        {
+            registry.Report(state);
+            return Task.CompletedTask;
+        }
+
+        public Task RemoveAsync(string workerId, CancellationToken cancellationToken)
+        {
+            registry.Remove(workerId);
+            return Task.CompletedTask;
+        }
+    }
+}

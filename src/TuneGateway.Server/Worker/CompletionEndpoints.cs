@@ -1,0 +1,465 @@
+using System.Text;
+using System.Text.Json;
+using Microsoft.AspNetCore.Http;
+using TuneGateway.Engine.Chat;
+using TuneGateway.Engine.Inference;
+using TuneGateway.Engine.Serving;
+using TuneGateway.Server.Auth;
+using TuneGateway.Server.Common;
+
+namespace TuneGateway.Server.Worker;
+
+/// <summary>
+/// <c>POST /v1/completions</c> and <c>POST /v1/chat/completions</c>: validate the request
+/// (400 naming the field), run it on the engine, answer in OpenAI's JSON or server-sent events.
+/// </summary>
+internal static class CompletionEndpoints
+{
+    private const int MaxChoices = 64;
+
+    public static async Task CompletionsAsync(HttpContext context, EngineHost host)
+    {
+        var engine = host.Require();
+        using var document = await RequestFields.ReadBodyAsync(context.Request, context.RequestAborted).ConfigureAwait(false);
+        var f = RequestFields.Parse(document);
+        string model = ResolveModel(context, engine, f);
+        var prompts = ReadPrompts(f, engine);
+        int? logprobs = f.Int("logprobs", 0, 20);
+        f.RejectUnsupported("echo", RequestFields.IsFalse, "the prompt is not echoed");
+        f.RejectUnsupported("suffix", RequestFields.IsEmpty, "insertion is not supported");
+        var plan = ReadCommon(f, engine, model, prompts, defaultMaxTokens: _ => 16, logprobs is not null, logprobs ?? 0);
+        if (f.Int("best_of", 1, MaxChoices) is int bestOf && bestOf != plan.N)
+            throw ApiException.Invalid("best_of", "'best_of' other than n is not supported.");
+
+        string id = "cmpl-" + Guid.NewGuid().ToString("N");
+        long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        using var run = GenerationRun.Start(engine, plan, context.RequestAborted);
+        try
+        {
+            if (plan.Stream) await StreamCompletionAsync(context, engine, plan, run, id, created).ConfigureAwait(false);
+            else await AnswerCompletionAsync(context, engine, plan, run, id, created).ConfigureAwait(false);
+        }
+        finally
+        {
+            run.Cancel();
+        }
+    }
+
+    public static async Task ChatCompletionsAsync(HttpContext context, EngineHost host)
+    {
+        var engine = host.Require();
+        using var document = await RequestFields.ReadBodyAsync(context.Request, context.RequestAborted).ConfigureAwait(false);
+        var f = RequestFields.Parse(document);
+        string model = ResolveModel(context, engine, f);
+        var messages = ReadMessages(f);
+        if (f.Get("tools") is { } tools && !RequestFields.IsEmpty(tools))
+            throw ApiException.Invalid("tools", "Tool calling is not supported by this server.");
+        if (f.Get("response_format") is { } format &&
+            !(format.ValueKind == JsonValueKind.Object && format.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String && type.GetString() == "text"))
+            throw ApiException.Invalid("response_format", "Only response_format {\"type\": \"text\"} is supported.");
+        bool logprobs = f.Bool("logprobs") ?? false;
+        int? top = f.Int("top_logprobs", 0, 20);
+        if (top is > 0 && !logprobs) throw ApiException.Invalid("top_logprobs", "'top_logprobs' requires 'logprobs': true.");
+        var extra = new Dictionary<string, object?>(StringComparer.Ordinal);
+        if (f.Get("chat_template_kwargs") is { } kwargs)
+        {
+            if (kwargs.ValueKind != JsonValueKind.Object) throw ApiException.Invalid("chat_template_kwargs", "'chat_template_kwargs' must be an object.");
+            foreach (var property in kwargs.EnumerateObject()) extra[property.Name] = property.Value.Clone();
+        }
+
+        string prompt;
+        try
+        {
+            prompt = engine.RenderChat(messages, f.Bool("add_generation_prompt") ?? true, extra);
+        }
+        catch (ChatTemplateException ex)
+        {
+            throw ApiException.Invalid("messages", ex.Message, "chat_template_error");
+        }
+        var ids = engine.Encode(prompt, addSpecialTokens: false);
+        var plan = ReadCommon(f, engine, model, [ids], defaultMaxTokens: length => Math.Max(1, engine.MaxModelLength - length), logprobs, top ?? 0,
+            maxTokensFields: ["max_completion_tokens", "max_tokens"]);
+
+        string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
+        long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        using var run = GenerationRun.Start(engine, plan, context.RequestAborted);
+        try
+        {
+            if (plan.Stream) await StreamChatAsync(context, engine, plan, run, id, created).ConfigureAwait(false);
+            else await AnswerChatAsync(context, engine, plan, run, id, created).ConfigureAwait(false);
+        }
+        finally
+        {
+            run.Cancel();
+        }
+    }
+
+    private static string ResolveModel(HttpContext context, InferenceEngine engine, RequestFields f)
+    {
+        string model = f.RequiredString("model");
+        AuthSetup.EnsureModelAllowed(context, model);
+        if (!engine.Serves(model)) throw ApiException.ModelNotFound(model);
+        return model;
+    }
+
+    /// <summary><c>prompt</c>: a string, an array of token ids, or a batch of either.</summary>
+    private static IReadOnlyList<IReadOnlyList<int>> ReadPrompts(RequestFields f, InferenceEngine engine)
+    {
+        var value = f.Get("prompt") ?? throw ApiException.Invalid("prompt", "'prompt' is required.");
+        const string shape = "'prompt' must be a string, an array of token ids, or an array of either.";
+        switch (value.ValueKind)
+        {
+            case JsonValueKind.String:
+                return [engine.Encode(value.GetString()!)];
+            case JsonValueKind.Array when value.GetArrayLength() == 0:
+                throw ApiException.Invalid("prompt", "'prompt' must not be empty.");
+            case JsonValueKind.Array:
+                var items = value.EnumerateArray().ToArray();
+                if (items.All(e => e.ValueKind == JsonValueKind.Number)) return [TokenIds(value)];
+                if (items.All(e => e.ValueKind == JsonValueKind.String)) return items.Select(e => engine.Encode(e.GetString()!)).ToArray();
+                if (items.All(e => e.ValueKind == JsonValueKind.Array)) return items.Select(TokenIds).ToArray();
+                throw ApiException.Invalid("prompt", shape);
+            default:
+                throw ApiException.Invalid("prompt", shape);
+        }
+
+        static IReadOnlyList<int> TokenIds(JsonElement array) =>
+            array.EnumerateArray().Select(e => e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out int id) ? id
+                : throw ApiException.Invalid("prompt", "Token ids in 'prompt' must be integers.")).ToArray();
+    }
+
+    /// <summary>Sampling and answer options shared by both endpoints.</summary>
+    private static GenerationPlan ReadCommon(RequestFields f, InferenceEngine engine, string model, IReadOnlyList<IReadOnlyList<int>> prompts,
+        Func<int, int> defaultMaxTokens, bool logprobs, int topLogprobs, string[]? maxTokensFields = null)
+    {
+        int? maxTokens = null;
+        foreach (string field in maxTokensFields ?? ["max_tokens"])
+            maxTokens ??= f.Int(field, 1, int.MaxValue);
+        int n = f.Int("n", 1, MaxChoices) ?? 1;
+        if (n * prompts.Count > MaxChoices) throw ApiException.Invalid("n", $"At most {MaxChoices} choices per request (prompts × n).");
+        f.RejectUnsupported("presence_penalty", RequestFields.IsZero, "penalties are not implemented");
+        f.RejectUnsupported("frequency_penalty", RequestFields.IsZero, "penalties are not implemented");
+        f.RejectUnsupported("logit_bias", RequestFields.IsEmpty, "logit_bias is not implemented");
+        _ = f.String("user");
+        var stop = f.Strings("stop");
+        if (stop.Any(s => s.Length == 0)) throw ApiException.Invalid("stop", "Stop strings must not be empty.");
+        bool includeUsage = false;
+        if (f.Get("stream_options") is { } options)
+        {
+            if (options.ValueKind != JsonValueKind.Object) throw ApiException.Invalid("stream_options", "'stream_options' must be an object.");
+            if (options.TryGetProperty("include_usage", out var usage) && usage.ValueKind != JsonValueKind.Null)
+            {
+                if (usage.ValueKind is not (JsonValueKind.True or JsonValueKind.False))
+                    throw ApiException.Invalid("stream_options", "'stream_options.include_usage' must be true or false.");
+                includeUsage = usage.GetBoolean();
+            }
+        }
+        int topK = f.Int("top_k", -1, int.MaxValue) ?? 0;
+        var sampling = new SamplingParams
+        {
+            MaxTokens = maxTokens ?? defaultMaxTokens(prompts.Max(p => p.Count)),
+            Temperature = f.Double("temperature", 0, 2) ?? 1.0,
+            TopP = f.Double("top_p", 0, 1, minExclusive: true) ?? 1.0,
+            TopK = topK < 0 ? 0 : topK,
+            Seed = f.Long("seed"),
+            Stop = stop,
+            StopTokenIds = f.Ints("stop_token_ids"),
+            IgnoreEos = f.Bool("ignore_eos") ?? false,
+            Logprobs = logprobs,
+            TopLogprobs = topLogprobs,
+        };
+        return new GenerationPlan
+        {
+            Model = model,
+            Prompts = prompts,
+            Sampling = sampling,
+            N = n,
+            Stream = f.Bool("stream") ?? false,
+            IncludeUsage = includeUsage,
+            Logprobs = logprobs,
+            ReturnTokenIds = f.Bool("return_token_ids") ?? false,
+        };
+    }
+
+    /// <summary><c>messages</c> as the chat template sees them; text content parts are joined.</summary>
+    private static IReadOnlyList<ChatMessage> ReadMessages(RequestFields f)
+    {
+        var value = f.Get("messages") ?? throw ApiException.Invalid("messages", "'messages' is required.");
+        if (value.ValueKind != JsonValueKind.Array || value.GetArrayLength() == 0)
+            throw ApiException.Invalid("messages", "'messages' must be a non-empty array of messages.");
+        var messages = new List<ChatMessage>();
+        int index = 0;
+        foreach (var m in value.EnumerateArray())
+        {
+            string where = $"messages[{index++}]";
+            if (m.ValueKind != JsonValueKind.Object) throw ApiException.Invalid("messages", $"{where} must be an object.");
+            if (!m.TryGetProperty("role", out var role) || role.ValueKind != JsonValueKind.String || role.GetString() is not { Length: > 0 } roleName)
+                throw ApiException.Invalid("messages", $"{where}.role is required.");
+            string? content = null;
+            if (m.TryGetProperty("content", out var c))
+            {
+                content = c.ValueKind switch
+                {
+                    JsonValueKind.Null => null,
+                    JsonValueKind.String => c.GetString(),
+                    JsonValueKind.Array => string.Join("\n", c.EnumerateArray().Select(part =>
+                        part.ValueKind == JsonValueKind.Object && part.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String && t.GetString() == "text"
+                            && part.TryGetProperty("text", out var text) && text.ValueKind == JsonValueKind.String
+                            ? text.GetString()
+                            : throw ApiException.Invalid("messages", $"{where}.content: only text parts are supported."))),
+                    _ => throw ApiException.Invalid("messages", $"{where}.content must be a string or an array of text parts."),
+                };
+            }
+            messages.Add(new ChatMessage(roleName, content)
+            {
+                Name = OptionalString(m, "name", where),
+                ToolCallId = OptionalString(m, "tool_call_id", where),
+                ToolCalls = ReadToolCalls(m, where),
+            });
+        }
+        return messages;
+    }
+
+    private static string? OptionalString(JsonElement message, string name, string where) =>
+        !message.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null ? null
+        : v.ValueKind == JsonValueKind.String ? v.GetString()
+        : throw ApiException.Invalid("messages", $"{where}.{name} must be a string.");
+
+    private static IReadOnlyList<ChatToolCall>? ReadToolCalls(JsonElement message, string where)
+    {
+        if (!message.TryGetProperty("tool_calls", out var calls) || calls.ValueKind == JsonValueKind.Null) return null;
+        if (calls.ValueKind != JsonValueKind.Array) throw ApiException.Invalid("messages", $"{where}.tool_calls must be an array.");
+        return calls.EnumerateArray().Select(call =>
+        {
+            if (call.ValueKind != JsonValueKind.Object || !call.TryGetProperty("function", out var function) || function.ValueKind != JsonValueKind.Object
+                || !function.TryGetProperty("name", out var name) || name.ValueKind != JsonValueKind.String)
+                throw ApiException.Invalid("messages", $"{where}.tool_calls entries need function.name.");
+            string id = call.TryGetProperty("id", out var i) && i.ValueKind == JsonValueKind.String ? i.GetString()! : "";
+            object? arguments = null;
+            if (function.TryGetProperty("arguments", out var args))
+            {
+                // OpenAI sends arguments as JSON text; templates print them with tojson, so pass the parsed value.
+                arguments = args.ValueKind == JsonValueKind.String ? TryParseJson(args.GetString()!) : args.Clone();
+            }
+            return new ChatToolCall(id, name.GetString()!, arguments);
+        }).ToArray();
+
+        static object TryParseJson(string text)
+        {
+            try
+            {
+                using var doc = JsonDocument.Parse(text);
+                return doc.RootElement.Clone();
+            }
+            catch (JsonException)
+            {
+                return text;
+            }
+        }
+    }
+
+    private static Usage UsageOf(GenerationPlan plan, IEnumerable<GenerationFinished?> finished)
+    {
+        int prompt = plan.Prompts.Sum(p => p.Count);
+        int completion = finished.Sum(f => f?.CompletionTokens ?? 0);
+        return new Usage(prompt, completion, prompt + completion);
+    }
+
+    /// <summary>Errors and aborts of a finished non-streaming run, as the API reports them.</summary>
+    private static void ThrowIfFailed(HttpContext context, IReadOnlyList<ChoiceResult> results)
+    {
+        foreach (var r in results)
+        {
+            if (r.Finished is null || r.Finished.Reason == FinishReason.Abort)
+            {
+                context.RequestAborted.ThrowIfCancellationRequested();
+                throw new ApiException(StatusCodes.Status503ServiceUnavailable, r.Finished?.Error ?? "The request was aborted.", ApiErrorTypes.Unavailable);
+            }
+            if (r.Finished.Reason == FinishReason.Error)
+                throw new ApiException(StatusCodes.Status500InternalServerError, r.Finished.Error ?? "The engine failed.", ApiErrorTypes.Server);
+        }
+    }
+
+    private static async Task AnswerCompletionAsync(HttpContext context, InferenceEngine engine, GenerationPlan plan, GenerationRun run, string id, long created)
+    {
+        var results = await run.CollectAsync(engine).ConfigureAwait(false);
+        ThrowIfFailed(context, results);
+        var choices = results.Select(r => new CompletionChoice(r.Index, r.Text.ToString(),
+            plan.Logprobs ? CompletionLogprobsOf(engine, r.Tokens, 0) : null, GenerationRun.FinishReasonText(r.Finished!.Reason))
+        {
+            TokenIds = plan.ReturnTokenIds ? r.Tokens.Select(t => t.TokenId).ToArray() : null,
+        }).ToArray();
+        var response = new CompletionResponse(id, "text_completion", created, plan.Model, choices, UsageOf(plan, results.Select(r => r.Finished)))
+        {
+            PromptTokenIds = !plan.ReturnTokenIds ? null : plan.Prompts.Count == 1 ? plan.Prompts[0] : plan.Prompts,
+        };
+        await context.Response.WriteAsJsonAsync(response, ServerJson.Options, context.RequestAborted).ConfigureAwait(false);
+    }
+
+    private static CompletionLogprobs CompletionLogprobsOf(InferenceEngine engine, IReadOnlyList<TokenOut> tokens, int offset)
+    {
+        var offsets = new List<int>();
+        foreach (var t in tokens)
+        {
+            offsets.Add(offset);
+            offset += t.Text.Length;
+        }
+        return new CompletionLogprobs(
+            tokens.Select(t => t.Text).ToArray(),
+            tokens.Select(t => GenerationRun.Finite(t.Logprob)).ToArray(),
+            tokens.Select(t => (IReadOnlyDictionary<string, float>)TopDictionary(engine, t)).ToArray(),
+            offsets);
+    }
+
+    private static Dictionary<string, float> TopDictionary(InferenceEngine engine, TokenOut token)
+    {
+        var top = new Dictionary<string, float>(StringComparer.Ordinal);
+        foreach (var (tokenId, logprob) in token.Top ?? []) top.TryAdd(engine.TokenText(tokenId), GenerationRun.Finite(logprob));
+        return top;
+    }
+
+    private static ChatLogprobs ChatLogprobsOf(InferenceEngine engine, IEnumerable<TokenOut> tokens) => new(tokens.Select(t =>
+        new ChatTokenLogprob(t.Text, GenerationRun.Finite(t.Logprob), Bytes(t.Text),
+            (t.Top ?? []).Select(a => { string text = engine.TokenText(a.TokenId); return new ChatTopLogprob(text, GenerationRun.Finite(a.Logprob), Bytes(text)); }).ToArray())).ToArray());
+
+    private static int[] Bytes(string text) => Encoding.UTF8.GetBytes(text).Select(b => (int)b).ToArray();
+
+    private static async Task AnswerChatAsync(HttpContext context, InferenceEngine engine, GenerationPlan plan, GenerationRun run, string id, long created)
+    {
+        var results = await run.CollectAsync(engine).ConfigureAwait(false);
+        ThrowIfFailed(context, results);
+        var choices = results.Select(r => new ChatChoice(r.Index, new ChatMessageOut("assistant", r.Text.ToString()),
+            plan.Logprobs ? ChatLogprobsOf(engine, r.Tokens) : null, GenerationRun.FinishReasonText(r.Finished!.Reason))
+        {
+            TokenIds = plan.ReturnTokenIds ? r.Tokens.Select(t => t.TokenId).ToArray() : null,
+        }).ToArray();
+        var response = new ChatCompletionResponse(id, "chat.completion", created, plan.Model, choices, UsageOf(plan, results.Select(r => r.Finished)))
+        {
+            PromptTokenIds = plan.ReturnTokenIds ? plan.Prompts[0] : null,
+        };
+        await context.Response.WriteAsJsonAsync(response, ServerJson.Options, context.RequestAborted).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Streams a run: waits for the first event so that a request that fails at once still gets a
+    /// proper error status, then sends events as they come, one chunk per released piece of text.
+    /// </summary>
+    private static async Task StreamAsync(HttpContext context, GenerationRun run, GenerationPlan plan,
+        Func<int, GenerationEvent, object?> chunkFor, Func<object?> opening, Func<Usage, object> usageChunk)
+    {
+        var finished = new GenerationFinished?[run.Count];
+        var events = run.EventsAsync().GetAsyncEnumerator();
+        try
+        {
+            bool any = await events.MoveNextAsync().ConfigureAwait(false);
+            if (any && events.Current.Event is GenerationFinished { Reason: FinishReason.Error } early && run.Count == 1)
+                throw new ApiException(StatusCodes.Status500InternalServerError, early.Error ?? "The engine failed.", ApiErrorTypes.Server);
+            if (any && events.Current.Event is GenerationFinished { Reason: FinishReason.Abort } && context.RequestAborted.IsCancellationRequested) return;
+
+            var response = context.Response;
+            var token = context.RequestAborted;
+            await Sse.StartAsync(response).ConfigureAwait(false);
+            if (opening() is { } open) await Sse.WriteAsync(response, open, ServerJson.Options, token).ConfigureAwait(false);
+            while (any)
+            {
+                var (choice, e) = events.Current;
+                if (e is GenerationFinished f)
+                {
+                    finished[choice] = f;
+                    if (f.Reason is FinishReason.Error or FinishReason.Abort)
+                    {
+                        if (token.IsCancellationRequested) return;
+                        var error = f.Reason == FinishReason.Error
+                            ? new ApiException(StatusCodes.Status500InternalServerError, f.Error ?? "The engine failed.", ApiErrorTypes.Server)
+                            : new ApiException(StatusCodes.Status503ServiceUnavailable, f.Error ?? "The request was aborted.", ApiErrorTypes.Unavailable);
+                        await Sse.WriteAsync(response, ApiErrors.Body(error), ServerJson.Options, token).ConfigureAwait(false);
+                        await Sse.WriteDoneAsync(response, token).ConfigureAwait(false);
+                        return;
+                    }
+                }
+                if (chunkFor(choice, e) is { } chunk) await Sse.WriteAsync(response, chunk, ServerJson.Options, token).ConfigureAwait(false);
+                any = await events.MoveNextAsync().ConfigureAwait(false);
+            }
+            if (plan.IncludeUsage) await Sse.WriteAsync(response, usageChunk(UsageOf(plan, finished)), ServerJson.Options, token).ConfigureAwait(false);
+            await Sse.WriteDoneAsync(response, token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException && context.RequestAborted.IsCancellationRequested)
+        {
+            // The client went away mid-stream; the run is cancelled by the caller.
+        }
+        finally
+        {
+            run.Cancel();
+            await events.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private static Task StreamCompletionAsync(HttpContext context, InferenceEngine engine, GenerationPlan plan, GenerationRun run, string id, long created)
+    {
+        var offsets = new int[run.Count];
+        var started = new bool[run.Count];
+        CompletionChunk Chunk(CompletionChoice choice) => new(id, "text_completion", created, plan.Model, [choice]);
+        IReadOnlyList<int>? PromptIds(int choice)
+        {
+            if (!plan.ReturnTokenIds || started[choice]) return null;
+            started[choice] = true;
+            return plan.Prompts[run.PromptIndexOf(choice)];
+        }
+
+        return StreamAsync(context, run, plan, (choice, e) =>
+        {
+            switch (e)
+            {
+                case TokenGenerated t:
+                    if (t.Text.Length == 0 && !plan.Logprobs && !plan.ReturnTokenIds) return null;
+                    var token = new TokenOut(t.TokenId, engine.TokenText(t.TokenId), t.Logprob, t.TopLogprobs);
+                    var logprobs = plan.Logprobs ? CompletionLogprobsOf(engine, [token], offsets[choice]) : null;
+                    offsets[choice] += token.Text.Length;
+                    return Chunk(new CompletionChoice(choice, t.Text, logprobs, null)
+                    {
+                        TokenIds = plan.ReturnTokenIds ? [t.TokenId] : null,
+                        PromptTokenIds = PromptIds(choice),
+                    });
+                case GenerationFinished f:
+                    return Chunk(new CompletionChoice(choice, f.TrailingText, null, GenerationRun.FinishReasonText(f.Reason))
+                    {
+                        TokenIds = plan.ReturnTokenIds ? [] : null,
+                        PromptTokenIds = PromptIds(choice),
+                    });
+                default:
+                    return null;
+            }
+        }, () => null, usage => new CompletionChunk(id, "text_completion", created, plan.Model, []) { Usage = usage });
+    }
+
+    private static Task StreamChatAsync(HttpContext context, InferenceEngine engine, GenerationPlan plan, GenerationRun run, string id, long created)
+    {
+        ChatCompletionChunk Chunk(ChatChunkChoice choice) => new(id, "chat.completion.chunk", created, plan.Model, [choice]);
+        bool first = true;
+        return StreamAsync(context, run, plan, (choice, e) =>
+        {
+            switch (e)
+            {
+                case TokenGenerated t:
+                    if (t.Text.Length == 0 && !plan.Logprobs && !plan.ReturnTokenIds) return null;
+                    var token = new TokenOut(t.TokenId, engine.TokenText(t.TokenId), t.Logprob, t.TopLogprobs);
+                    return Chunk(new ChatChunkChoice(choice, new ChatDelta { Content = t.Text }, plan.Logprobs ? ChatLogprobsOf(engine, [token]) : null, null)
+                    {
+                        TokenIds = plan.ReturnTokenIds ? [t.TokenId] : null,
+                    });
+                case GenerationFinished f:
+                    return Chunk(new ChatChunkChoice(choice, new ChatDelta { Content = f.TrailingText.Length > 0 ? f.TrailingText : null }, null,
+                        GenerationRun.FinishReasonText(f.Reason)));
+                default:
+                    return null;
+            }
+        }, () =>
+        {
+            // OpenAI opens each choice with the assistant role and empty content.
+            if (!first) return null;
+            first = false;
+            var choices = Enumerable.Range(0, run.Count).Select(i => new ChatChunkChoice(i, new ChatDelta { Role = "assistant", Content = "" }, null, null)).ToArray();
+            return new ChatCompletionChunk(id, "chat.completion.chunk", created, plan.Model, choices) { PromptTokenIds = plan.ReturnTokenIds ? plan.Prompts[0] : null };
+        }, usage => new ChatCompletionChunk(id, "chat.completion.chunk", created, plan.Model, []) { Usage = usage });
+    }
+}

@@ -1,0 +1,80 @@
+using System.Text.Json.Serialization;
+
+namespace TuneGateway.Server.Worker;
+
+// The response bodies of the OpenAI-compatible API, serialized with ServerJson.Options (snake_case).
+// Fields OpenAI always sends are always written (null when empty); our extensions only when set.
+
+public sealed record Usage(int PromptTokens, int CompletionTokens, int TotalTokens);
+
+public sealed record CompletionResponse(string Id, string Object, long Created, string Model, IReadOnlyList<CompletionChoice> Choices, Usage? Usage)
+{
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public object? PromptTokenIds { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? SystemFingerprint { get; init; }
+}
+
+public sealed record CompletionChoice(int Index, string Text, CompletionLogprobs? Logprobs, string? FinishReason)
+{
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<int>? TokenIds { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<int>? PromptTokenIds { get; init; }
+}
+
+public sealed record CompletionLogprobs(IReadOnlyList<string> Tokens, IReadOnlyList<float> TokenLogprobs,
+    IReadOnlyList<IReadOnlyDictionary<string, float>> TopLogprobs, IReadOnlyList<int> TextOffset);
+
+public sealed record CompletionChunk(string Id, string Object, long Created, string Model, IReadOnlyList<CompletionChoice> Choices)
+{
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public Usage? Usage { get; init; }
+}
+
+public sealed record ChatCompletionResponse(string Id, string Object, long Created, string Model, IReadOnlyList<ChatChoice> Choices, Usage? Usage)
+{
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<int>? PromptTokenIds { get; init; }
+}
+
+public sealed record ChatChoice(int Index, ChatMessageOut Message, ChatLogprobs? Logprobs, string? FinishReason)
+{
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<int>? TokenIds { get; init; }
+}
+
+public sealed record ChatMessageOut(string Role, string? Content);
+
+public sealed record ChatLogprobs(IReadOnlyList<ChatTokenLogprob> Content);
+
+public sealed record ChatTokenLogprob(string Token, float Logprob, IReadOnlyList<int> Bytes, IReadOnlyList<ChatTopLogprob> TopLogprobs);
+
+public sealed record ChatTopLogprob(string Token, float Logprob, IReadOnlyList<int> Bytes);
+
+public sealed record ChatCompletionChunk(string Id, string Object, long Created, string Model, IReadOnlyList<ChatChunkChoice> Choices)
+{
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public Usage? Usage { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<int>? PromptTokenIds { get; init; }
+}
+
+public sealed record ChatChunkChoice(int Index, ChatDelta Delta, ChatLogprobs? Logprobs, string? FinishReason)
+{
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<int>? TokenIds { get; init; }
+}
+
+public sealed record ChatDelta
+{
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Role { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Content { get; init; }
+}
+
+/// <summary>One entry of <c>GET /v1/models</c>, as vLLM lists the base model and its adapters.</summary>
+public sealed record ModelCard(string Id, string Object, long Created, string OwnedBy, string? Root, string? Parent, int? MaxModelLen);
+
+public sealed record ModelList(string Object, IReadOnlyList<ModelCard> Data);
