@@ -21,6 +21,7 @@ namespace TuneGateway.Controller.Jobs;
 public sealed class ControllerScheduler(ISchedulerFactory schedulers, IPipelineStore pipelines, ILogger<ControllerScheduler> logger) : BackgroundService
 {
     internal const string LastFireKey = "last_scheduled_fire";
+    internal const string RunRequestKey = "run_request";
     public static readonly TimeSpan SyncInterval = TimeSpan.FromSeconds(5);
     private readonly Dictionary<string, long> _synced = new(StringComparer.Ordinal);
     private IScheduler? _scheduler;
@@ -29,8 +30,20 @@ public sealed class ControllerScheduler(ISchedulerFactory schedulers, IPipelineS
     public static TimeSpan MonitorInterval(PipelineDefinition pipeline) =>
         pipeline.Canary.CheckInterval < pipeline.Triggers.CheckInterval ? pipeline.Canary.CheckInterval : pipeline.Triggers.CheckInterval;
 
+    /// <summary>
+    /// Asks whichever replica runs the scheduler to run a pipeline now: the request is stored with
+    /// the pipeline, picked up by the next synchronisation, and claimed by one replica.
+    /// </summary>
+    public static Task RequestRunAsync(IPipelineStore store, string adapter, string actor, CancellationToken cancellationToken = default) =>
+        store.SetStateAsync(adapter, RunRequestKey, JsonSerializer.SerializeToElement(new RunRequest(Guid.NewGuid().ToString("N"), actor, DateTimeOffset.UtcNow)), cancellationToken);
+
+    private sealed record RunRequest(string Id, string Actor, DateTimeOffset At);
+
     /// <summary>Runs a pipeline now (manual, drift or feedback trigger), whatever its schedule.</summary>
-    public async Task RunNowAsync(string adapter, string trigger, CancellationToken cancellationToken = default)
+    public Task RunNowAsync(string adapter, string trigger, CancellationToken cancellationToken = default) =>
+        RunNowAsync(adapter, trigger, $"run:{adapter}:now:{Guid.NewGuid():N}", cancellationToken);
+
+    private async Task RunNowAsync(string adapter, string trigger, string claim, CancellationToken cancellationToken)
     {
         var scheduler = await SchedulerAsync(cancellationToken).ConfigureAwait(false);
         await EnsureJobsAsync(scheduler, adapter, cancellationToken).ConfigureAwait(false);
@@ -38,7 +51,7 @@ public sealed class ControllerScheduler(ISchedulerFactory schedulers, IPipelineS
         {
             [JobKeys.Adapter] = adapter,
             [JobKeys.Trigger] = trigger,
-            [JobKeys.Claim] = $"run:{adapter}:now:{Guid.NewGuid():N}",
+            [JobKeys.Claim] = claim,
         }, cancellationToken).ConfigureAwait(false);
         logger.LogInformation("{Adapter}: run requested ({Trigger})", adapter, trigger);
     }
@@ -77,6 +90,7 @@ public sealed class ControllerScheduler(ISchedulerFactory schedulers, IPipelineS
         var records = await pipelines.ListAsync(cancellationToken).ConfigureAwait(false);
         foreach (var record in records)
         {
+            await TakeRunRequestAsync(record.Adapter, cancellationToken).ConfigureAwait(false);
             if (_synced.TryGetValue(record.Adapter, out long revision) && revision == record.Revision) continue;
             PipelineDefinition pipeline;
             try
@@ -100,6 +114,15 @@ public sealed class ControllerScheduler(ISchedulerFactory schedulers, IPipelineS
             _synced.Remove(gone);
             logger.LogInformation("{Adapter}: pipeline removed; its schedule is gone", gone);
         }
+    }
+
+    private async Task TakeRunRequestAsync(string adapter, CancellationToken cancellationToken)
+    {
+        var stored = await pipelines.GetStateAsync(adapter, RunRequestKey, cancellationToken).ConfigureAwait(false);
+        if (stored is not { ValueKind: JsonValueKind.Object } value || value.Deserialize<RunRequest>() is not { } request) return;
+        // Every replica may see the request; the claim key makes exactly one of them run it.
+        await RunNowAsync(adapter, $"manual by {request.Actor}", $"run:{adapter}:request:{request.Id}", cancellationToken).ConfigureAwait(false);
+        await pipelines.SetStateAsync(adapter, RunRequestKey, JsonSerializer.SerializeToElement<object?>(null), cancellationToken).ConfigureAwait(false);
     }
 
     private async Task ScheduleAsync(IScheduler scheduler, PipelineDefinition pipeline, CancellationToken cancellationToken)

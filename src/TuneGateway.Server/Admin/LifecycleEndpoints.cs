@@ -1,0 +1,200 @@
+using System.Security.Claims;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using TuneGateway.Controller;
+using TuneGateway.Controller.Jobs;
+using TuneGateway.Controller.Pipelines;
+using TuneGateway.Server.Auth;
+using TuneGateway.Server.Common;
+using TuneGateway.Storage.Lifecycle;
+
+namespace TuneGateway.Server.Admin;
+
+/// <summary>
+/// The operator and MLOps API of the retraining loop: adapters, versions and lineage; promote and
+/// roll back; pending approvals; pipelines (definition, pause, resume, run now); job history,
+/// drift and the audit trail. Every state change names the calling key as the actor.
+/// </summary>
+public static class LifecycleEndpoints
+{
+    private static readonly JsonSerializerOptions Json = PipelineDefinition.Json;
+
+    public static void MapLifecycleApi(this IEndpointRouteBuilder app)
+    {
+        var read = app.MapGroup("/admin").RequireAuthorization(Policies.Aliases);
+
+        read.MapGet("/adapters", async (LifecycleManager lifecycle, CancellationToken ct) =>
+        {
+            var result = new List<object>();
+            foreach (string adapter in await lifecycle.Registry.ListAdaptersAsync(ct))
+                result.Add(await SummaryAsync(lifecycle, adapter, ct));
+            return Results.Json(new { data = result }, Json);
+        });
+        read.MapGet("/adapters/{name}", async (string name, LifecycleManager lifecycle, CancellationToken ct) =>
+        {
+            var versions = await lifecycle.Registry.ListVersionsAsync(name, ct);
+            if (versions.Count == 0) throw NotFound($"The adapter '{name}' has no versions.", "name");
+            return Results.Json(new
+            {
+                adapter = name,
+                versions,
+                alias = await lifecycle.Aliases.GetAsync(name, ct),
+                canary = await lifecycle.CanaryAsync(name, ct),
+                pipeline = await lifecycle.Pipelines.GetAsync(name, ct),
+            }, Json);
+        });
+        read.MapGet("/adapters/{name}/versions/{version}", async (string name, string version, LifecycleManager lifecycle, CancellationToken ct) =>
+            await lifecycle.Registry.GetAsync(name, version, ct) is { } v ? Results.Json(v, Json) : throw NotFound($"'{name}@{version}' does not exist.", "version"));
+        read.MapGet("/adapters/{name}/drift", async (string name, LifecycleManager lifecycle, IServiceProvider services, CancellationToken ct) =>
+        {
+            var history = await DriftHistoryAsync(lifecycle, name, ct);
+            return Results.Json(new { adapter = name, current = history.LastOrDefault(), history }, Json);
+        });
+        read.MapGet("/approvals", async (string? status, string? adapter, LifecycleManager lifecycle, CancellationToken ct) =>
+        {
+            ApprovalStatus? filter = status is null or "pending" ? ApprovalStatus.Pending
+                : status == "all" ? null
+                : Enum.TryParse<ApprovalStatus>(status, ignoreCase: true, out var s) ? s
+                : throw ApiException.Invalid("status", "status must be pending, approved, rejected, expired or all.");
+            return Results.Json(new { data = await lifecycle.Approvals.ListAsync(filter, adapter, ct) }, Json);
+        });
+        read.MapGet("/pipelines", async (LifecycleManager lifecycle, CancellationToken ct) =>
+            Results.Json(new { data = await lifecycle.Pipelines.ListAsync(ct) }, Json));
+        read.MapGet("/pipelines/{name}", async (string name, LifecycleManager lifecycle, IServiceProvider services, CancellationToken ct) =>
+        {
+            var record = await lifecycle.Pipelines.GetAsync(name, ct) ?? throw NotFound($"No pipeline for '{name}'.", "name");
+            var scheduler = services.GetService<ControllerScheduler>();
+            return Results.Json(new { pipeline = record, next_run = scheduler is null ? null : await scheduler.NextFireAsync(name, ct) }, Json);
+        });
+        read.MapGet("/jobs", async (string? adapter, int? limit, IJobHistory history, CancellationToken ct) =>
+            Results.Json(new { data = await history.ListAsync(adapter, Math.Clamp(limit ?? 100, 1, 1000), ct) }, Json));
+        read.MapGet("/audit", async (string? adapter, long? after, int? limit, LifecycleManager lifecycle, CancellationToken ct) =>
+            Results.Json(new { data = await lifecycle.Registry.GetAuditAsync(adapter, after ?? 0, Math.Clamp(limit ?? 100, 1, 1000), ct) }, Json));
+
+        var operate = app.MapGroup("/admin").RequireAuthorization(Policies.Operator);
+        operate.MapPost("/adapters/{name}/promote", async (string name, ActionBody body, HttpContext http, LifecycleManager lifecycle, CancellationToken ct) =>
+        {
+            if (string.IsNullOrWhiteSpace(body.Version)) throw ApiException.Invalid("version", "'version' is required.");
+            return await Guard(async () => Results.Json(await lifecycle.PromoteAsync(name, body.Version, Actor(http), body.Reason ?? "promoted by an operator", ct), Json));
+        });
+        operate.MapPost("/adapters/{name}/rollback", async (string name, ActionBody body, HttpContext http, LifecycleManager lifecycle, CancellationToken ct) =>
+            await Guard(async () => Results.Json(await lifecycle.RollbackAsync(name, body.Version, Actor(http), body.Reason ?? "rolled back by an operator", ct), Json)));
+        operate.MapPost("/approvals/{id}", async (string id, ApprovalBody body, HttpContext http, LifecycleManager lifecycle, CancellationToken ct) =>
+        {
+            if (body.Approve is not bool approve) throw ApiException.Invalid("approve", "'approve' (true or false) is required.");
+            return await Guard(async () => Results.Json(await lifecycle.ResolveApprovalAsync(id, approve, Actor(http), body.Comment, ct), Json));
+        });
+
+        var mlops = app.MapGroup("/admin").RequireAuthorization(Policies.Aliases);
+        mlops.MapPut("/pipelines/{name}", async (string name, HttpContext http, LifecycleManager lifecycle, CancellationToken ct) =>
+        {
+            var definition = await ReadDefinitionAsync(http, name, ct);
+            var record = await lifecycle.Pipelines.UpsertAsync(name, definition.ToJson(), Actor(http), cancellationToken: ct);
+            await lifecycle.Registry.AppendAuditAsync(new AuditEvent { Actor = Actor(http), Action = "pipeline.update", Adapter = name, To = $"revision {record.Revision}" }, ct);
+            return Results.Json(record, Json);
+        });
+        mlops.MapDelete("/pipelines/{name}", async (string name, HttpContext http, LifecycleManager lifecycle, CancellationToken ct) =>
+        {
+            if (!await lifecycle.Pipelines.DeleteAsync(name, Actor(http), ct)) throw NotFound($"No pipeline for '{name}'.", "name");
+            await lifecycle.Registry.AppendAuditAsync(new AuditEvent { Actor = Actor(http), Action = "pipeline.delete", Adapter = name }, ct);
+            return Results.NoContent();
+        });
+        mlops.MapPost("/pipelines/{name}/pause", (string name, HttpContext http, LifecycleManager lifecycle, CancellationToken ct) => PauseAsync(name, true, http, lifecycle, ct));
+        mlops.MapPost("/pipelines/{name}/resume", (string name, HttpContext http, LifecycleManager lifecycle, CancellationToken ct) => PauseAsync(name, false, http, lifecycle, ct));
+        mlops.MapPost("/pipelines/{name}/run", async (string name, HttpContext http, LifecycleManager lifecycle, IServiceProvider services, CancellationToken ct) =>
+        {
+            _ = await lifecycle.Pipelines.GetAsync(name, ct) ?? throw NotFound($"No pipeline for '{name}'.", "name");
+            string actor = Actor(http);
+            await ControllerScheduler.RequestRunAsync(lifecycle.Pipelines, name, actor, ct);
+            if (services.GetService<ControllerScheduler>() is { } scheduler) await scheduler.SyncAsync(false, ct);
+            await lifecycle.Registry.AppendAuditAsync(new AuditEvent { Actor = actor, Action = "pipeline.run", Adapter = name, Reason = "run now" }, ct);
+            return Results.Accepted(value: new { status = "requested" });
+        });
+    }
+
+    private static async Task<IResult> PauseAsync(string name, bool paused, HttpContext http, LifecycleManager lifecycle, CancellationToken ct)
+    {
+        _ = await lifecycle.Pipelines.GetAsync(name, ct) ?? throw NotFound($"No pipeline for '{name}'.", "name");
+        var record = await lifecycle.Pipelines.SetPausedAsync(name, paused, Actor(http), ct);
+        await lifecycle.Registry.AppendAuditAsync(new AuditEvent { Actor = Actor(http), Action = paused ? "pipeline.pause" : "pipeline.resume", Adapter = name }, ct);
+        return Results.Json(record, Json);
+    }
+
+    private static async Task<PipelineDefinition> ReadDefinitionAsync(HttpContext http, string name, CancellationToken ct)
+    {
+        JsonElement body;
+        try
+        {
+            body = await JsonSerializer.DeserializeAsync<JsonElement>(http.Request.Body, cancellationToken: ct);
+        }
+        catch (JsonException ex)
+        {
+            throw ApiException.Invalid("body", $"The body is not valid JSON: {ex.Message}");
+        }
+        if (body.ValueKind != JsonValueKind.Object) throw ApiException.Invalid("body", "The body must be a pipeline definition object.");
+        var withName = JsonSerializer.SerializeToNode(body)!.AsObject();
+        if (withName["adapter"] is { } given && given.GetValue<string>() != name) throw ApiException.Invalid("adapter", $"'adapter' must be '{name}' (the name in the path).");
+        withName["adapter"] = name;
+        try
+        {
+            return PipelineDefinition.FromJson(JsonSerializer.SerializeToElement(withName));
+        }
+        catch (ArgumentException ex)
+        {
+            string field = ex.Message.Split(':')[0].Split(' ')[0];
+            throw ApiException.Invalid(field, ex.Message);
+        }
+    }
+
+    private static async Task<object> SummaryAsync(LifecycleManager lifecycle, string adapter, CancellationToken ct)
+    {
+        var versions = await lifecycle.Registry.ListVersionsAsync(adapter, ct);
+        var canary = await lifecycle.CanaryAsync(adapter, ct);
+        return new
+        {
+            adapter,
+            production = versions.LastOrDefault(v => v.State == VersionState.Production)?.Version,
+            canary = canary?.Candidate,
+            versions = versions.Count,
+            alias = await lifecycle.Aliases.GetAsync(adapter, ct),
+        };
+    }
+
+    private static async Task<IReadOnlyList<DriftCheck>> DriftHistoryAsync(LifecycleManager lifecycle, string adapter, CancellationToken ct)
+    {
+        var stored = await lifecycle.Pipelines.GetStateAsync(adapter, DriftMonitor.HistoryKey, ct);
+        return stored is { ValueKind: JsonValueKind.Array } s ? s.Deserialize<List<DriftCheck>>(Json) ?? [] : [];
+    }
+
+    /// <summary>Runs a lifecycle action, mapping its failures to API errors.</summary>
+    private static async Task<IResult> Guard(Func<Task<IResult>> action)
+    {
+        try
+        {
+            return await action();
+        }
+        catch (KeyNotFoundException ex)
+        {
+            throw NotFound(ex.Message, "version");
+        }
+        catch (StateConflictException ex)
+        {
+            throw new ApiException(409, ex.Message, ApiErrorTypes.InvalidRequest, null, "conflict");
+        }
+        catch (InvalidOperationException ex)
+        {
+            throw new ApiException(409, ex.Message, ApiErrorTypes.InvalidRequest, null, "conflict");
+        }
+    }
+
+    private static string Actor(HttpContext http) => http.User.Identity?.Name is { Length: > 0 } name ? $"key:{name}" : "anonymous";
+
+    private static ApiException NotFound(string message, string param) => new(404, message, ApiErrorTypes.NotFound, param, "not_found");
+
+    public sealed record ActionBody(string? Version, string? Reason);
+
+    public sealed record ApprovalBody(bool? Approve, string? Comment);
+}
