@@ -11,6 +11,7 @@ var root = new RootCommand("tunegw: serve Hugging Face LLMs with hot-swappable L
     TrainCommand.Create(),
     BenchCommand.Create(),
 };
+foreach (var admin in AdminCommands.Create()) root.Subcommands.Add(admin);
 try
 {
     return await root.Parse(args).InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
