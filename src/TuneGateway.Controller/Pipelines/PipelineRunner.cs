@@ -18,6 +18,8 @@ public sealed record ControllerOptions
     public int EvaluationParallelism { get; init; } = 4;
     /// <summary>Identifies this replica in leases and audit events.</summary>
     public string Instance { get; init; } = $"{Environment.MachineName}:{Environment.ProcessId}";
+    /// <summary>Load a CPU copy of the base model to embed prompts for semantic drift (MMD). Off for large bases without a GPU.</summary>
+    public bool SemanticDrift { get; init; } = true;
 }
 
 /// <summary>Puts a trained adapter where workers find it ({root}/{adapter}/{version}), atomically, with its checksum.</summary>
