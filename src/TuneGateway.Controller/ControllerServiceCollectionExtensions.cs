@@ -7,6 +7,7 @@ using TuneGateway.Controller.Pipelines;
 using TuneGateway.Engine.Models;
 using TuneGateway.Engine.Tokenization;
 using TuneGateway.Storage;
+using TuneGateway.Storage.Lifecycle;
 
 namespace TuneGateway.Controller;
 
@@ -31,12 +32,12 @@ public static class ControllerServiceCollectionExtensions
     /// canary and drift monitors. Needs the lifecycle stores and the traffic log reader.
     /// </summary>
     public static IServiceCollection AddRetrainingController(this IServiceCollection services, ControllerOptions options,
-        Func<IServiceProvider, ICompletionClient> completions, Func<IServiceProvider, IArtifactPublisher> artifacts, ITrainer? trainer = null)
+        Func<IServiceProvider, ICompletionClient> completions, ITrainer? trainer = null)
     {
         services.AddLifecycleManagement();
         services.AddSingleton(options);
         services.AddSingleton(completions);
-        services.AddSingleton(artifacts);
+        services.AddSingleton(new ArtifactStore(options.ArtifactDirectory));
         services.AddSingleton(trainer ?? ProcessTrainer.ForCurrentProcess());
         services.AddSingleton(sp => new Curator(sp.GetRequiredService<ITrafficReader>(), new Redactor(new RedactionOptions())));
         services.AddSingleton(_ => HfTokenizer.FromDirectory(options.BaseModelDirectory));

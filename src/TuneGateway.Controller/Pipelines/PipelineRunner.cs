@@ -22,12 +22,6 @@ public sealed record ControllerOptions
     public bool SemanticDrift { get; init; } = true;
 }
 
-/// <summary>Puts a trained adapter where workers find it ({root}/{adapter}/{version}), atomically, with its checksum.</summary>
-public interface IArtifactPublisher
-{
-    Task<(string Path, string Sha256)> PublishAsync(string sourceDirectory, string adapter, string version, CancellationToken cancellationToken);
-}
-
 /// <summary>The outcome of one pipeline run.</summary>
 public sealed record PipelineRunResult(string RunId, string Outcome, string? Candidate, string Message);
 
@@ -41,7 +35,7 @@ public sealed class PipelineRunner(
     ControllerOptions options,
     LifecycleManager lifecycle,
     IJobHistory history,
-    IArtifactPublisher artifacts,
+    ArtifactStore artifacts,
     Curator curator,
     ITrainer trainer,
     ICompletionClient completions,

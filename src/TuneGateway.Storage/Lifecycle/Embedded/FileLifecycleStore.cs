@@ -1,0 +1,501 @@
+using System.Runtime.CompilerServices;
+using System.Text;
+using System.Text.Json;
+using System.Threading.Channels;
+
+namespace TuneGateway.Storage.Lifecycle.Embedded;
+
+/// <summary>
+/// The embedded lifecycle store for a single process (<c>tunegw serve</c> without Redis): the
+/// registry, aliases, pipelines and their state, approvals, job history and leases in
+/// <c>{data}/lifecycle/state.json</c>, rewritten atomically (temporary file, fsync, rename) after
+/// every change, and the audit trail appended to <c>audit.jsonl</c> (fsynced). A <c>.lock</c> file
+/// keeps a second process out; within the process one lock makes every operation atomic, so the
+/// semantics are those of the Redis store.
+/// </summary>
+public sealed class FileLifecycleStore : IAdapterRegistry, IAliasStore, IPipelineStore, IApprovalStore, IJobHistory, ILeaseManager, IDisposable
+{
+    private const int JobHistoryLimit = 5000;
+    private readonly string _root;
+    private readonly TimeProvider _time;
+    private readonly Lock _lock = new();
+    private readonly FileStream _processLock;
+    private readonly List<AuditEvent> _audit = [];
+    private readonly List<Channel<AliasRoute>> _watchers = [];
+    private State _state;
+
+    public FileLifecycleStore(string dataDirectory, TimeProvider? time = null)
+    {
+        _time = time ?? TimeProvider.System;
+        _root = Path.GetFullPath(Path.Combine(dataDirectory, "lifecycle"));
+        Directory.CreateDirectory(_root);
+        try
+        {
+            _processLock = new FileStream(Path.Combine(_root, ".lock"), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException ex)
+        {
+            throw new IOException($"'{_root}' is in use by another process (its .lock is held); the embedded store serves one process. Use Redis for several.", ex);
+        }
+        string statePath = Path.Combine(_root, "state.json");
+        _state = File.Exists(statePath) ? LifecycleJson.Deserialize<State>(File.ReadAllText(statePath)) : new State();
+        string auditPath = Path.Combine(_root, "audit.jsonl");
+        if (File.Exists(auditPath))
+        {
+            foreach (string line in File.ReadLines(auditPath))
+            {
+                if (string.IsNullOrWhiteSpace(line)) continue;
+                try { _audit.Add(LifecycleJson.Deserialize<AuditEvent>(line)); }
+                catch (JsonException) { break; } // a torn last line from a crash
+            }
+        }
+    }
+
+    public string RootDirectory => _root;
+
+    // ---------------------------------------------------------------- registry
+
+    public Task<string> AllocateVersionAsync(string adapter, CancellationToken cancellationToken = default)
+    {
+        LifecycleRules.ValidateName(adapter, "adapter");
+        lock (_lock)
+        {
+            long next = _state.VersionCounters.GetValueOrDefault(adapter) + 1;
+            _state.VersionCounters[adapter] = next;
+            Save();
+            return Task.FromResult($"v{next}");
+        }
+    }
+
+    public Task<RegisteredVersion> RegisterAsync(RegisteredVersion version, string actor, string reason, CancellationToken cancellationToken = default)
+    {
+        LifecycleRules.ValidateName(version.Adapter, "adapter");
+        LifecycleRules.ValidateName(version.Version, "version");
+        lock (_lock)
+        {
+            var versions = VersionsOf(version.Adapter, create: true)!;
+            if (versions.ContainsKey(version.Version))
+                throw new StateConflictException($"{version.Adapter}@{version.Version} is already registered.");
+            var now = _time.GetUtcNow();
+            var stored = version with { CreatedAt = now, UpdatedAt = now };
+            versions[version.Version] = stored;
+            Save();
+            AppendAudit(new AuditEvent { Actor = actor, Action = "register", Adapter = version.Adapter, Version = version.Version, To = Name(stored.State), Reason = reason });
+            return Task.FromResult(stored);
+        }
+    }
+
+    public Task<RegisteredVersion?> GetAsync(string adapter, string version, CancellationToken cancellationToken = default)
+    {
+        lock (_lock) return Task.FromResult(VersionsOf(adapter)?.GetValueOrDefault(version));
+    }
+
+    public Task<IReadOnlyList<RegisteredVersion>> ListVersionsAsync(string adapter, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+            return Task.FromResult<IReadOnlyList<RegisteredVersion>>(VersionsOf(adapter)?.Values.OrderBy(v => v.CreatedAt).ThenBy(v => VersionNumber(v.Version)).ToArray() ?? []);
+    }
+
+    public Task<IReadOnlyList<string>> ListAdaptersAsync(CancellationToken cancellationToken = default)
+    {
+        lock (_lock) return Task.FromResult<IReadOnlyList<string>>(_state.Versions.Keys.Order(StringComparer.Ordinal).ToArray());
+    }
+
+    public Task<RegisteredVersion> TransitionAsync(string adapter, string version, VersionState to, string actor, string reason,
+        IReadOnlyCollection<VersionState>? expectedFrom = null, JsonElement? details = null, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            var versions = VersionsOf(adapter);
+            if (versions is null || !versions.TryGetValue(version, out var current))
+                throw new KeyNotFoundException($"Adapter '{adapter}' has no version '{version}'.");
+            if (expectedFrom is not null && !expectedFrom.Contains(current.State))
+                throw new StateConflictException($"{adapter}@{version} is {Name(current.State)}, not {LifecycleRules.DescribeStates(expectedFrom)}.");
+            var updated = current with { State = to, StateReason = reason, UpdatedAt = _time.GetUtcNow() };
+            versions[version] = updated;
+            Save();
+            AppendAudit(new AuditEvent { Actor = actor, Action = "transition", Adapter = adapter, Version = version, From = Name(current.State), To = Name(to), Reason = reason, Details = details });
+            return Task.FromResult(updated);
+        }
+    }
+
+    public Task<RegisteredVersion> SetEvaluationAsync(string adapter, string version, JsonElement evaluation, string actor, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            var versions = VersionsOf(adapter);
+            if (versions is null || !versions.TryGetValue(version, out var current))
+                throw new KeyNotFoundException($"Adapter '{adapter}' has no version '{version}'.");
+            var updated = current with { Evaluation = evaluation.Clone(), UpdatedAt = _time.GetUtcNow() };
+            versions[version] = updated;
+            Save();
+            AppendAudit(new AuditEvent { Actor = actor, Action = "evaluation", Adapter = adapter, Version = version, Details = evaluation.Clone() });
+            return Task.FromResult(updated);
+        }
+    }
+
+    public Task<AuditEvent> AppendAuditAsync(AuditEvent auditEvent, CancellationToken cancellationToken = default)
+    {
+        lock (_lock) return Task.FromResult(AppendAudit(auditEvent));
+    }
+
+    public Task<IReadOnlyList<AuditEvent>> GetAuditAsync(string? adapter = null, long afterSequence = 0, int limit = 100, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            return Task.FromResult<IReadOnlyList<AuditEvent>>(_audit
+                .Where(e => e.Sequence > afterSequence && (adapter is null || e.Adapter == adapter))
+                .Take(Math.Clamp(limit, 1, 10_000)).ToArray());
+        }
+    }
+
+    private AuditEvent AppendAudit(AuditEvent auditEvent)
+    {
+        var stored = auditEvent with { Sequence = ++_state.AuditSequence, At = auditEvent.At == default ? _time.GetUtcNow() : auditEvent.At };
+        using (var stream = new FileStream(Path.Combine(_root, "audit.jsonl"), FileMode.Append, FileAccess.Write, FileShare.Read))
+        {
+            stream.Write(Encoding.UTF8.GetBytes(LifecycleJson.Serialize(stored) + "\n"));
+            stream.Flush(flushToDisk: true);
+        }
+        _audit.Add(stored);
+        Save();
+        return stored;
+    }
+
+    // ---------------------------------------------------------------- aliases
+
+    Task<AliasRoute?> IAliasStore.GetAsync(string alias, CancellationToken cancellationToken)
+    {
+        lock (_lock) return Task.FromResult(_state.Aliases.GetValueOrDefault(alias));
+    }
+
+    Task<IReadOnlyList<AliasRoute>> IAliasStore.ListAsync(CancellationToken cancellationToken)
+    {
+        lock (_lock) return Task.FromResult<IReadOnlyList<AliasRoute>>(_state.Aliases.Values.OrderBy(a => a.Alias, StringComparer.Ordinal).ToArray());
+    }
+
+    public Task<AliasRoute> SetAsync(string alias, IReadOnlyList<AliasArm> arms, string actor, long? expectedRevision = null, CancellationToken cancellationToken = default)
+    {
+        LifecycleRules.ValidateArms(alias, arms);
+        AliasRoute route;
+        lock (_lock)
+        {
+            var current = _state.Aliases.GetValueOrDefault(alias);
+            if (expectedRevision is long expected && (current?.Revision ?? 0) != expected)
+                throw new StateConflictException($"Alias '{alias}' is at revision {current?.Revision ?? 0}, not {expected}.");
+            route = new AliasRoute { Alias = alias, Arms = arms.ToArray(), Revision = (current?.Revision ?? 0) + 1, UpdatedAt = _time.GetUtcNow(), UpdatedBy = actor };
+            _state.Aliases[alias] = route;
+            Save();
+        }
+        Notify(route);
+        return Task.FromResult(route);
+    }
+
+    Task<bool> IAliasStore.DeleteAsync(string alias, string actor, CancellationToken cancellationToken)
+    {
+        AliasRoute? removed;
+        lock (_lock)
+        {
+            if (!_state.Aliases.Remove(alias, out removed)) return Task.FromResult(false);
+            Save();
+        }
+        Notify(removed with { Arms = [], Revision = removed.Revision + 1, UpdatedBy = actor, UpdatedAt = _time.GetUtcNow() });
+        return Task.FromResult(true);
+    }
+
+    /// <summary>Current routes, then every change (a deleted alias arrives with no arms).</summary>
+    public async IAsyncEnumerable<AliasRoute> WatchAsync([EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var channel = Channel.CreateUnbounded<AliasRoute>();
+        AliasRoute[] current;
+        lock (_lock)
+        {
+            _watchers.Add(channel);
+            current = _state.Aliases.Values.ToArray();
+        }
+        try
+        {
+            foreach (var route in current) yield return route;
+            await foreach (var route in channel.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false)) yield return route;
+        }
+        finally
+        {
+            lock (_lock) _watchers.Remove(channel);
+        }
+    }
+
+    private void Notify(AliasRoute route)
+    {
+        Channel<AliasRoute>[] watchers;
+        lock (_lock) watchers = _watchers.ToArray();
+        foreach (var w in watchers) w.Writer.TryWrite(route);
+    }
+
+    // ---------------------------------------------------------------- pipelines
+
+    Task<PipelineRecord?> IPipelineStore.GetAsync(string adapter, CancellationToken cancellationToken)
+    {
+        lock (_lock) return Task.FromResult(_state.Pipelines.GetValueOrDefault(adapter));
+    }
+
+    Task<IReadOnlyList<PipelineRecord>> IPipelineStore.ListAsync(CancellationToken cancellationToken)
+    {
+        lock (_lock) return Task.FromResult<IReadOnlyList<PipelineRecord>>(_state.Pipelines.Values.OrderBy(p => p.Adapter, StringComparer.Ordinal).ToArray());
+    }
+
+    public Task<PipelineRecord> UpsertAsync(string adapter, JsonElement definition, string actor, long? expectedRevision = null, CancellationToken cancellationToken = default)
+    {
+        LifecycleRules.ValidateName(adapter, "adapter");
+        lock (_lock)
+        {
+            var current = _state.Pipelines.GetValueOrDefault(adapter);
+            if (expectedRevision is long expected && (current?.Revision ?? 0) != expected)
+                throw new StateConflictException($"Pipeline '{adapter}' is at revision {current?.Revision ?? 0}, not {expected}.");
+            var record = new PipelineRecord
+            {
+                Adapter = adapter, Definition = definition.Clone(), Paused = current?.Paused ?? false,
+                Revision = (current?.Revision ?? 0) + 1, UpdatedAt = _time.GetUtcNow(), UpdatedBy = actor,
+            };
+            _state.Pipelines[adapter] = record;
+            Save();
+            return Task.FromResult(record);
+        }
+    }
+
+    public Task<PipelineRecord> SetPausedAsync(string adapter, bool paused, string actor, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            var current = _state.Pipelines.GetValueOrDefault(adapter) ?? throw new KeyNotFoundException($"No pipeline for '{adapter}'.");
+            var record = current with { Paused = paused, Revision = current.Revision + 1, UpdatedAt = _time.GetUtcNow(), UpdatedBy = actor };
+            _state.Pipelines[adapter] = record;
+            Save();
+            return Task.FromResult(record);
+        }
+    }
+
+    Task<bool> IPipelineStore.DeleteAsync(string adapter, string actor, CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            bool removed = _state.Pipelines.Remove(adapter);
+            _state.PipelineState.Remove(adapter);
+            if (removed) Save();
+            return Task.FromResult(removed);
+        }
+    }
+
+    public Task<JsonElement?> GetStateAsync(string adapter, string key, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            JsonElement? value = _state.PipelineState.TryGetValue(adapter, out var values) && values.TryGetValue(key, out var v) ? v.Clone() : null;
+            return Task.FromResult(value);
+        }
+    }
+
+    public Task SetStateAsync(string adapter, string key, JsonElement value, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            if (!_state.PipelineState.TryGetValue(adapter, out var values)) _state.PipelineState[adapter] = values = new(StringComparer.Ordinal);
+            if (value.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined) values.Remove(key);
+            else values[key] = value.Clone();
+            Save();
+        }
+        return Task.CompletedTask;
+    }
+
+    // ---------------------------------------------------------------- approvals
+
+    public Task<Approval> RequestAsync(string adapter, string version, string action, JsonElement? evidence, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            var pending = _state.Approvals.Values.FirstOrDefault(a => a.Status == ApprovalStatus.Pending && a.Adapter == adapter && a.Version == version && a.Action == action);
+            if (pending is not null) return Task.FromResult(pending);
+            var approval = new Approval
+            {
+                Id = Guid.NewGuid().ToString("N"), Adapter = adapter, Version = version, Action = action,
+                Evidence = evidence?.Clone(), CreatedAt = _time.GetUtcNow(),
+            };
+            _state.Approvals[approval.Id] = approval;
+            Save();
+            return Task.FromResult(approval);
+        }
+    }
+
+    Task<Approval?> IApprovalStore.GetAsync(string id, CancellationToken cancellationToken)
+    {
+        lock (_lock) return Task.FromResult(_state.Approvals.GetValueOrDefault(id));
+    }
+
+    Task<IReadOnlyList<Approval>> IApprovalStore.ListAsync(ApprovalStatus? status, string? adapter, CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            return Task.FromResult<IReadOnlyList<Approval>>(_state.Approvals.Values
+                .Where(a => (status is null || a.Status == status) && (adapter is null || a.Adapter == adapter))
+                .OrderBy(a => a.CreatedAt).ToArray());
+        }
+    }
+
+    public Task<Approval> ResolveAsync(string id, bool approve, string actor, string? comment, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            var current = _state.Approvals.GetValueOrDefault(id) ?? throw new KeyNotFoundException($"No approval '{id}'.");
+            if (current.Status != ApprovalStatus.Pending)
+                throw new StateConflictException($"Approval '{id}' was already {current.Status.ToString().ToLowerInvariant()} by {current.ResolvedBy}.");
+            var resolved = current with
+            {
+                Status = approve ? ApprovalStatus.Approved : ApprovalStatus.Rejected, ResolvedBy = actor, ResolvedAt = _time.GetUtcNow(), Comment = comment,
+            };
+            _state.Approvals[id] = resolved;
+            Save();
+            return Task.FromResult(resolved);
+        }
+    }
+
+    // ---------------------------------------------------------------- job history
+
+    public Task RecordAsync(JobRun run, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            int at = _state.Jobs.FindIndex(j => j.RunId == run.RunId && j.Step == run.Step);
+            if (at >= 0) _state.Jobs[at] = run;
+            else _state.Jobs.Add(run);
+            if (_state.Jobs.Count > JobHistoryLimit) _state.Jobs.RemoveRange(0, _state.Jobs.Count - JobHistoryLimit);
+            Save();
+        }
+        return Task.CompletedTask;
+    }
+
+    Task<IReadOnlyList<JobRun>> IJobHistory.ListAsync(string? adapter, int limit, CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            return Task.FromResult<IReadOnlyList<JobRun>>(_state.Jobs
+                .Where(j => adapter is null || j.Adapter == adapter)
+                .OrderByDescending(j => j.StartedAt).Take(Math.Clamp(limit, 1, 10_000)).ToArray());
+        }
+    }
+
+    // ---------------------------------------------------------------- leases
+
+    public Task<LeaseGrant?> TryAcquireAsync(string name, string owner, TimeSpan ttl, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            var now = _time.GetUtcNow();
+            if (_state.Leases.TryGetValue(name, out var held) && held.ExpiresAt > now && held.Owner != owner) return Task.FromResult<LeaseGrant?>(null);
+            long token = held is not null && held.Owner == owner && held.ExpiresAt > now ? held.Token : _state.LeaseTokens.GetValueOrDefault(name) + 1;
+            _state.LeaseTokens[name] = Math.Max(token, _state.LeaseTokens.GetValueOrDefault(name));
+            var grant = new LeaseGrant(name, owner, token, now + ttl);
+            _state.Leases[name] = grant;
+            Save();
+            return Task.FromResult<LeaseGrant?>(grant);
+        }
+    }
+
+    public Task<bool> RenewAsync(LeaseGrant lease, TimeSpan ttl, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            var now = _time.GetUtcNow();
+            if (!_state.Leases.TryGetValue(lease.Name, out var held) || held.Token != lease.Token || held.Owner != lease.Owner || held.ExpiresAt <= now)
+                return Task.FromResult(false);
+            _state.Leases[lease.Name] = held with { ExpiresAt = now + ttl };
+            Save();
+            return Task.FromResult(true);
+        }
+    }
+
+    public Task ReleaseAsync(LeaseGrant lease, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            if (_state.Leases.TryGetValue(lease.Name, out var held) && held.Token == lease.Token && held.Owner == lease.Owner)
+            {
+                _state.Leases.Remove(lease.Name);
+                Save();
+            }
+        }
+        return Task.CompletedTask;
+    }
+
+    public Task<bool> IsCurrentAsync(LeaseGrant lease, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            return Task.FromResult(_state.Leases.TryGetValue(lease.Name, out var held) && held.Token == lease.Token && held.Owner == lease.Owner
+                && held.ExpiresAt > _time.GetUtcNow());
+        }
+    }
+
+    public Task<bool> TryClaimOnceAsync(string key, string owner, TimeSpan retention, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            var now = _time.GetUtcNow();
+            foreach (var expired in _state.Claims.Where(c => c.Value <= now).Select(c => c.Key).ToArray()) _state.Claims.Remove(expired);
+            if (_state.Claims.ContainsKey(key)) return Task.FromResult(false);
+            _state.Claims[key] = now + retention;
+            Save();
+            return Task.FromResult(true);
+        }
+    }
+
+    // ---------------------------------------------------------------- persistence
+
+    private Dictionary<string, RegisteredVersion>? VersionsOf(string adapter, bool create = false)
+    {
+        if (_state.Versions.TryGetValue(adapter, out var versions)) return versions;
+        if (!create) return null;
+        return _state.Versions[adapter] = new Dictionary<string, RegisteredVersion>(StringComparer.Ordinal);
+    }
+
+    private static long VersionNumber(string version) => version.Length > 1 && version[0] == 'v' && long.TryParse(version.AsSpan(1), out long n) ? n : long.MaxValue;
+
+    private static string Name(VersionState state) => JsonNamingPolicy.SnakeCaseLower.ConvertName(state.ToString());
+
+    /// <summary>Writes the whole state atomically: a reader (or a crash) sees the old file or the new one.</summary>
+    private void Save()
+    {
+        string path = Path.Combine(_root, "state.json");
+        string temporary = path + ".tmp";
+        using (var stream = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))
+        {
+            stream.Write(Encoding.UTF8.GetBytes(LifecycleJson.Serialize(_state)));
+            stream.Flush(flushToDisk: true);
+        }
+        File.Move(temporary, path, overwrite: true);
+    }
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            foreach (var w in _watchers) w.Writer.TryComplete();
+            _watchers.Clear();
+        }
+        _processLock.Dispose();
+    }
+
+    /// <summary>Everything but the audit trail, as one JSON document.</summary>
+    private sealed class State
+    {
+        public Dictionary<string, Dictionary<string, RegisteredVersion>> Versions { get; set; } = new(StringComparer.Ordinal);
+        public Dictionary<string, long> VersionCounters { get; set; } = new(StringComparer.Ordinal);
+        public Dictionary<string, AliasRoute> Aliases { get; set; } = new(StringComparer.Ordinal);
+        public Dictionary<string, PipelineRecord> Pipelines { get; set; } = new(StringComparer.Ordinal);
+        public Dictionary<string, Dictionary<string, JsonElement>> PipelineState { get; set; } = new(StringComparer.Ordinal);
+        public Dictionary<string, Approval> Approvals { get; set; } = new(StringComparer.Ordinal);
+        public List<JobRun> Jobs { get; set; } = [];
+        public Dictionary<string, LeaseGrant> Leases { get; set; } = new(StringComparer.Ordinal);
+        public Dictionary<string, long> LeaseTokens { get; set; } = new(StringComparer.Ordinal);
+        public Dictionary<string, DateTimeOffset> Claims { get; set; } = new(StringComparer.Ordinal);
+        public long AuditSequence { get; set; }
+    }
+}

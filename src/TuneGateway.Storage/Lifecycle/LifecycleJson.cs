@@ -1,0 +1,46 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace TuneGateway.Storage.Lifecycle;
+
+/// <summary>How lifecycle records are written, in Redis values and in the embedded store's files.</summary>
+public static class LifecycleJson
+{
+    public static readonly JsonSerializerOptions Options = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        DictionaryKeyPolicy = null,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
+    };
+
+    public static string Serialize<T>(T value) => JsonSerializer.Serialize(value, Options);
+
+    public static T Deserialize<T>(string json) => JsonSerializer.Deserialize<T>(json, Options)
+        ?? throw new InvalidDataException($"Empty {typeof(T).Name} record.");
+}
+
+/// <summary>Checks shared by both store implementations.</summary>
+internal static class LifecycleRules
+{
+    public static void ValidateArms(string alias, IReadOnlyList<AliasArm> arms)
+    {
+        if (string.IsNullOrWhiteSpace(alias) || alias.Contains('@') || alias.Contains('/'))
+            throw new ArgumentException($"'{alias}' is not a valid alias name (no '@' or '/').", nameof(alias));
+        if (arms.Count == 0) throw new ArgumentException("An alias needs at least one arm.", nameof(arms));
+        if (arms.Any(a => string.IsNullOrWhiteSpace(a.Model) || !double.IsFinite(a.Weight) || a.Weight < 0))
+            throw new ArgumentException("Every arm needs a model and a non-negative weight.", nameof(arms));
+        if (Math.Abs(arms.Sum(a => a.Weight) - 1) > 1e-6)
+            throw new ArgumentException($"The weights of alias '{alias}' must sum to 1 (they sum to {arms.Sum(a => a.Weight)}).", nameof(arms));
+        if (arms.Select(a => a.Model).Distinct(StringComparer.Ordinal).Count() != arms.Count)
+            throw new ArgumentException($"Alias '{alias}' names a model twice.", nameof(arms));
+    }
+
+    public static void ValidateName(string value, string what)
+    {
+        if (string.IsNullOrWhiteSpace(value) || value.Length > 200 || value.Contains('/') || value.Contains('\\') || value.Contains("..") || value.Any(char.IsControl))
+            throw new ArgumentException($"'{value}' is not a valid {what}.", what);
+    }
+
+    public static string DescribeStates(IReadOnlyCollection<VersionState>? states) =>
+        states is null ? "any" : string.Join(" or ", states.Select(s => JsonNamingPolicy.SnakeCaseLower.ConvertName(s.ToString())));
+}

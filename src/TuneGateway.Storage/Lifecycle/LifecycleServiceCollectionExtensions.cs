@@ -1,0 +1,37 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using StackExchange.Redis;
+using TuneGateway.Storage.Lifecycle.Embedded;
+using TuneGateway.Storage.Lifecycle.Redis;
+
+namespace TuneGateway.Storage.Lifecycle;
+
+/// <summary>Registration of the lifecycle stores: Redis when a connection string is given, else the embedded store.</summary>
+public static class LifecycleServiceCollectionExtensions
+{
+    public static IServiceCollection AddLifecycleStores(this IServiceCollection services, string? redisConnectionString, string dataDirectory, string keyPrefix = "tunegw")
+    {
+        if (redisConnectionString is not null)
+        {
+            services.TryAddSingleton<IConnectionMultiplexer>(_ => RedisConnection.Connect(redisConnectionString));
+            services.AddSingleton(sp => new RedisLifecycleStore(sp.GetRequiredService<IConnectionMultiplexer>(), keyPrefix, sp.GetService<TimeProvider>()));
+            AddViews<RedisLifecycleStore>(services);
+        }
+        else
+        {
+            services.AddSingleton(sp => new FileLifecycleStore(dataDirectory, sp.GetService<TimeProvider>()));
+            AddViews<FileLifecycleStore>(services);
+        }
+        return services;
+    }
+
+    private static void AddViews<T>(IServiceCollection services) where T : class, IAdapterRegistry, IAliasStore, IPipelineStore, IApprovalStore, IJobHistory, ILeaseManager
+    {
+        services.AddSingleton<IAdapterRegistry>(sp => sp.GetRequiredService<T>());
+        services.AddSingleton<IAliasStore>(sp => sp.GetRequiredService<T>());
+        services.AddSingleton<IPipelineStore>(sp => sp.GetRequiredService<T>());
+        services.AddSingleton<IApprovalStore>(sp => sp.GetRequiredService<T>());
+        services.AddSingleton<IJobHistory>(sp => sp.GetRequiredService<T>());
+        services.AddSingleton<ILeaseManager>(sp => sp.GetRequiredService<T>());
+    }
+}
