@@ -47,7 +47,7 @@ public enum TrafficLogDecision
 /// <param name="SampledOut">Entries not logged by sampling.</param>
 /// <param name="OptedOut">Entries not logged because their API key opted out.</param>
 /// <param name="Rejected">Invalid entries.</param>
-/// <param name="QueuedInMemory">Entries in the in-memory queue now.</param>
+/// <param name="QueuedInMemory">Entries in the in-memory queue, or in the batch being written, now.</param>
 /// <param name="QueuedInSpill">Entries in the spill file waiting for replay now.</param>
 public sealed record TrafficLogStatistics(
     long Enqueued,

@@ -50,6 +50,11 @@ public sealed class TrafficLogWriter : BackgroundService, ITrafficLog
     private long _droppedAtLastLog;
     private int _loopStarted;
 
+    // Entries taken from the queue whose write (or spill) has not finished: part of the backlog. Taking a
+    // batch and counting it happen under one lock, so a statistics reader never sees an entry in neither place.
+    private readonly Lock _inHandGate = new();
+    private int _inHand;
+
     /// <summary>Creates the writer; it starts draining when the host starts it.</summary>
     public TrafficLogWriter(
         ITrafficStore store,
@@ -148,7 +153,16 @@ public sealed class TrafficLogWriter : BackgroundService, ITrafficLog
     public bool IsPending(string id) => id is not null && _pending.ContainsKey(id);
 
     /// <inheritdoc />
-    public TrafficLogStatistics GetStatistics() => _metrics.Snapshot(_queue.Reader.Count, _spill.PendingEntries);
+    public TrafficLogStatistics GetStatistics()
+    {
+        long queued;
+        lock (_inHandGate)
+        {
+            queued = _queue.Reader.Count + _inHand;
+        }
+
+        return _metrics.Snapshot(queued, _spill.PendingEntries);
+    }
 
     /// <summary>Stops accepting entries, then drains the queue into the store (or the spill) before returning.</summary>
     public override async Task StopAsync(CancellationToken cancellationToken)
@@ -197,9 +211,14 @@ public sealed class TrafficLogWriter : BackgroundService, ITrafficLog
         while (await WaitForWorkAsync(stoppingToken).ConfigureAwait(false))
         {
             _batch.Clear();
-            while (_batch.Count < _options.BatchSize && _queue.Reader.TryRead(out var entry))
+            lock (_inHandGate)
             {
-                _batch.Add(entry);
+                while (_batch.Count < _options.BatchSize && _queue.Reader.TryRead(out var entry))
+                {
+                    _batch.Add(entry);
+                }
+
+                _inHand = _batch.Count;
             }
 
             try
@@ -208,6 +227,7 @@ public sealed class TrafficLogWriter : BackgroundService, ITrafficLog
                 {
                     await WriteAsync(_batch).ConfigureAwait(false);
                     _batch.Clear();
+                    Volatile.Write(ref _inHand, 0);
                 }
 
                 if (!stoppingToken.IsCancellationRequested)
@@ -222,6 +242,10 @@ public sealed class TrafficLogWriter : BackgroundService, ITrafficLog
                 _logger.LogError(ex, "The traffic log writer failed; {Count} entries in hand are dropped.", _batch.Count);
                 _metrics.DroppedOther(_batch.Count);
                 Forget(_batch);
+            }
+            finally
+            {
+                Volatile.Write(ref _inHand, 0);
             }
         }
 
