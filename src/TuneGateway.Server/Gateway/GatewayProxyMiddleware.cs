@@ -23,6 +23,11 @@ public sealed class GatewayProxyMiddleware(RequestDelegate next, AliasResolver a
     GatewayMetrics metrics, ILogger<GatewayProxyMiddleware> logger)
 {
     public const string UserHeader = "X-TuneGateway-User";
+    /// <summary>
+    /// <c>X-TuneGateway-Evaluation: true</c> marks a request as an offline evaluation (the retraining
+    /// loop's), which the traffic log leaves out; honoured only from keys with the mlops, operator or admin role.
+    /// </summary>
+    public const string EvaluationHeader = "X-TuneGateway-Evaluation";
     private const int MaxBody = 16 << 20;
 
     public async Task InvokeAsync(HttpContext context)
@@ -80,6 +85,8 @@ public sealed class GatewayProxyMiddleware(RequestDelegate next, AliasResolver a
         if (capture is not null)
         {
             context.Response.Body = clientBody!;
+            // End the response before the observer runs, so that the client never waits for it.
+            await CompleteResponseAsync(context).ConfigureAwait(false);
             capture.Complete();
             var exchange = new ProxiedExchange
             {
@@ -91,10 +98,12 @@ public sealed class GatewayProxyMiddleware(RequestDelegate next, AliasResolver a
                 User = target.User,
                 RequestedModel = target.RequestedModel,
                 ResolvedModel = target.Model,
+                ResolvedAdapter = target.Adapter,
                 Alias = target.Alias,
                 WorkerUrl = proxy.ProxiedDestination?.DestinationId,
                 Attempts = attempts,
                 StatusCode = context.Response.StatusCode,
+                ResponseId = capture.Id,
                 Stream = capture.IsEventStream,
                 TimeToFirstByte = capture.FirstByte,
                 TimeToFirstToken = capture.FirstToken,
@@ -103,6 +112,8 @@ public sealed class GatewayProxyMiddleware(RequestDelegate next, AliasResolver a
                 FinishReasons = capture.FinishReasons,
                 PromptTokens = capture.PromptTokens,
                 CompletionTokens = capture.CompletionTokens,
+                MeanLogprob = capture.MeanLogprob,
+                Evaluation = IsEvaluation(context),
                 Error = capture.Error ?? error?.Exception?.Message,
                 ClientAborted = context.RequestAborted.IsCancellationRequested,
             };
@@ -117,6 +128,26 @@ public sealed class GatewayProxyMiddleware(RequestDelegate next, AliasResolver a
             }
         }
     }
+
+    /// <summary>Sends the end of the response (the last chunk of a chunked body) unless the client is gone or the response is broken.</summary>
+    private async Task CompleteResponseAsync(HttpContext context)
+    {
+        if (context.RequestAborted.IsCancellationRequested) return;
+        try
+        {
+            await context.Response.CompleteAsync().ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException or InvalidOperationException or OperationCanceledException)
+        {
+            logger.LogDebug(ex, "Could not complete the response before observing it");
+        }
+    }
+
+    /// <summary>Whether the request asks to be treated as an offline evaluation and its key may ask that.</summary>
+    private static bool IsEvaluation(HttpContext context) =>
+        string.Equals(context.Request.Headers[EvaluationHeader], "true", StringComparison.OrdinalIgnoreCase)
+        && context.Features.Get<ApiKeyIdentity>() is { } identity
+        && (identity.Roles.Contains(Roles.Mlops) || identity.Roles.Contains(Roles.Operator) || identity.Roles.Contains(Roles.Admin));
 
     private static async Task<byte[]> ReadBodyAsync(HttpRequest request)
     {
