@@ -145,8 +145,8 @@ public static class ServerHost
         else services.TryAddSingleton<IAliasStore, InMemoryAliasStore>();
         services.AddSingleton<IRequestObserver>(sp =>
         {
-            // The caller's observer and the traffic log's, when there is one.
-            IRequestObserver[] observers = [.. new[] { observer, sp.GetService<TrafficLogObserver>() }.OfType<IRequestObserver>()];
+            // The traffic log's observer (when the log is on) first, so that the caller's sees an exchange once it was logged.
+            IRequestObserver[] observers = [.. new[] { sp.GetService<TrafficLogObserver>(), observer }.OfType<IRequestObserver>()];
             return observers.Length switch
             {
                 0 => NullRequestObserver.Instance,
