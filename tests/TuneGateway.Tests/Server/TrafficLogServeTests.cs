@@ -386,8 +386,9 @@ public abstract class TrafficLogServeTests(TrafficServeFixture serve)
         var answer = await CompleteAsync(new { model = "llama-tiny", prompt = "count me", max_tokens = 1 }, TrafficServeFixture.AliceKey);
         await serve.LoggedAsync(answer.Id);
         string metrics = await _http.GetStringAsync(Url("/metrics"));
-        var written = metrics.Split('\n').Single(l => l.StartsWith("tunegw_traffic_written_total{", StringComparison.Ordinal));
-        Assert.True(double.Parse(written[(written.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture) >= 1, written);
+        // Other hosts in this test process have writers too (the listener sees every meter of the name): some series counts this entry.
+        var written = metrics.Split('\n').Where(l => l.StartsWith("tunegw_traffic_written_total{", StringComparison.Ordinal)).ToArray();
+        Assert.Contains(written, line => double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture) >= 1);
         Assert.Contains("tunegw_traffic_backlog{", metrics, StringComparison.Ordinal);
         Assert.Contains("tunegw_traffic_dropped_total{", metrics, StringComparison.Ordinal);
     }
