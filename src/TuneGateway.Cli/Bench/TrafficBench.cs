@@ -34,7 +34,8 @@ internal sealed record TrafficBenchOptions
 /// The traffic log's cost: (1) the entries per second the background writer sustains into the
 /// embedded store and into Redis (a private <c>redis-server</c> on a free port, when one is installed);
 /// (2) 1-token completions through <c>serve</c> with the log off and on (each store), in the same run,
-/// interleaved: p50 and p99 latency and requests/s, and their ratios to logging off.
+/// interleaved: p50 and p99 latency and requests/s, and their ratios to logging off; a second host
+/// without the log (A/A) shows the noise between identical hosts.
 /// </summary>
 internal static class TrafficBench
 {
@@ -85,8 +86,13 @@ internal static class TrafficBench
         output.WriteLine();
     }
 
-    private sealed record Host(string Label, WebApplication App, string Url, ITrafficLog? Log)
+    /// <summary>One serve host under test (compared by reference: it keys the per-host tallies).</summary>
+    private sealed class Host(string label, WebApplication app, string url, ITrafficLog? log)
     {
+        public string Label { get; } = label;
+        public WebApplication App { get; } = app;
+        public string Url { get; } = url;
+        public ITrafficLog? Log { get; } = log;
         /// <summary>Requests sent to the host so far (each one is a traffic entry when the log is on).</summary>
         public long Sent { get; set; }
     }
@@ -96,9 +102,11 @@ internal static class TrafficBench
         // Warnings only, without the open-mode notice each host would print.
         var settings = new HostSettings { Urls = ["http://127.0.0.1:0"], ConfigureLogging = l => l.SetMinimumLevel(LogLevel.Warning).AddFilter("tunegw", LogLevel.Error) };
         var engine = options.Engine with { MaxQueue = 4096 };
+        // Two hosts without the log: the second ("off, A/A") shows how far two identical hosts differ on this machine.
         var variants = new List<(string Label, TrafficLogSettings? Traffic)>
         {
             ("off", null),
+            ("off, A/A", null),
             ("embedded", new TrafficLogSettings { DataDirectory = Path.Combine(scratch, "serve-embedded") }),
         };
         if (redis is not null)
@@ -157,7 +165,8 @@ internal static class TrafficBench
                 {
                     var sorted = latencies[host].Order().ToArray();
                     double p50 = Percentile(sorted, 0.50), p99 = Percentile(sorted, 0.99), rps = sorted.Length / seconds[host];
-                    if (host.Log is null) (baseP50, baseP99, baseRps) = (p50, p99, rps);
+                    bool baseline = ReferenceEquals(host, hosts[0]);
+                    if (baseline) (baseP50, baseP99, baseRps) = (p50, p99, rps);
                     var (logged, dropped) = (double.NaN, double.NaN);
                     if (host.Log is not null)
                     {
@@ -166,7 +175,7 @@ internal static class TrafficBench
                         (logged, dropped) = (after.Written + after.Replayed - start.Written - start.Replayed, after.Dropped - start.Dropped);
                     }
                     table.Row(clients, host.Label, sorted.Length, p50, p99, rps,
-                        host.Log is null ? double.NaN : p50 / baseP50, host.Log is null ? double.NaN : p99 / baseP99, host.Log is null ? double.NaN : rps / baseRps,
+                        baseline ? double.NaN : p50 / baseP50, baseline ? double.NaN : p99 / baseP99, baseline ? double.NaN : rps / baseRps,
                         logged, dropped);
                 }
             }

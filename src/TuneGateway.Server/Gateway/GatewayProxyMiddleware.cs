@@ -85,9 +85,12 @@ public sealed class GatewayProxyMiddleware(RequestDelegate next, AliasResolver a
         if (capture is not null)
         {
             context.Response.Body = clientBody!;
-            // End the response before the observer runs, so that the client never waits for it.
+            // End the response first: the client (and the next request on its connection) never waits for the observer.
             await CompleteResponseAsync(context).ConfigureAwait(false);
-            capture.Complete();
+            var duration = Stopwatch.GetElapsedTime(start);
+            // What the exchange needs from the HttpContext is read now; the context is recycled once this method returns.
+            bool stream = capture.IsEventStream;
+            string? meanLogprobHeader = context.Response.Headers[MeanLogprob.Header];
             var exchange = new ProxiedExchange
             {
                 RequestId = context.TraceIdentifier,
@@ -103,29 +106,44 @@ public sealed class GatewayProxyMiddleware(RequestDelegate next, AliasResolver a
                 WorkerUrl = proxy.ProxiedDestination?.DestinationId,
                 Attempts = attempts,
                 StatusCode = context.Response.StatusCode,
-                ResponseId = capture.Id,
-                Stream = capture.IsEventStream,
-                TimeToFirstByte = capture.FirstByte,
-                TimeToFirstToken = capture.FirstToken,
-                Duration = Stopwatch.GetElapsedTime(start),
-                Completions = capture.Texts,
-                FinishReasons = capture.FinishReasons,
-                PromptTokens = capture.PromptTokens,
-                CompletionTokens = capture.CompletionTokens,
-                MeanLogprob = capture.MeanLogprob,
+                Stream = stream,
+                Duration = duration,
                 Evaluation = IsEvaluation(context),
-                Error = capture.Error ?? error?.Exception?.Message,
+                Error = error?.Exception?.Message,
                 ClientAborted = context.RequestAborted.IsCancellationRequested,
             };
-            await capture.DisposeAsync().ConfigureAwait(false);
-            try
+            // Parsing the captured answer and the observer run on the thread pool, off the request's path.
+            _ = Task.Run(() => ObserveAsync(capture, exchange, meanLogprobHeader));
+        }
+    }
+
+    /// <summary>Completes the exchange from what the response stream captured and hands it to the observer.</summary>
+    private async Task ObserveAsync(ObservingResponseStream capture, ProxiedExchange partial, string? meanLogprobHeader)
+    {
+        try
+        {
+            ProxiedExchange exchange;
+            await using (capture.ConfigureAwait(false))
             {
-                await observer.OnExchangeCompletedAsync(exchange, CancellationToken.None).ConfigureAwait(false);
+                capture.Complete(meanLogprobHeader);
+                exchange = partial with
+                {
+                    ResponseId = capture.Id,
+                    TimeToFirstByte = capture.FirstByte,
+                    TimeToFirstToken = capture.FirstToken,
+                    Completions = capture.Texts,
+                    FinishReasons = capture.FinishReasons,
+                    PromptTokens = capture.PromptTokens,
+                    CompletionTokens = capture.CompletionTokens,
+                    MeanLogprob = capture.MeanLogprob,
+                    Error = capture.Error ?? partial.Error,
+                };
             }
-            catch (Exception ex)
-            {
-                logger.LogError(ex, "A request observer failed");
-            }
+            await observer.OnExchangeCompletedAsync(exchange, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            logger.LogError(ex, "A request observer failed");
         }
     }
 

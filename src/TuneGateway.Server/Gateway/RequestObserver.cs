@@ -7,8 +7,10 @@ namespace TuneGateway.Server.Gateway;
 
 /// <summary>
 /// Sees every request the gateway proxied, once it is over (streaming included): the traffic log
-/// hooks in here. Called after the response has been sent; an observer that needs time should queue
-/// the exchange rather than block. Exceptions are logged and ignored.
+/// hooks in here. Called on the thread pool after the response has been sent, so it delays neither
+/// the client nor the next request on its connection; exchanges may therefore arrive slightly out of
+/// order. An observer that needs time should still queue the exchange rather than block (every
+/// exchange runs one call). Exceptions are logged and ignored.
 /// </summary>
 public interface IRequestObserver
 {
@@ -155,10 +157,11 @@ internal sealed class ObservingResponseStream(Stream inner, Microsoft.AspNetCore
         return carried;
     }
 
-    /// <summary>Parses a captured JSON answer; call once the response is complete.</summary>
-    public void Complete()
+    /// <summary>Parses a captured JSON answer; call once the response is complete (the response itself may be gone by then).</summary>
+    /// <param name="meanLogprobHeader">The answer's <see cref="Common.MeanLogprob.Header"/>, read while the response was there.</param>
+    public void Complete(string? meanLogprobHeader)
     {
-        MeanLogprob ??= Common.MeanLogprob.Parse(response.Headers[Common.MeanLogprob.Header]);
+        MeanLogprob ??= Common.MeanLogprob.Parse(meanLogprobHeader);
         if (IsEventStream || _body.Length == 0) return;
         try
         {
