@@ -11,5 +11,7 @@ internal static class CliErrors
 {
     public static bool IsUserError(Exception ex) => ex is ModelLoadException or AdapterLoadException or TokenizerLoadException
         or ChatTemplateException or ArgumentException or RequestTooLongException or UnknownAdapterException
-        or FileNotFoundException or DirectoryNotFoundException or InvalidDataException;
+        or FileNotFoundException or DirectoryNotFoundException or InvalidDataException
+        // Invalid configuration (for example TuneGateway:TrafficLog), found when the host starts.
+        or Microsoft.Extensions.Options.OptionsValidationException;
 }

@@ -55,14 +55,18 @@ public static class ServerHost
         return app;
     }
 
-    public static WebApplication CreateGateway(GatewayOptions gateway, HostSettings settings, IAliasStore? aliases = null, IRequestObserver? observer = null)
+    /// <param name="traffic">The traffic log (null: none); see <see cref="TrafficLogSettings"/>.</param>
+    public static WebApplication CreateGateway(GatewayOptions gateway, HostSettings settings, IAliasStore? aliases = null, IRequestObserver? observer = null,
+        TrafficLogSettings? traffic = null)
     {
         var builder = CreateBuilder(settings, "tunegw-gateway", out var keys);
         var configured = builder.Configuration.GetSection("TuneGateway:Workers").Get<string[]>() ?? [];
         gateway = gateway with { Workers = [.. gateway.Workers, .. configured] };
+        string? trafficStore = builder.Services.AddGatewayTrafficLog(builder.Configuration, traffic);
         AddGateway(builder.Services, gateway, aliases, observer);
         var app = builder.Build();
         UseCommon(app, keys, "gateway");
+        LogTrafficMode(app, traffic, trafficStore);
         MapGateway(app);
         MapFallback(app);
         return app;
@@ -74,7 +78,9 @@ public static class ServerHost
     /// loopback like to any worker (one routing path), and the worker reports its state in-process.
     /// With keys configured, that hop uses a random internal admin key known only to this process.
     /// </summary>
-    public static WebApplication CreateServe(WorkerOptions worker, GatewayOptions gateway, HostSettings settings, IAliasStore? aliases = null, IRequestObserver? observer = null)
+    /// <param name="traffic">The traffic log (null: none); see <see cref="TrafficLogSettings"/>.</param>
+    public static WebApplication CreateServe(WorkerOptions worker, GatewayOptions gateway, HostSettings settings, IAliasStore? aliases = null, IRequestObserver? observer = null,
+        TrafficLogSettings? traffic = null)
     {
         string internalKey = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
         var builder = CreateBuilder(settings, "tunegw", out var keys, internalKey);
@@ -82,9 +88,11 @@ public static class ServerHost
         AddWorker(builder.Services, worker);
         builder.Services.AddSingleton<IWorkerStateSink, InProcessStateSink>();
         builder.Services.AddHostedService<WorkerStateReporter>();
+        string? trafficStore = builder.Services.AddGatewayTrafficLog(builder.Configuration, traffic);
         AddGateway(builder.Services, gateway with { WorkerKey = keys.IsOpen ? gateway.WorkerKey : internalKey }, aliases, observer);
         var app = builder.Build();
         UseCommon(app, keys, "server");
+        LogTrafficMode(app, traffic, trafficStore);
         app.MapWorkerApi(InProcessWorkerPrefix);
         MapGateway(app);
         MapFallback(app);
@@ -135,7 +143,17 @@ public static class ServerHost
         services.AddSingleton<GatewayMetrics>();
         if (aliases is not null) services.AddSingleton(aliases);
         else services.TryAddSingleton<IAliasStore, InMemoryAliasStore>();
-        services.AddSingleton(observer ?? NullRequestObserver.Instance);
+        services.AddSingleton<IRequestObserver>(sp =>
+        {
+            // The traffic log's observer (when the log is on) first, so that the caller's sees an exchange once it was logged.
+            IRequestObserver[] observers = [.. new[] { sp.GetService<TrafficLogObserver>(), observer }.OfType<IRequestObserver>()];
+            return observers.Length switch
+            {
+                0 => NullRequestObserver.Instance,
+                1 => observers[0],
+                _ => new CompositeRequestObserver(observers, sp.GetRequiredService<ILogger<CompositeRequestObserver>>()),
+            };
+        });
         services.AddSingleton<AliasResolver>();
         services.AddHostedService(sp => sp.GetRequiredService<AliasResolver>());
         services.AddSingleton<Yarp.ReverseProxy.LoadBalancing.ILoadBalancingPolicy, AdapterAffinityPolicy>();
@@ -190,9 +208,17 @@ public static class ServerHost
         app.MapMetrics();
     }
 
+    private static void LogTrafficMode(WebApplication app, TrafficLogSettings? traffic, string? store)
+    {
+        if (store is not null) app.Logger.LogInformation("Traffic log: {Store}", store);
+        else if (traffic is { Enabled: true }) app.Logger.LogWarning("The traffic log is off: no --redis or --data-dir given (nor TuneGateway:TrafficLog in configuration).");
+        else if (traffic is not null) app.Logger.LogInformation("The traffic log is off.");
+    }
+
     private static void MapGateway(WebApplication app)
     {
         app.MapGatewayApi();
+        app.MapTrafficApi();
         app.MapReverseProxy(pipeline =>
         {
             pipeline.UseMiddleware<GatewayProxyMiddleware>();

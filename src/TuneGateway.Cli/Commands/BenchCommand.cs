@@ -19,12 +19,14 @@ internal static class BenchCommand
         var promptTokens = new Option<int?>("--prompt-tokens") { Description = "Prompt length (default: 128 on GPU, 32 on CPU)." };
         var newTokens = new Option<int?>("--new-tokens") { Description = "Tokens to decode per sequence (default: 128 on GPU, 8 on CPU)." };
         var loraRank = new Option<int>("--lora-rank") { Description = "Rank of the random adapters.", DefaultValueFactory = _ => 16 };
-        var suites = new Option<string>("--suites") { Description = "Comma-separated: engine, lora, gateway.", DefaultValueFactory = _ => "engine,lora" };
+        var suites = new Option<string>("--suites") { Description = "Comma-separated: engine, lora, gateway, traffic.", DefaultValueFactory = _ => "engine,lora" };
         var gatewayClients = new Option<string>("--gateway-clients") { Description = "Gateway suite: comma-separated numbers of concurrent clients.", DefaultValueFactory = _ => "1,64" };
+        var trafficClients = new Option<string>("--traffic-clients") { Description = "Traffic suite: comma-separated numbers of concurrent clients.", DefaultValueFactory = _ => "1,16" };
+        var trafficEntries = new Option<int>("--traffic-entries") { Description = "Traffic suite: entries the writer benchmark records per store.", DefaultValueFactory = _ => 20_000 };
 
         var command = new Command("bench", "Measure prefill/decode throughput and multi-LoRA serving; prints Markdown tables.")
         {
-            model, device, dtype, shapes, batches, promptTokens, newTokens, loraRank, suites, gatewayClients,
+            model, device, dtype, shapes, batches, promptTokens, newTokens, loraRank, suites, gatewayClients, trafficClients, trafficEntries,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -37,13 +39,12 @@ internal static class BenchCommand
             var selectedSuites = parse.GetValue(suites)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
             foreach (string suite in selectedSuites)
             {
-                if (suite is not ("engine" or "lora" or "gateway")) throw new ArgumentException($"--suites: unknown suite '{suite}' (expected engine, lora or gateway).");
+                if (suite is not ("engine" or "lora" or "gateway" or "traffic")) throw new ArgumentException($"--suites: unknown suite '{suite}' (expected engine, lora, gateway or traffic).");
             }
 
             if (selectedSuites.Contains("gateway"))
             {
-                var clients = parse.GetValue(gatewayClients)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
-                    .Select(c => int.TryParse(c, out int n) && n > 0 ? n : throw new ArgumentException($"--gateway-clients: '{c}' is not a positive number.")).ToArray();
+                var clients = Counts(parse.GetValue(gatewayClients)!, "--gateway-clients");
                 await GatewayBench.RunAsync(new GatewayBenchOptions
                 {
                     Engine = new TuneGateway.Engine.Serving.EngineOptions
@@ -54,6 +55,23 @@ internal static class BenchCommand
                         MaxNumSeqs = Math.Max(32, clients.Max()),
                     },
                     Concurrency = clients,
+                }, Console.Out, cancellationToken);
+            }
+            if (selectedSuites.Contains("traffic"))
+            {
+                var clients = Counts(parse.GetValue(trafficClients)!, "--traffic-clients");
+                int entries = parse.GetValue(trafficEntries) is > 0 and var n ? n : throw new ArgumentException("--traffic-entries must be positive.");
+                await TrafficBench.RunAsync(new TrafficBenchOptions
+                {
+                    Engine = new TuneGateway.Engine.Serving.EngineOptions
+                    {
+                        ModelDirectory = modelDirectory,
+                        Device = parse.GetValue(device)!,
+                        Dtype = parse.GetValue(dtype)!,
+                        MaxNumSeqs = Math.Max(32, clients.Max()),
+                    },
+                    Concurrency = clients,
+                    WriterEntries = entries,
                 }, Console.Out, cancellationToken);
             }
             if (!selectedSuites.Contains("engine") && !selectedSuites.Contains("lora")) return 0;
@@ -84,4 +102,9 @@ internal static class BenchCommand
         });
         return command;
     }
+
+    /// <summary>Comma-separated positive numbers (of concurrent clients).</summary>
+    private static int[] Counts(string text, string option) =>
+        text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+            .Select(c => int.TryParse(c, out int n) && n > 0 ? n : throw new ArgumentException($"{option}: '{c}' is not a positive number.")).ToArray();
 }

@@ -11,12 +11,14 @@ internal static class GatewayCommand
     {
         var server = new ServerOptionsBinder("http://127.0.0.1:8000");
         var gateway = new GatewayOptionsBinder();
+        var traffic = new TrafficOptionsBinder(defaultDataDirectory: null);
         var command = new Command("gateway", "Route OpenAI-compatible requests to workers by base model, adapter residency and load; aliases and A/B splits; auth.");
         gateway.AddTo(command);
+        traffic.AddTo(command);
         server.AddTo(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
-            await using var app = ServerHost.CreateGateway(gateway.Bind(parse), server.Bind(parse));
+            await using var app = ServerHost.CreateGateway(gateway.Bind(parse), server.Bind(parse), traffic: traffic.Bind(parse));
             await app.StartAsync(cancellationToken);
             await app.WaitForShutdownAsync(cancellationToken);
             return 0;

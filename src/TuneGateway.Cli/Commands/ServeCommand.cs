@@ -14,9 +14,11 @@ internal static class ServeCommand
         var engine = new EngineOptionsBinder();
         var server = new ServerOptionsBinder("http://127.0.0.1:8000");
         var gateway = new GatewayOptionsBinder();
+        var traffic = new TrafficOptionsBinder(Path.Combine(Environment.CurrentDirectory, "data"));
         var command = new Command("serve", "Run everything on one port: the gateway and an in-process worker (the bundled tiny model and its adapters by default).");
         engine.AddTo(command);
         gateway.AddTo(command);
+        traffic.AddTo(command);
         server.AddTo(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -24,7 +26,7 @@ internal static class ServeCommand
             // On the bundled model, its example adapters (shout, reverse) load on demand by name.
             if (parse.GetValue(engine.Model) is null && parse.GetValue(engine.LoraDir) is null)
                 engineOptions = engineOptions with { Adapters = engineOptions.Adapters with { LoraDirectory = BundledModel.Adapters } };
-            await using var app = ServerHost.CreateServe(new WorkerOptions { Engine = engineOptions }, gateway.Bind(parse), server.Bind(parse));
+            await using var app = ServerHost.CreateServe(new WorkerOptions { Engine = engineOptions }, gateway.Bind(parse), server.Bind(parse), traffic: traffic.Bind(parse));
             await app.StartAsync(cancellationToken);
             await app.WaitForShutdownAsync(cancellationToken);
             if (app.Services.GetRequiredService<EngineHost>().LoadError is { } error) throw error;

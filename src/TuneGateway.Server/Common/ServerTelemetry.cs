@@ -22,6 +22,9 @@ public static class ServerTelemetry
 
     public static readonly ActivitySource Source = new(Name);
 
+    /// <summary>The meter of <c>TuneGateway.Storage</c> (the traffic log writer's counters).</summary>
+    public const string StorageMeterName = "TuneGateway.Storage";
+
     private static readonly double[] LatencyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 
     /// <summary>Registers OpenTelemetry; <paramref name="otlpEndpoint"/> (or OTEL_EXPORTER_OTLP_ENDPOINT) turns on OTLP export.</summary>
@@ -46,7 +49,8 @@ public static class ServerTelemetry
             {
                 metrics.AddAspNetCoreInstrumentation()
                     .AddHttpClientInstrumentation()
-                    .AddMeter(Name, EngineTelemetry.Name)
+                    // The storage meter: the traffic log writer's queue, spill, writes and drops.
+                    .AddMeter(Name, EngineTelemetry.Name, StorageMeterName)
                     // Latencies in seconds: buckets from milliseconds to minutes (the default ones suit milliseconds).
                     .AddView(instrument => instrument.Unit == "s" && instrument.GetType().Name.StartsWith("Histogram", StringComparison.Ordinal)
                         ? new ExplicitBucketHistogramConfiguration { Boundaries = LatencyBuckets }

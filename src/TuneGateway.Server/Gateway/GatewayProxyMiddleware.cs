@@ -23,6 +23,11 @@ public sealed class GatewayProxyMiddleware(RequestDelegate next, AliasResolver a
     GatewayMetrics metrics, ILogger<GatewayProxyMiddleware> logger)
 {
     public const string UserHeader = "X-TuneGateway-User";
+    /// <summary>
+    /// <c>X-TuneGateway-Evaluation: true</c> marks a request as an offline evaluation (the retraining
+    /// loop's), which the traffic log leaves out; honoured only from keys with the mlops, operator or admin role.
+    /// </summary>
+    public const string EvaluationHeader = "X-TuneGateway-Evaluation";
     private const int MaxBody = 16 << 20;
 
     public async Task InvokeAsync(HttpContext context)
@@ -80,7 +85,12 @@ public sealed class GatewayProxyMiddleware(RequestDelegate next, AliasResolver a
         if (capture is not null)
         {
             context.Response.Body = clientBody!;
-            capture.Complete();
+            // End the response first: the client (and the next request on its connection) never waits for the observer.
+            await CompleteResponseAsync(context).ConfigureAwait(false);
+            var duration = Stopwatch.GetElapsedTime(start);
+            // What the exchange needs from the HttpContext is read now; the context is recycled once this method returns.
+            bool stream = capture.IsEventStream;
+            string? meanLogprobHeader = context.Response.Headers[MeanLogprob.Header];
             var exchange = new ProxiedExchange
             {
                 RequestId = context.TraceIdentifier,
@@ -91,32 +101,71 @@ public sealed class GatewayProxyMiddleware(RequestDelegate next, AliasResolver a
                 User = target.User,
                 RequestedModel = target.RequestedModel,
                 ResolvedModel = target.Model,
+                ResolvedAdapter = target.Adapter,
                 Alias = target.Alias,
                 WorkerUrl = proxy.ProxiedDestination?.DestinationId,
                 Attempts = attempts,
                 StatusCode = context.Response.StatusCode,
-                Stream = capture.IsEventStream,
-                TimeToFirstByte = capture.FirstByte,
-                TimeToFirstToken = capture.FirstToken,
-                Duration = Stopwatch.GetElapsedTime(start),
-                Completions = capture.Texts,
-                FinishReasons = capture.FinishReasons,
-                PromptTokens = capture.PromptTokens,
-                CompletionTokens = capture.CompletionTokens,
-                Error = capture.Error ?? error?.Exception?.Message,
+                Stream = stream,
+                Duration = duration,
+                Evaluation = IsEvaluation(context),
+                Error = error?.Exception?.Message,
                 ClientAborted = context.RequestAborted.IsCancellationRequested,
             };
-            await capture.DisposeAsync().ConfigureAwait(false);
-            try
-            {
-                await observer.OnExchangeCompletedAsync(exchange, CancellationToken.None).ConfigureAwait(false);
-            }
-            catch (Exception ex)
-            {
-                logger.LogError(ex, "A request observer failed");
-            }
+            // Parsing the captured answer and the observer run on the thread pool, off the request's path.
+            _ = Task.Run(() => ObserveAsync(capture, exchange, meanLogprobHeader));
         }
     }
+
+    /// <summary>Completes the exchange from what the response stream captured and hands it to the observer.</summary>
+    private async Task ObserveAsync(ObservingResponseStream capture, ProxiedExchange partial, string? meanLogprobHeader)
+    {
+        try
+        {
+            ProxiedExchange exchange;
+            await using (capture.ConfigureAwait(false))
+            {
+                capture.Complete(meanLogprobHeader);
+                exchange = partial with
+                {
+                    ResponseId = capture.Id,
+                    TimeToFirstByte = capture.FirstByte,
+                    TimeToFirstToken = capture.FirstToken,
+                    Completions = capture.Texts,
+                    FinishReasons = capture.FinishReasons,
+                    PromptTokens = capture.PromptTokens,
+                    CompletionTokens = capture.CompletionTokens,
+                    MeanLogprob = capture.MeanLogprob,
+                    Error = capture.Error ?? partial.Error,
+                };
+            }
+            await observer.OnExchangeCompletedAsync(exchange, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            logger.LogError(ex, "A request observer failed");
+        }
+    }
+
+    /// <summary>Sends the end of the response (the last chunk of a chunked body) unless the client is gone or the response is broken.</summary>
+    private async Task CompleteResponseAsync(HttpContext context)
+    {
+        if (context.RequestAborted.IsCancellationRequested) return;
+        try
+        {
+            await context.Response.CompleteAsync().ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException or InvalidOperationException or OperationCanceledException)
+        {
+            logger.LogDebug(ex, "Could not complete the response before observing it");
+        }
+    }
+
+    /// <summary>Whether the request asks to be treated as an offline evaluation and its key may ask that.</summary>
+    private static bool IsEvaluation(HttpContext context) =>
+        string.Equals(context.Request.Headers[EvaluationHeader], "true", StringComparison.OrdinalIgnoreCase)
+        && context.Features.Get<ApiKeyIdentity>() is { } identity
+        && (identity.Roles.Contains(Roles.Mlops) || identity.Roles.Contains(Roles.Operator) || identity.Roles.Contains(Roles.Admin));
 
     private static async Task<byte[]> ReadBodyAsync(HttpRequest request)
     {

@@ -7,8 +7,10 @@ namespace TuneGateway.Server.Gateway;
 
 /// <summary>
 /// Sees every request the gateway proxied, once it is over (streaming included): the traffic log
-/// hooks in here. Called after the response has been sent; an observer that needs time should queue
-/// the exchange rather than block. Exceptions are logged and ignored.
+/// hooks in here. Called on the thread pool after the response has been sent, so it delays neither
+/// the client nor the next request on its connection; exchanges may therefore arrive slightly out of
+/// order. An observer that needs time should still queue the exchange rather than block (every
+/// exchange runs one call). Exceptions are logged and ignored.
 /// </summary>
 public interface IRequestObserver
 {
@@ -38,12 +40,16 @@ public sealed record ProxiedExchange
     public required string RequestedModel { get; init; }
     /// <summary>The concrete model or adapter version that served the request.</summary>
     public required string ResolvedModel { get; init; }
+    /// <summary>The adapter <see cref="ResolvedModel"/> names (null when it is a base model the workers serve).</summary>
+    public string? ResolvedAdapter { get; init; }
     /// <summary>The alias called, when it was one; then <see cref="ResolvedModel"/> is the A/B arm.</summary>
     public string? Alias { get; init; }
     public string? WorkerUrl { get; init; }
     /// <summary>Workers tried (2 when the first failed before answering).</summary>
     public int Attempts { get; init; }
     public required int StatusCode { get; init; }
+    /// <summary>The <c>id</c> of the answer or of its chunks (<c>cmpl-…</c>, <c>chatcmpl-…</c>); null for an error answer.</summary>
+    public string? ResponseId { get; init; }
     public bool Stream { get; init; }
     /// <summary>Time from the request's arrival to the first response byte sent to the client.</summary>
     public TimeSpan? TimeToFirstByte { get; init; }
@@ -55,6 +61,13 @@ public sealed record ProxiedExchange
     public IReadOnlyList<string?> FinishReasons { get; init; } = [];
     public int? PromptTokens { get; init; }
     public int? CompletionTokens { get; init; }
+    /// <summary>Mean log-probability of the first choice's tokens, as the worker reported it (<see cref="Common.MeanLogprob"/>).</summary>
+    public double? MeanLogprob { get; init; }
+    /// <summary>
+    /// The request is an offline evaluation, not user traffic: it carried
+    /// <c>X-TuneGateway-Evaluation: true</c> from a key with the mlops, operator or admin role.
+    /// </summary>
+    public bool Evaluation { get; init; }
     /// <summary>The error message of an error answer (or an SSE error event).</summary>
     public string? Error { get; init; }
     /// <summary>The client went away before the response was complete.</summary>
@@ -83,6 +96,10 @@ internal sealed class ObservingResponseStream(Stream inner, Microsoft.AspNetCore
     public int? PromptTokens { get; private set; }
     public int? CompletionTokens { get; private set; }
     public string? Error { get; private set; }
+    /// <summary>The <c>id</c> of the JSON answer or of the first chunk that had one.</summary>
+    public string? Id { get; private set; }
+    /// <summary>From the <see cref="Common.MeanLogprob.StreamField"/> of a chunk, or the <see cref="Common.MeanLogprob.Header"/> of an answer.</summary>
+    public double? MeanLogprob { get; private set; }
 
     private void Observe(ReadOnlySpan<byte> bytes)
     {
@@ -111,6 +128,9 @@ internal sealed class ObservingResponseStream(Stream inner, Microsoft.AspNetCore
     {
         bool carried = false;
         if (root.ValueKind != JsonValueKind.Object) return false;
+        if (Id is null && root.TryGetProperty("id", out var id) && id.ValueKind == JsonValueKind.String) Id = id.GetString();
+        if (root.TryGetProperty(Common.MeanLogprob.StreamField, out var mean) && mean.ValueKind == JsonValueKind.Number
+            && mean.TryGetDouble(out double value) && double.IsFinite(value)) MeanLogprob = value;
         if (root.TryGetProperty("error", out var error) && error.ValueKind == JsonValueKind.Object && error.TryGetProperty("message", out var message))
             Error = message.ToString();
         if (root.TryGetProperty("usage", out var usage) && usage.ValueKind == JsonValueKind.Object)
@@ -137,9 +157,11 @@ internal sealed class ObservingResponseStream(Stream inner, Microsoft.AspNetCore
         return carried;
     }
 
-    /// <summary>Parses a captured JSON answer; call once the response is complete.</summary>
-    public void Complete()
+    /// <summary>Parses a captured JSON answer; call once the response is complete (the response itself may be gone by then).</summary>
+    /// <param name="meanLogprobHeader">The answer's <see cref="Common.MeanLogprob.Header"/>, read while the response was there.</param>
+    public void Complete(string? meanLogprobHeader)
     {
+        MeanLogprob ??= Common.MeanLogprob.Parse(meanLogprobHeader);
         if (IsEventStream || _body.Length == 0) return;
         try
         {

@@ -293,7 +293,16 @@ internal static class CompletionEndpoints
         {
             PromptTokenIds = !plan.ReturnTokenIds ? null : plan.Prompts.Count == 1 ? plan.Prompts[0] : plan.Prompts,
         };
+        ReportMeanLogprob(context, results);
         await context.Response.WriteAsJsonAsync(response, ServerJson.Options, context.RequestAborted).ConfigureAwait(false);
+    }
+
+    /// <summary>Sets the <see cref="MeanLogprob.Header"/> of a JSON answer from the first choice's tokens.</summary>
+    private static void ReportMeanLogprob(HttpContext context, IReadOnlyList<ChoiceResult> results)
+    {
+        var mean = new LogprobMean();
+        foreach (var token in results[0].Tokens) mean.Add(token.Logprob);
+        if (mean.Value is { } value) context.Response.Headers[MeanLogprob.Header] = MeanLogprob.Format(value);
     }
 
     private static CompletionLogprobs CompletionLogprobsOf(InferenceEngine engine, IReadOnlyList<TokenOut> tokens, int offset)
@@ -337,17 +346,23 @@ internal static class CompletionEndpoints
         {
             PromptTokenIds = plan.ReturnTokenIds ? plan.Prompts[0] : null,
         };
+        ReportMeanLogprob(context, results);
         await context.Response.WriteAsJsonAsync(response, ServerJson.Options, context.RequestAborted).ConfigureAwait(false);
     }
 
     /// <summary>
     /// Streams a run: waits for the first event so that a request that fails at once still gets a
     /// proper error status, then sends events as they come, one chunk per released piece of text.
+    /// The last chunk (the usage chunk, or else the one finishing the last choice) carries the mean
+    /// log-probability of the first choice's tokens: <paramref name="chunkFor"/> and
+    /// <paramref name="usageChunk"/> get it for that chunk only, null otherwise.
     /// </summary>
     private static async Task StreamAsync(HttpContext context, GenerationRun run, GenerationPlan plan,
-        Func<int, GenerationEvent, object?> chunkFor, Func<object?> opening, Func<Usage, object> usageChunk)
+        Func<int, GenerationEvent, double?, object?> chunkFor, Func<object?> opening, Func<Usage, double?, object> usageChunk)
     {
         var finished = new GenerationFinished?[run.Count];
+        int running = run.Count;
+        var mean = new LogprobMean();
         var events = run.EventsAsync().GetAsyncEnumerator();
         try
         {
@@ -363,9 +378,11 @@ internal static class CompletionEndpoints
             while (any)
             {
                 var (choice, e) = events.Current;
+                if (e is TokenGenerated generated && choice == 0) mean.Add(generated.Logprob);
                 if (e is GenerationFinished f)
                 {
                     finished[choice] = f;
+                    running--;
                     if (f.Reason is FinishReason.Error or FinishReason.Abort)
                     {
                         if (token.IsCancellationRequested) return;
@@ -377,10 +394,11 @@ internal static class CompletionEndpoints
                         return;
                     }
                 }
-                if (chunkFor(choice, e) is { } chunk) await Sse.WriteAsync(response, chunk, ServerJson.Options, token).ConfigureAwait(false);
+                bool last = e is GenerationFinished && running == 0 && !plan.IncludeUsage;
+                if (chunkFor(choice, e, last ? mean.Value : null) is { } chunk) await Sse.WriteAsync(response, chunk, ServerJson.Options, token).ConfigureAwait(false);
                 any = await events.MoveNextAsync().ConfigureAwait(false);
             }
-            if (plan.IncludeUsage) await Sse.WriteAsync(response, usageChunk(UsageOf(plan, finished)), ServerJson.Options, token).ConfigureAwait(false);
+            if (plan.IncludeUsage) await Sse.WriteAsync(response, usageChunk(UsageOf(plan, finished), mean.Value), ServerJson.Options, token).ConfigureAwait(false);
             await Sse.WriteDoneAsync(response, token).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is OperationCanceledException or IOException && context.RequestAborted.IsCancellationRequested)
@@ -406,7 +424,7 @@ internal static class CompletionEndpoints
             return plan.Prompts[run.PromptIndexOf(choice)];
         }
 
-        return StreamAsync(context, run, plan, (choice, e) =>
+        return StreamAsync(context, run, plan, (choice, e, meanLogprob) =>
         {
             switch (e)
             {
@@ -425,18 +443,18 @@ internal static class CompletionEndpoints
                     {
                         TokenIds = plan.ReturnTokenIds ? [] : null,
                         PromptTokenIds = PromptIds(choice),
-                    });
+                    }) with { MeanLogprob = meanLogprob };
                 default:
                     return null;
             }
-        }, () => null, usage => new CompletionChunk(id, "text_completion", created, plan.Model, []) { Usage = usage });
+        }, () => null, (usage, meanLogprob) => new CompletionChunk(id, "text_completion", created, plan.Model, []) { Usage = usage, MeanLogprob = meanLogprob });
     }
 
     private static Task StreamChatAsync(HttpContext context, InferenceEngine engine, GenerationPlan plan, GenerationRun run, string id, long created)
     {
         ChatCompletionChunk Chunk(ChatChunkChoice choice) => new(id, "chat.completion.chunk", created, plan.Model, [choice]);
         bool first = true;
-        return StreamAsync(context, run, plan, (choice, e) =>
+        return StreamAsync(context, run, plan, (choice, e, meanLogprob) =>
         {
             switch (e)
             {
@@ -449,7 +467,7 @@ internal static class CompletionEndpoints
                     });
                 case GenerationFinished f:
                     return Chunk(new ChatChunkChoice(choice, new ChatDelta { Content = f.TrailingText.Length > 0 ? f.TrailingText : null }, null,
-                        GenerationRun.FinishReasonText(f.Reason)));
+                        GenerationRun.FinishReasonText(f.Reason))) with { MeanLogprob = meanLogprob };
                 default:
                     return null;
             }
@@ -460,6 +478,6 @@ internal static class CompletionEndpoints
             first = false;
             var choices = Enumerable.Range(0, run.Count).Select(i => new ChatChunkChoice(i, new ChatDelta { Role = "assistant", Content = "" }, null, null)).ToArray();
             return new ChatCompletionChunk(id, "chat.completion.chunk", created, plan.Model, choices) { PromptTokenIds = plan.ReturnTokenIds ? plan.Prompts[0] : null };
-        }, usage => new ChatCompletionChunk(id, "chat.completion.chunk", created, plan.Model, []) { Usage = usage });
+        }, (usage, meanLogprob) => new ChatCompletionChunk(id, "chat.completion.chunk", created, plan.Model, []) { Usage = usage, MeanLogprob = meanLogprob });
     }
 }

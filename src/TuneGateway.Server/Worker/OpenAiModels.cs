@@ -30,6 +30,10 @@ public sealed record CompletionChunk(string Id, string Object, long Created, str
 {
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public Usage? Usage { get; init; }
+    /// <summary>Extension on the last chunk: the mean log-probability of the first choice's tokens (see <c>Common.MeanLogprob</c>).</summary>
+    [JsonPropertyName(Common.MeanLogprob.StreamField)]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public double? MeanLogprob { get; init; }
 }
 
 public sealed record ChatCompletionResponse(string Id, string Object, long Created, string Model, IReadOnlyList<ChatChoice> Choices, Usage? Usage)
@@ -56,6 +60,10 @@ public sealed record ChatCompletionChunk(string Id, string Object, long Created,
 {
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public Usage? Usage { get; init; }
+    /// <summary>Extension on the last chunk: the mean log-probability of the first choice's tokens (see <c>Common.MeanLogprob</c>).</summary>
+    [JsonPropertyName(Common.MeanLogprob.StreamField)]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public double? MeanLogprob { get; init; }
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public IReadOnlyList<int>? PromptTokenIds { get; init; }
 }

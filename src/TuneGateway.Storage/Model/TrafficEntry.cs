@@ -63,6 +63,12 @@ public sealed record TrafficEntry
     /// <summary>Number of generated tokens.</summary>
     public int? CompletionTokens { get; init; }
 
+    /// <summary>
+    /// Mean log-probability of the generated tokens (of the first choice) as the worker reported it; a
+    /// drift signal. <see langword="null"/> when the worker did not report one.
+    /// </summary>
+    public double? MeanLogprob { get; init; }
+
     /// <summary>Milliseconds from receiving the request to the first generated token (streaming requests).</summary>
     public double? TimeToFirstTokenMs { get; init; }
 
@@ -92,6 +98,7 @@ public sealed record TrafficEntry
             : Adapter is not null && !IsValidName(Adapter) ? "Adapter must be 1-256 characters without control characters."
             : !double.IsFinite(LatencyMs) || LatencyMs < 0 ? "LatencyMs must be a finite, non-negative number."
             : TimeToFirstTokenMs is { } ttft && (!double.IsFinite(ttft) || ttft < 0) ? "TimeToFirstTokenMs must be a finite, non-negative number."
+            : MeanLogprob is { } logprob && !double.IsFinite(logprob) ? "MeanLogprob must be a finite number."
             : PromptTokens < 0 || CompletionTokens < 0 ? "Token counts must not be negative."
             : null;
         return error is null;

@@ -23,6 +23,7 @@ internal static class RedisEntryCodec
     public const string FinishReason = "finish_reason";
     public const string PromptTokens = "prompt_tokens";
     public const string CompletionTokens = "completion_tokens";
+    public const string MeanLogprob = "mean_logprob";
     public const string TimeToFirstTokenMs = "ttft_ms";
     public const string LatencyMs = "latency_ms";
     public const string Status = "status";
@@ -45,6 +46,7 @@ internal static class RedisEntryCodec
         Add(target, FinishReason, entry.FinishReason);
         Add(target, PromptTokens, entry.PromptTokens?.ToString(CultureInfo.InvariantCulture));
         Add(target, CompletionTokens, entry.CompletionTokens?.ToString(CultureInfo.InvariantCulture));
+        Add(target, MeanLogprob, entry.MeanLogprob?.ToString("R", CultureInfo.InvariantCulture));
         Add(target, TimeToFirstTokenMs, entry.TimeToFirstTokenMs?.ToString("R", CultureInfo.InvariantCulture));
         Add(target, LatencyMs, entry.LatencyMs.ToString("R", CultureInfo.InvariantCulture));
         Add(target, Status, entry.Status.ToString(CultureInfo.InvariantCulture));
@@ -59,7 +61,7 @@ internal static class RedisEntryCodec
             adapterVersion = null, arm = null, prompt = null, completion = null, finishReason = null, error = null;
         DateTimeOffset? timestamp = null;
         int? promptTokens = null, completionTokens = null;
-        double? ttft = null;
+        double? ttft = null, meanLogprob = null;
         double latency = 0;
         var status = 0;
         foreach (var field in fields)
@@ -81,6 +83,7 @@ internal static class RedisEntryCodec
                 case FinishReason: finishReason = value; break;
                 case PromptTokens: promptTokens = int.Parse(value!, CultureInfo.InvariantCulture); break;
                 case CompletionTokens: completionTokens = int.Parse(value!, CultureInfo.InvariantCulture); break;
+                case MeanLogprob: meanLogprob = double.Parse(value!, CultureInfo.InvariantCulture); break;
                 case TimeToFirstTokenMs: ttft = double.Parse(value!, CultureInfo.InvariantCulture); break;
                 case LatencyMs: latency = double.Parse(value!, CultureInfo.InvariantCulture); break;
                 case Status: status = int.Parse(value!, CultureInfo.InvariantCulture); break;
@@ -105,6 +108,7 @@ internal static class RedisEntryCodec
             FinishReason = finishReason,
             PromptTokens = promptTokens,
             CompletionTokens = completionTokens,
+            MeanLogprob = meanLogprob,
             TimeToFirstTokenMs = ttft,
             LatencyMs = latency,
             Status = status,

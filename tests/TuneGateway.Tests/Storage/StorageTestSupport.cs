@@ -77,6 +77,7 @@ internal static class Entries
         FinishReason = "stop",
         PromptTokens = 17,
         CompletionTokens = 9,
+        MeanLogprob = -0.7312345678901234,
         TimeToFirstTokenMs = 12.345678,
         LatencyMs = 250.125,
         Status = 200,

@@ -270,6 +270,7 @@ public sealed class TrafficLogWriterTests : IDisposable
         Assert.Equal(TrafficLogDecision.OptedOut, writer.Record(Entries.Full(Entries.NewId()) with { ApiKeyId = "key-private" }));
         Assert.Equal(TrafficLogDecision.Rejected, writer.Record(Entries.Minimal("bad\nid")));
         Assert.Equal(TrafficLogDecision.Rejected, writer.Record(Entries.Minimal(Entries.NewId()) with { LatencyMs = double.NaN }));
+        Assert.Equal(TrafficLogDecision.Rejected, writer.Record(Entries.Minimal(Entries.NewId()) with { MeanLogprob = double.NegativeInfinity }));
         Assert.Equal(TrafficLogDecision.Rejected, writer.Record(null!));
         Assert.Equal(TrafficLogDecision.Accepted, writer.Record(kept));
 
@@ -277,7 +278,7 @@ public sealed class TrafficLogWriterTests : IDisposable
         Assert.Equal([kept.Id], store.Entries.Select(e => e.Id));
         var statistics = writer.GetStatistics();
         Assert.Equal(1, statistics.OptedOut);
-        Assert.Equal(3, statistics.Rejected);
+        Assert.Equal(4, statistics.Rejected);
     }
 
     [Fact]

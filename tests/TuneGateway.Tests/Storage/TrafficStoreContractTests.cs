@@ -58,6 +58,27 @@ public abstract class TrafficStoreContractTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task MeanLogprobRoundTripsExactlyAndIsOptional()
+    {
+        var store = Open(NewOptions());
+        double[] values = [-1e-300, -0.1 - 0.2, -123.456789012345, 0.0, -double.Epsilon];
+        var entries = values.Select((v, i) => Entries.Minimal(Entries.NewId(), "alpha", Entries.T0.AddSeconds(i)) with { MeanLogprob = v }).ToList();
+        var without = Entries.Minimal(Entries.NewId(), "alpha", Entries.T0.AddSeconds(10));
+        await store.AppendAsync([.. entries, without]);
+
+        foreach (var entry in entries)
+        {
+            var stored = (await store.GetAsync(entry.Id))!.Entry.MeanLogprob;
+            Assert.Equal(BitConverter.DoubleToInt64Bits(entry.MeanLogprob!.Value), BitConverter.DoubleToInt64Bits(stored!.Value));
+        }
+
+        Assert.Null((await store.GetAsync(without.Id))!.Entry.MeanLogprob);
+        var page = await store.QueryAsync(new TrafficQuery { Adapter = "alpha" });
+        Assert.Equal([.. values.Cast<double?>(), null], page.Items.Select(r => r.Entry.MeanLogprob));
+        await Assert.ThrowsAsync<ArgumentException>(() => store.AppendAsync([Entries.Minimal(Entries.NewId(), "alpha") with { MeanLogprob = double.NaN }]));
+    }
+
+    [Fact]
     public async Task UnknownIdsAreNotFound()
     {
         var store = Open(NewOptions());
