@@ -53,8 +53,16 @@ public sealed class DashboardTests(DashboardFixture fixture) : IClassFixture<Das
         await Expect(page.GetByTestId("verdict-decision")).ToHaveTextAsync("candidate better");
         await Expect(page.GetByTestId("ab-requests")).ToContainTextAsync("9,000");
         await Expect(page.GetByTestId("ab-requests")).ToContainTextAsync("1,000");
+        await Expect(page.GetByTestId("ab-errors")).ToContainTextAsync("0.5 %");
         await Expect(page.GetByTestId("ab-feedback")).ToContainTextAsync("35 %");
         await Expect(page.GetByTestId("ab-feedback")).ToContainTextAsync("45 %");
+        var requestPoints = page.GetByTestId("chart-requests").Locator("svg circle");
+        await Expect(requestPoints).ToHaveCountAsync(2);
+
+        // The controller looks again: the page picks the new verdict up within a poll and charts both.
+        await Host.AdvanceCanaryAsync(requestsPerArmUnit: 1200, TimeSpan.FromHours(7));
+        await Expect(page.GetByTestId("ab-requests")).ToContainTextAsync("10,800");
+        await Expect(requestPoints).ToHaveCountAsync(4);
         await Expect(page.GetByTestId("chart-feedback").Locator("svg polyline")).ToHaveCountAsync(2);
         await Expect(page.GetByTestId("chart-psi").Locator("svg polyline")).ToHaveCountAsync(2);
         await Expect(page.GetByTestId("drift-alarms")).ToContainTextAsync("psi prompt_tokens");

@@ -98,11 +98,7 @@ public sealed class LifecycleServeHost : IAsyncDisposable
         var v2 = await RegisterAsync("v2", "reverse", parent: "v1", dataset: "ds-2026-02", accuracy: (68, 100));
         var canary = await lifecycle.StartCanaryAsync(Adapter, v2.Version, 0.1, "run-0002", "controller");
 
-        var settings = new CanarySettings { Guardrails = new GuardrailSettings { MaxP95LatencyMs = 2000, MaxP95TimeToFirstTokenMs = 500, MaxErrorRateIncrease = 0.02 } };
-        var verdict = new CanaryAnalyzer(settings).Analyze(
-            Arm(requests: 9000, errors: 45, positive: 3150, taskMean: 0.6, latencyMs: 120),
-            Arm(requests: 1000, errors: 6, positive: 450, taskMean: 0.7, latencyMs: 110),
-            TimeSpan.FromHours(6));
+        var verdict = Verdict(requestsPerArmUnit: 1000, TimeSpan.FromHours(6));
         var evidence = JsonSerializer.SerializeToElement(verdict, PipelineDefinition.Json);
         var approval = await lifecycle.Approvals.RequestAsync(Adapter, v2.Version, "promote", evidence);
         await lifecycle.SaveCanaryAsync(Adapter, canary with { LastVerdict = verdict, ApprovalId = approval.Id }, CancellationToken.None);
@@ -122,6 +118,26 @@ public sealed class LifecycleServeHost : IAsyncDisposable
         }
         await lifecycle.Pipelines.SetStateAsync(Adapter, DriftMonitor.HistoryKey, JsonSerializer.SerializeToElement(DriftHistory(), PipelineDefinition.Json));
         return approval;
+    }
+
+    /// <summary>A later look at the canary: more traffic on both arms, the same proportions.</summary>
+    public async Task<CanaryVerdict> AdvanceCanaryAsync(long requestsPerArmUnit, TimeSpan elapsed)
+    {
+        var canary = await Lifecycle.CanaryAsync(Adapter) ?? throw new InvalidOperationException("No canary is running.");
+        var verdict = Verdict(requestsPerArmUnit, elapsed);
+        await Lifecycle.SaveCanaryAsync(Adapter, canary with { LastVerdict = verdict }, CancellationToken.None);
+        return verdict;
+    }
+
+    /// <summary>The analysis of a 90/10 canary: control at 35 % positive feedback, the candidate at 45 %.</summary>
+    private static CanaryVerdict Verdict(long requestsPerArmUnit, TimeSpan elapsed)
+    {
+        var settings = new CanarySettings { Guardrails = new GuardrailSettings { MaxP95LatencyMs = 2000, MaxP95TimeToFirstTokenMs = 500, MaxErrorRateIncrease = 0.02 } };
+        long n = requestsPerArmUnit;
+        return new CanaryAnalyzer(settings).Analyze(
+            Arm(requests: 9 * n, errors: 9 * n / 200, positive: 9 * n * 35 / 100, taskMean: 0.6, latencyMs: 120),
+            Arm(requests: n, errors: n * 6 / 1000, positive: n * 45 / 100, taskMean: 0.7, latencyMs: 110),
+            elapsed);
     }
 
     private async Task<RegisteredVersion> RegisterAsync(string version, string fixtureAdapter, string? parent, string dataset, (int Correct, int Examples) accuracy)
