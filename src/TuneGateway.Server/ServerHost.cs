@@ -10,6 +10,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using TuneGateway.Server.Auth;
 using TuneGateway.Server.Common;
+using TuneGateway.Server.Dashboard;
 using TuneGateway.Server.Gateway;
 using TuneGateway.Server.Worker;
 using Yarp.ReverseProxy.Configuration;
@@ -27,6 +28,8 @@ public sealed record HostSettings
     public IReadOnlyList<ApiKeyEntry> ApiKeys { get; init; } = [];
     public string? OtlpEndpoint { get; init; }
     public Action<ILoggingBuilder>? ConfigureLogging { get; init; }
+    /// <summary>Runs last on the host's services: extra registrations (stores, test exporters).</summary>
+    public Action<IServiceCollection>? ConfigureServices { get; init; }
 }
 
 /// <summary>
@@ -125,6 +128,7 @@ public static class ServerHost
         });
         builder.Services.AddHttpClient();
         builder.Services.AddServerTelemetry(serviceName, settings.OtlpEndpoint);
+        settings.ConfigureServices?.Invoke(builder.Services);
         return builder;
     }
 
@@ -219,6 +223,7 @@ public static class ServerHost
     {
         app.MapGatewayApi();
         app.MapTrafficApi();
+        app.MapDashboard();
         app.MapReverseProxy(pipeline =>
         {
             pipeline.UseMiddleware<GatewayProxyMiddleware>();

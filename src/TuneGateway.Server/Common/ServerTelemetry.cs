@@ -3,9 +3,12 @@ using System.Diagnostics.Metrics;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Console;
+using OpenTelemetry.Logs;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
+using TuneGateway.Controller;
 using TuneGateway.Engine.Serving;
 
 namespace TuneGateway.Server.Common;
@@ -13,8 +16,12 @@ namespace TuneGateway.Server.Common;
 /// <summary>
 /// The server's traces and metrics (ActivitySource and Meter <c>TuneGateway.Server</c>) and the
 /// OpenTelemetry wiring shared by worker, gateway and serve: traces of ASP.NET Core, HttpClient,
-/// YARP and the engine; metrics of those and the engine's; a Prometheus scrape endpoint at
-/// <c>/metrics</c>; OTLP export when an endpoint is configured.
+/// YARP, the engine and the controller's jobs; metrics of those and of the engine, the traffic
+/// log (<c>TuneGateway.Storage</c>) and the controller; logs through OpenTelemetry (each record
+/// carries the trace and span id of the request it was written in; the console shows them as a
+/// scope); a Prometheus scrape endpoint at <c>/metrics</c>; OTLP export of all three when an
+/// endpoint is configured. Tests add exporters of their own through
+/// <see cref="HostSettings.ConfigureServices"/> (<c>ConfigureOpenTelemetryTracerProvider</c> and friends).
 /// </summary>
 public static class ServerTelemetry
 {
@@ -22,8 +29,14 @@ public static class ServerTelemetry
 
     public static readonly ActivitySource Source = new(Name);
 
-    /// <summary>The meter of <c>TuneGateway.Storage</c> (the traffic log writer's counters).</summary>
+    /// <summary>The traffic log's meter (its metrics class is internal to the storage assembly).</summary>
     public const string StorageMeterName = "TuneGateway.Storage";
+
+    /// <summary>Every ActivitySource the servers export.</summary>
+    public static readonly IReadOnlyList<string> SourceNames = [Name, EngineTelemetry.Name, ControllerTelemetry.Name, "Yarp.ReverseProxy"];
+
+    /// <summary>Every project Meter the servers export (besides ASP.NET Core's and HttpClient's).</summary>
+    public static readonly IReadOnlyList<string> MeterNames = [Name, EngineTelemetry.Name, StorageMeterName, ControllerTelemetry.Name];
 
     private static readonly double[] LatencyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 
@@ -42,22 +55,31 @@ public static class ServerTelemetry
             {
                 tracing.AddAspNetCoreInstrumentation(o => o.Filter = context => !IsOperational(context.Request.Path))
                     .AddHttpClientInstrumentation()
-                    .AddSource(Name, EngineTelemetry.Name, "Yarp.ReverseProxy");
+                    .AddSource([.. SourceNames]);
                 if (otlp) tracing.AddOtlpExporter(Otlp);
             })
             .WithMetrics(metrics =>
             {
                 metrics.AddAspNetCoreInstrumentation()
                     .AddHttpClientInstrumentation()
-                    // The storage meter: the traffic log writer's queue, spill, writes and drops.
-                    .AddMeter(Name, EngineTelemetry.Name, StorageMeterName)
+                    .AddMeter([.. MeterNames])
                     // Latencies in seconds: buckets from milliseconds to minutes (the default ones suit milliseconds).
                     .AddView(instrument => instrument.Unit == "s" && instrument.GetType().Name.StartsWith("Histogram", StringComparison.Ordinal)
                         ? new ExplicitBucketHistogramConfiguration { Boundaries = LatencyBuckets }
                         : null)
                     .AddPrometheusExporter();
                 if (otlp) metrics.AddOtlpExporter(Otlp);
+            })
+            .WithLogging(logging =>
+            {
+                if (otlp) logging.AddOtlpExporter(Otlp);
+            }, options =>
+            {
+                options.IncludeScopes = true;
+                options.IncludeFormattedMessage = true;
             });
+        // The host already puts TraceId and SpanId into every log's scope; let the console show them.
+        services.Configure<SimpleConsoleFormatterOptions>(o => o.IncludeScopes = true);
         return services;
     }
 

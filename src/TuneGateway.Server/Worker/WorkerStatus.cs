@@ -39,6 +39,15 @@ public sealed class WorkerStatus
         }, "{adapter}", "Adapters resident, by tier.");
         _meter.CreateObservableCounter("tunegw.worker.adapter_loads", () => _host.Engine?.Adapters.Stats.Loads ?? 0, "{load}", "Adapter loads from disk.");
         _meter.CreateObservableCounter("tunegw.worker.adapter_evictions", () => _host.Engine?.Adapters.Stats.Evictions ?? 0, "{eviction}", "Adapters evicted from a tier.");
+        _meter.CreateObservableCounter("tunegw.worker.adapter_residency", () =>
+        {
+            var stats = _host.Engine?.Adapters.Stats;
+            return stats is null ? [] : new[]
+            {
+                new Measurement<long>(stats.Hits, new KeyValuePair<string, object?>("result", "hit")),
+                new Measurement<long>(stats.Misses, new KeyValuePair<string, object?>("result", "miss")),
+            };
+        }, "{lookup}", "Adapter lookups by whether the adapter was already resident (hit) or had to be loaded (miss).");
     }
 
     private Engine.Serving.SchedulerStats? Stats() => _host.Engine?.Scheduler.Stats;
