@@ -11,7 +11,9 @@ using Microsoft.Extensions.Logging;
 using TuneGateway.Server.Auth;
 using TuneGateway.Server.Common;
 using TuneGateway.Server.Dashboard;
+using TuneGateway.Server.Admin;
 using TuneGateway.Server.Gateway;
+using TuneGateway.Server.Lifecycle;
 using TuneGateway.Server.Worker;
 using Yarp.ReverseProxy.Configuration;
 using Yarp.ReverseProxy.Health;
@@ -59,17 +61,20 @@ public static class ServerHost
     }
 
     /// <param name="traffic">The traffic log (null: none); see <see cref="TrafficLogSettings"/>.</param>
+    /// <param name="lifecycle">The adapter lifecycle (registry, shared aliases, operator API; null: none); see <see cref="LifecycleSettings"/>.</param>
     public static WebApplication CreateGateway(GatewayOptions gateway, HostSettings settings, IAliasStore? aliases = null, IRequestObserver? observer = null,
-        TrafficLogSettings? traffic = null)
+        TrafficLogSettings? traffic = null, LifecycleSettings? lifecycle = null)
     {
         var builder = CreateBuilder(settings, "tunegw-gateway", out var keys);
         var configured = builder.Configuration.GetSection("TuneGateway:Workers").Get<string[]>() ?? [];
         gateway = gateway with { Workers = [.. gateway.Workers, .. configured] };
         string? trafficStore = builder.Services.AddGatewayTrafficLog(builder.Configuration, traffic);
+        string? lifecycleStore = lifecycle is null ? null : builder.Services.AddServerLifecycle(lifecycle, () => null);
         AddGateway(builder.Services, gateway, aliases, observer);
         var app = builder.Build();
         UseCommon(app, keys, "gateway");
         LogTrafficMode(app, traffic, trafficStore);
+        UseLifecycle(app, lifecycle, lifecycleStore);
         MapGateway(app);
         MapFallback(app);
         return app;
@@ -82,8 +87,9 @@ public static class ServerHost
     /// With keys configured, that hop uses a random internal admin key known only to this process.
     /// </summary>
     /// <param name="traffic">The traffic log (null: none); see <see cref="TrafficLogSettings"/>.</param>
+    /// <param name="lifecycle">The adapter lifecycle, and optionally the retraining controller in this process; see <see cref="LifecycleSettings"/>.</param>
     public static WebApplication CreateServe(WorkerOptions worker, GatewayOptions gateway, HostSettings settings, IAliasStore? aliases = null, IRequestObserver? observer = null,
-        TrafficLogSettings? traffic = null)
+        TrafficLogSettings? traffic = null, LifecycleSettings? lifecycle = null)
     {
         string internalKey = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
         var builder = CreateBuilder(settings, "tunegw", out var keys, internalKey);
@@ -92,10 +98,14 @@ public static class ServerHost
         builder.Services.AddSingleton<IWorkerStateSink, InProcessStateSink>();
         builder.Services.AddHostedService<WorkerStateReporter>();
         string? trafficStore = builder.Services.AddGatewayTrafficLog(builder.Configuration, traffic);
+        bool open = keys.IsOpen;
+        // The controller's evaluation requests go through this host's own gateway, with the internal key when keys are on.
+        string? lifecycleStore = lifecycle is null ? null : builder.Services.AddServerLifecycle(lifecycle, () => open ? null : internalKey);
         AddGateway(builder.Services, gateway with { WorkerKey = keys.IsOpen ? gateway.WorkerKey : internalKey }, aliases, observer);
         var app = builder.Build();
         UseCommon(app, keys, "server");
         LogTrafficMode(app, traffic, trafficStore);
+        UseLifecycle(app, lifecycle, lifecycleStore);
         app.MapWorkerApi(InProcessWorkerPrefix);
         MapGateway(app);
         MapFallback(app);
@@ -217,6 +227,15 @@ public static class ServerHost
         if (store is not null) app.Logger.LogInformation("Traffic log: {Store}", store);
         else if (traffic is { Enabled: true }) app.Logger.LogWarning("The traffic log is off: no --redis or --data-dir given (nor TuneGateway:TrafficLog in configuration).");
         else if (traffic is not null) app.Logger.LogInformation("The traffic log is off.");
+    }
+
+    private static void UseLifecycle(WebApplication app, LifecycleSettings? lifecycle, string? store)
+    {
+        if (lifecycle is null) return;
+        LifecycleSetup.Validate(app.Services, lifecycle);
+        app.Logger.LogInformation("Adapter lifecycle: {Store}{Controller}", store,
+            lifecycle.Controller is null ? "" : "; the retraining controller runs in this process");
+        app.MapLifecycleApi();
     }
 
     private static void MapGateway(WebApplication app)

@@ -19,6 +19,8 @@ public sealed record AdapterManagerOptions
     public int MaxLoraRank { get; init; } = 64;
     /// <summary>Directory searched by name for adapters a request names but nobody loaded (on-demand loading).</summary>
     public string? LoraDirectory { get; init; }
+    /// <summary>More directories searched after <see cref="LoraDirectory"/>, in order (serve adds the artifact store).</summary>
+    public IReadOnlyList<string> AdditionalLoraDirectories { get; init; } = [];
 }
 
 /// <summary>What unloading does to requests still using the adapter.</summary>
@@ -476,12 +478,18 @@ public sealed class AdapterManager : IDisposable
     /// </summary>
     private string? FindInLoraDirectory(string name)
     {
-        if (_options.LoraDirectory is null || !IsSafeName(name)) return null;
-        var candidates = new List<string> { System.IO.Path.Combine(_options.LoraDirectory, name) };
+        if (!IsSafeName(name)) return null;
         int at = name.IndexOf('@', StringComparison.Ordinal);
-        if (at > 0) candidates.Insert(0, System.IO.Path.Combine(_options.LoraDirectory, name[..at], name[(at + 1)..]));
-        string? found = candidates.FirstOrDefault(p => File.Exists(System.IO.Path.Combine(p, "adapter_config.json")));
-        return found is null ? null : System.IO.Path.GetFullPath(found);
+        IEnumerable<string> roots = _options.LoraDirectory is { } first ? [first, .. _options.AdditionalLoraDirectories] : _options.AdditionalLoraDirectories;
+        foreach (string root in roots)
+        {
+            string[] candidates = at > 0
+                ? [System.IO.Path.Combine(root, name[..at], name[(at + 1)..]), System.IO.Path.Combine(root, name)]
+                : [System.IO.Path.Combine(root, name)];
+            string? found = candidates.FirstOrDefault(p => File.Exists(System.IO.Path.Combine(p, "adapter_config.json")));
+            if (found is not null) return System.IO.Path.GetFullPath(found);
+        }
+        return null;
     }
 
     private static bool IsSafeName(string name) =>

@@ -60,6 +60,24 @@ public sealed class LoraAdapter : IDisposable
     /// <paramref name="model"/>, producing host tensors in the model's dtype on <paramref name="device"/>.
     /// Throws <see cref="AdapterLoadException"/>; nothing is kept from a failed load.
     /// </summary>
+    /// <summary>The checksum file the artifact store writes next to the weights (<c>sha256sum</c> format).</summary>
+    public const string ChecksumFileName = "adapter_model.safetensors.sha256";
+
+    /// <summary>
+    /// When <see cref="ChecksumFileName"/> is present (a published version), the weights must hash
+    /// to it: a changed or truncated artifact is refused before anything of it is read.
+    /// </summary>
+    private static void VerifyChecksum(string weightsPath)
+    {
+        string checksumPath = weightsPath + ".sha256";
+        if (!File.Exists(checksumPath)) return;
+        string expected = File.ReadAllText(checksumPath).Split((char[])[' ', '\t', '\n', '\r'], StringSplitOptions.RemoveEmptyEntries).FirstOrDefault() ?? "";
+        string actual;
+        using (var stream = File.OpenRead(weightsPath)) actual = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream));
+        if (!string.Equals(expected, actual, StringComparison.OrdinalIgnoreCase))
+            throw new AdapterLoadException($"'{weightsPath}' has SHA-256 {actual}, but '{checksumPath}' records '{expected}': the artifact was changed or corrupted after it was published.");
+    }
+
     public static LoraAdapter Load(string directory, CausalLanguageModel model, int maxRank, Device device)
     {
         if (!System.IO.Directory.Exists(directory))
@@ -73,6 +91,7 @@ public sealed class LoraAdapter : IDisposable
                 : "";
             throw new AdapterLoadException($"'{weightsPath}' is missing.{hint}");
         }
+        VerifyChecksum(weightsPath);
 
         SafeTensorsFile file;
         try

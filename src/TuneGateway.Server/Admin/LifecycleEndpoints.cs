@@ -89,6 +89,7 @@ public static class LifecycleEndpoints
         });
 
         var mlops = app.MapGroup("/admin").RequireAuthorization(Policies.Aliases);
+        mlops.MapPost("/adapters/{name}/versions", RegisterVersionAsync);
         mlops.MapPut("/pipelines/{name}", async (string name, HttpContext http, LifecycleManager lifecycle, CancellationToken ct) =>
         {
             var definition = await ReadDefinitionAsync(http, name, ct);
@@ -113,6 +114,58 @@ public static class LifecycleEndpoints
             await lifecycle.Registry.AppendAuditAsync(new AuditEvent { Actor = actor, Action = "pipeline.run", Adapter = name, Reason = "run now" }, ct);
             return Results.Accepted(value: new { status = "requested" });
         });
+    }
+
+    /// <summary>
+    /// Registers an adapter trained elsewhere: the PEFT directory at <c>path</c> (on this host's
+    /// file system, e.g. the shared volume) is validated, published into the artifact store
+    /// atomically with its checksum, and registered as a candidate; <c>promote: true</c> also makes
+    /// it production at once (the first version of an adapter, typically).
+    /// </summary>
+    private static async Task<IResult> RegisterVersionAsync(string name, RegisterBody body, HttpContext http, LifecycleManager lifecycle, IServiceProvider services, CancellationToken ct)
+    {
+        var artifacts = services.GetService<ArtifactStore>()
+            ?? throw new ApiException(501, "This host has no artifact directory (--artifacts), so it cannot register versions.", ApiErrorTypes.InvalidRequest, null, "no_artifact_store");
+        if (string.IsNullOrWhiteSpace(body.Path)) throw ApiException.Invalid("path", "'path' (a PEFT adapter directory on the server) is required.");
+        if (!Directory.Exists(body.Path)) throw ApiException.Invalid("path", $"'{body.Path}' is not a directory on the server.");
+        string baseModel = body.BaseModel ?? services.GetService<Worker.WorkerOptions>()?.Engine.ModelDirectory ?? "unknown";
+        try
+        {
+            // Parse the config before anything is written: a directory that is no PEFT adapter is refused whole.
+            _ = Engine.Lora.LoraConfig.FromFile(Path.Combine(body.Path, "adapter_config.json"));
+        }
+        catch (Exception ex) when (ex is Engine.Lora.AdapterLoadException or IOException or JsonException)
+        {
+            throw ApiException.Invalid("path", ex.Message);
+        }
+        string actor = Actor(http);
+        string version = body.Version ?? await lifecycle.Registry.AllocateVersionAsync(name, ct);
+        PublishedArtifact published;
+        try
+        {
+            published = await artifacts.PublishAsync(body.Path, name, version, ct);
+        }
+        catch (ArgumentException ex)
+        {
+            throw ApiException.Invalid("version", ex.Message);
+        }
+        catch (IOException ex)
+        {
+            throw new ApiException(409, ex.Message, ApiErrorTypes.InvalidRequest, "version", "conflict");
+        }
+        var registered = await Guard(async () => Results.Json(await lifecycle.Registry.RegisterAsync(new RegisteredVersion
+        {
+            Adapter = name,
+            Version = version,
+            ArtifactPath = published.Path,
+            Sha256 = published.Sha256,
+            ParentVersion = body.Parent,
+            DatasetId = body.DatasetId,
+            BaseModel = baseModel,
+        }, actor, body.Reason ?? "registered through the API", ct), Json));
+        if (body.Promote == true)
+            return await Guard(async () => Results.Json(await lifecycle.PromoteAsync(name, version, actor, body.Reason ?? "registered and promoted through the API", ct), Json));
+        return registered;
     }
 
     private static async Task<IResult> PauseAsync(string name, bool paused, HttpContext http, LifecycleManager lifecycle, CancellationToken ct)
@@ -197,4 +250,6 @@ public static class LifecycleEndpoints
     public sealed record ActionBody(string? Version, string? Reason);
 
     public sealed record ApprovalBody(bool? Approve, string? Comment);
+
+    public sealed record RegisterBody(string? Path, string? Version, string? Parent, string? DatasetId, string? BaseModel, string? Reason, bool? Promote);
 }

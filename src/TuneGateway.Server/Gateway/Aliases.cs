@@ -51,8 +51,9 @@ public interface IAliasStore
 {
     Task<AliasConfig?> GetAsync(string name, CancellationToken cancellationToken = default);
     Task<IReadOnlyList<AliasConfig>> ListAsync(CancellationToken cancellationToken = default);
-    Task SetAsync(AliasConfig config, CancellationToken cancellationToken = default);
-    Task<bool> DeleteAsync(string name, CancellationToken cancellationToken = default);
+    /// <param name="actor">Who made the change (audited by shared stores).</param>
+    Task SetAsync(AliasConfig config, string actor = "api", CancellationToken cancellationToken = default);
+    Task<bool> DeleteAsync(string name, string actor = "api", CancellationToken cancellationToken = default);
     event Action<AliasChange>? Changed;
 }
 
@@ -69,7 +70,7 @@ public sealed class InMemoryAliasStore : IAliasStore
     public Task<IReadOnlyList<AliasConfig>> ListAsync(CancellationToken cancellationToken = default) =>
         Task.FromResult<IReadOnlyList<AliasConfig>>(_aliases.Values.OrderBy(a => a.Name, StringComparer.Ordinal).ToArray());
 
-    public Task SetAsync(AliasConfig config, CancellationToken cancellationToken = default)
+    public Task SetAsync(AliasConfig config, string actor = "api", CancellationToken cancellationToken = default)
     {
         config.Validate();
         _aliases[config.Name] = config;
@@ -77,7 +78,7 @@ public sealed class InMemoryAliasStore : IAliasStore
         return Task.CompletedTask;
     }
 
-    public Task<bool> DeleteAsync(string name, CancellationToken cancellationToken = default)
+    public Task<bool> DeleteAsync(string name, string actor = "api", CancellationToken cancellationToken = default)
     {
         bool removed = _aliases.TryRemove(name, out _);
         if (removed) Changed?.Invoke(new AliasChange(name, null));

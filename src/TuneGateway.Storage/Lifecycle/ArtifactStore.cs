@@ -17,6 +17,8 @@ public sealed class ArtifactChecksumException(string message) : Exception(messag
 public sealed class ArtifactStore(string root)
 {
     public static readonly string[] AdapterFiles = ["adapter_config.json", "adapter_model.safetensors"];
+    /// <summary>Written next to the weights; the engine checks it when it loads the version.</summary>
+    public const string ChecksumFileName = "adapter_model.safetensors.sha256";
     private static readonly string[] OptionalFiles = ["training_report.json", "drift_profile.json"];
 
     public string Root { get; } = System.IO.Path.GetFullPath(root);
@@ -53,6 +55,9 @@ public sealed class ArtifactStore(string root)
                 }
             }
             string sha256 = await ChecksumAsync(staging, cancellationToken).ConfigureAwait(false);
+            // Workers verify the weights against this file before loading them (sha256sum format).
+            string checksumFile = System.IO.Path.Combine(staging, ChecksumFileName);
+            await File.WriteAllTextAsync(checksumFile, $"{sha256}  adapter_model.safetensors\n", cancellationToken).ConfigureAwait(false);
             Directory.Move(staging, target);
             return new PublishedArtifact(target, sha256);
         }

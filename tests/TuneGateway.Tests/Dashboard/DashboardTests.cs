@@ -119,10 +119,15 @@ public sealed class DashboardTests(DashboardFixture fixture) : IClassFixture<Das
         Assert.Equal("key:operator", decided.GetProperty("resolved_by").GetString());
         Assert.Equal(Comment, decided.GetProperty("comment").GetString());
 
-        // The promoted version is a real adapter the worker serves from the artifact directory.
-        using var completion = await http.PostAsync("/v1/completions", new StringContent(
-            JsonSerializer.Serialize(new { model = Candidate, prompt = "hello", max_tokens = 2, temperature = 0 }), System.Text.Encoding.UTF8, "application/json"));
-        Assert.Equal(HttpStatusCode.OK, completion.StatusCode);
+        // Requests for the alias now reach the promoted version, a real adapter the worker serves from the artifact directory.
+        for (int i = 0; i < 5; i++)
+        {
+            using var completion = await http.PostAsync("/v1/completions", new StringContent(
+                JsonSerializer.Serialize(new { model = LifecycleServeHost.Adapter, prompt = "hello", max_tokens = 2, temperature = 0, user = $"user-{i}" }),
+                System.Text.Encoding.UTF8, "application/json"));
+            Assert.Equal(HttpStatusCode.OK, completion.StatusCode);
+            Assert.Equal(Candidate, completion.Headers.GetValues("X-TuneGateway-Arm").Single());
+        }
     }
 
     [Fact]

@@ -6,7 +6,7 @@ using TuneGateway.Controller;
 using TuneGateway.Controller.Pipelines;
 using TuneGateway.Controller.Statistics;
 using TuneGateway.Server;
-using TuneGateway.Server.Admin;
+using TuneGateway.Server.Lifecycle;
 using TuneGateway.Server.Auth;
 using GatewayOptions = TuneGateway.Server.Gateway.GatewayOptions;
 using TuneGateway.Server.Worker;
@@ -17,10 +17,8 @@ using TuneGateway.Tests.Server;
 namespace TuneGateway.Tests.Dashboard;
 
 /// <summary>
-/// A <c>serve</c> host with the lifecycle stores and the lifecycle API mapped, for the dashboard
-/// tests. ServerHost does not wire the lifecycle yet (the controller's hosting does that); this
-/// registers <see cref="LifecycleManager"/> over in-memory stores and maps <c>MapLifecycleApi()</c>
-/// itself. Adapter versions are real adapter files laid out <c>{root}/{adapter}/{version}/</c>,
+/// A <c>serve</c> host with the adapter lifecycle on (the embedded store), for the dashboard
+/// tests: the lifecycle API is mapped and the gateway routes on the lifecycle's aliases. Adapter versions are real adapter files laid out <c>{root}/{adapter}/{version}/</c>,
 /// which is also the worker's LoRA directory, so <c>support-bot@v2</c> is servable.
 /// </summary>
 public sealed class LifecycleServeHost : IAsyncDisposable
@@ -48,28 +46,17 @@ public sealed class LifecycleServeHost : IAsyncDisposable
     public static async Task<LifecycleServeHost> StartAsync(Action<IServiceCollection>? configureServices = null)
     {
         string root = Directory.CreateTempSubdirectory("tunegw-dashboard-").FullName;
-        var stores = new InMemoryLifecycleStores();
         ApiKeyEntry[] keys =
         [
             new() { Name = "operator", Key = OperatorKey, Roles = [Roles.Operator] },
             new() { Name = "mlops", Key = MlopsKey, Roles = [Roles.Mlops] },
             new() { Name = "inference", Key = InferenceKey, Roles = [Roles.Inference] },
         ];
-        var settings = ServerTestHost.Settings(keys) with
-        {
-            ConfigureServices = services =>
-            {
-                services.AddSingleton<IAdapterRegistry>(stores);
-                services.AddSingleton<IAliasStore>(stores);
-                services.AddSingleton<IPipelineStore>(stores);
-                services.AddSingleton<IApprovalStore>(stores);
-                services.AddSingleton<IJobHistory>(stores);
-                services.AddSingleton<LifecycleManager>();
-                configureServices?.Invoke(services);
-            },
-        };
-        var app = ServerHost.CreateServe(new WorkerOptions { Engine = ServerTestHost.TinyEngine(loraDirectory: root) }, new GatewayOptions(), settings);
-        app.MapLifecycleApi();
+        var settings = ServerTestHost.Settings(keys) with { ConfigureServices = configureServices };
+        // serve as `tunegw serve --data-dir` runs it: the embedded lifecycle store, the artifact directory searched for name@version.
+        var engine = ServerTestHost.TinyEngine(loraDirectory: root);
+        var app = ServerHost.CreateServe(new WorkerOptions { Engine = engine }, new GatewayOptions(), settings,
+            lifecycle: new LifecycleSettings { DataDirectory = Path.Combine(root, ".state"), ArtifactDirectory = root });
         try
         {
             await app.StartAsync();
