@@ -7,6 +7,7 @@ var root = new RootCommand("tunegw: serve Hugging Face LLMs with hot-swappable L
     ServeCommand.Create(),
     WorkerCommand.Create(),
     GatewayCommand.Create(),
+    ControllerCommand.Create(),
     GenerateCommand.Create(),
     TrainCommand.Create(),
     BenchCommand.Create(),

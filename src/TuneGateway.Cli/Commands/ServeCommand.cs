@@ -14,11 +14,14 @@ internal static class ServeCommand
         var engine = new EngineOptionsBinder();
         var server = new ServerOptionsBinder("http://127.0.0.1:8000");
         var gateway = new GatewayOptionsBinder();
-        var traffic = new TrafficOptionsBinder(Path.Combine(Environment.CurrentDirectory, "data"));
+        string defaultData = Path.Combine(Environment.CurrentDirectory, "data");
+        var traffic = new TrafficOptionsBinder(defaultData);
+        var lifecycle = new LifecycleOptionsBinder(canHostController: true);
         var command = new Command("serve", "Run everything on one port: the gateway and an in-process worker (the bundled tiny model and its adapters by default).");
         engine.AddTo(command);
         gateway.AddTo(command);
         traffic.AddTo(command);
+        lifecycle.AddTo(command);
         server.AddTo(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -26,7 +29,13 @@ internal static class ServeCommand
             // On the bundled model, its example adapters (shout, reverse) load on demand by name.
             if (parse.GetValue(engine.Model) is null && parse.GetValue(engine.LoraDir) is null)
                 engineOptions = engineOptions with { Adapters = engineOptions.Adapters with { LoraDirectory = BundledModel.Adapters } };
-            await using var app = ServerHost.CreateServe(new WorkerOptions { Engine = engineOptions }, gateway.Bind(parse), server.Bind(parse), traffic: traffic.Bind(parse));
+            var trafficSettings = traffic.Bind(parse);
+            var lifecycleSettings = lifecycle.Bind(parse, trafficSettings, defaultData, engineOptions.ModelDirectory);
+            // Versions the lifecycle publishes are served by name@version from the artifact directory.
+            if (lifecycleSettings?.ArtifactDirectory is { } artifacts)
+                engineOptions = engineOptions with { Adapters = engineOptions.Adapters with { AdditionalLoraDirectories = [artifacts] } };
+            await using var app = ServerHost.CreateServe(new WorkerOptions { Engine = engineOptions }, gateway.Bind(parse), server.Bind(parse),
+                traffic: trafficSettings, lifecycle: lifecycleSettings);
             await app.StartAsync(cancellationToken);
             await app.WaitForShutdownAsync(cancellationToken);
             if (app.Services.GetRequiredService<EngineHost>().LoadError is { } error) throw error;

@@ -41,7 +41,8 @@ public static class ServerTelemetry
     private static readonly double[] LatencyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 
     /// <summary>Registers OpenTelemetry; <paramref name="otlpEndpoint"/> (or OTEL_EXPORTER_OTLP_ENDPOINT) turns on OTLP export.</summary>
-    public static IServiceCollection AddServerTelemetry(this IServiceCollection services, string serviceName, string? otlpEndpoint)
+    /// <param name="withPrometheus">Add the Prometheus scrape exporter (hosts without HTTP, such as the controller, export by OTLP only).</param>
+    public static IServiceCollection AddServerTelemetry(this IServiceCollection services, string serviceName, string? otlpEndpoint, bool withPrometheus = true)
     {
         bool otlp = otlpEndpoint is not null || !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT"));
         void Otlp(OpenTelemetry.Exporter.OtlpExporterOptions o)
@@ -66,8 +67,8 @@ public static class ServerTelemetry
                     // Latencies in seconds: buckets from milliseconds to minutes (the default ones suit milliseconds).
                     .AddView(instrument => instrument.Unit == "s" && instrument.GetType().Name.StartsWith("Histogram", StringComparison.Ordinal)
                         ? new ExplicitBucketHistogramConfiguration { Boundaries = LatencyBuckets }
-                        : null)
-                    .AddPrometheusExporter();
+                        : null);
+                if (withPrometheus) metrics.AddPrometheusExporter();
                 if (otlp) metrics.AddOtlpExporter(Otlp);
             })
             .WithLogging(logging =>

@@ -94,13 +94,13 @@ internal sealed class LoopbackCompletionClient(IServer server, IHttpClientFactor
 }
 
 /// <summary>Pipelines from configuration to write at start.</summary>
-internal sealed record PipelineSeed(IReadOnlyList<PipelineDefinition> Pipelines);
+public sealed record PipelineSeed(IReadOnlyList<PipelineDefinition> Pipelines);
 
 /// <summary>
 /// Writes configured pipelines to the store at start when the stored definition differs (or there
 /// is none), auditing each write. Edits made through the API stand until the file changes them.
 /// </summary>
-internal sealed class PipelineSeeder(PipelineSeed seed, LifecycleManager lifecycle, ILogger<PipelineSeeder> logger) : IHostedService
+public sealed class PipelineSeeder(PipelineSeed seed, LifecycleManager lifecycle, ILogger<PipelineSeeder> logger) : IHostedService
 {
     public async Task StartAsync(CancellationToken cancellationToken)
     {
