@@ -8,6 +8,7 @@ var root = new RootCommand("tunegw: serve Hugging Face LLMs with hot-swappable L
     WorkerCommand.Create(),
     GatewayCommand.Create(),
     ControllerCommand.Create(),
+    DemoCommand.Create(),
     GenerateCommand.Create(),
     TrainCommand.Create(),
     BenchCommand.Create(),
