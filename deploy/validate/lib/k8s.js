@@ -740,12 +740,12 @@ function checkTuneGatewayPolicy(m, dir) {
     if (found) {
       if (probePath(found.container, "readinessProbe") !== "/readyz") m.err(g, [...found.path, "readinessProbe"], "the gateway's readiness probe must GET /readyz");
       if (probePath(found.container, "livenessProbe") !== "/healthz") m.err(g, [...found.path, "livenessProbe"], "the gateway's liveness probe must GET /healthz");
-      const keys = flagValue(found.container.args, "--api-keys-file");
+      const keys = flagValue(found.container.args, "--api-keys");
       const [podSpec] = podOf(g.obj);
       const mount = keys && (found.container.volumeMounts || []).find((vm) => keys.startsWith(`${vm.mountPath.replace(/\/$/, "")}/`));
       const vol = mount && (podSpec.volumes || []).find((v) => v.name === mount.name);
       const fromSecret = vol && (vol.secret || (vol.projected && (vol.projected.sources || []).some((s) => s.secret)));
-      if (!fromSecret) m.err(g, [...found.path, "args"], "--api-keys-file must point into a mounted Secret");
+      if (!fromSecret) m.err(g, [...found.path, "args"], "--api-keys must point into a mounted Secret");
     }
   }
 
