@@ -42,9 +42,9 @@ internal static class GatewayBench
         {
             Timeout = TimeSpan.FromMinutes(5),
         };
-        await WaitAsync(http, workerUrl + "/readyz", cancellationToken);
-        await WaitAsync(http, gatewayUrl + "/readyz", cancellationToken);
-        string model = await ModelIdAsync(http, workerUrl, cancellationToken);
+        await BenchHttp.WaitAsync(http, workerUrl + "/readyz", cancellationToken);
+        await BenchHttp.WaitAsync(http, gatewayUrl + "/readyz", cancellationToken);
+        string model = await BenchHttp.ModelIdAsync(http, workerUrl, cancellationToken);
         byte[] body = Encoding.UTF8.GetBytes($$"""{"model":"{{model}}","prompt":"Hello","max_tokens":1}""");
 
         output.WriteLine($"Gateway overhead: 1-token completions of {model} on {Environment.ProcessorCount} cores; worker and gateway in one process, loopback HTTP/1.1.");
@@ -89,34 +89,8 @@ internal static class GatewayBench
         }));
         double seconds = clock.Elapsed.TotalSeconds;
         Array.Sort(latencies);
-        return new Result(Percentile(latencies, 0.50), Percentile(latencies, 0.99), requests / seconds);
+        return new Result(BenchHttp.Percentile(latencies, 0.50), BenchHttp.Percentile(latencies, 0.99), requests / seconds);
     }
-
-    private static double Percentile(double[] sorted, double p) => sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(p * sorted.Length) - 1)];
 
     private static string Url(WebApplication app) => app.Urls.First(u => u.StartsWith("http://", StringComparison.Ordinal)).TrimEnd('/');
-
-    private static async Task WaitAsync(HttpClient http, string url, CancellationToken cancellationToken)
-    {
-        var deadline = Stopwatch.StartNew();
-        while (true)
-        {
-            try
-            {
-                using var response = await http.GetAsync(url, cancellationToken);
-                if (response.IsSuccessStatusCode) return;
-            }
-            catch (HttpRequestException)
-            {
-            }
-            if (deadline.Elapsed > TimeSpan.FromMinutes(2)) throw new TimeoutException($"{url} did not become ready.");
-            await Task.Delay(100, cancellationToken);
-        }
-    }
-
-    private static async Task<string> ModelIdAsync(HttpClient http, string workerUrl, CancellationToken cancellationToken)
-    {
-        using var document = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync(workerUrl + "/v1/models", cancellationToken));
-        return document.RootElement.GetProperty("data")[0].GetProperty("id").GetString()!;
-    }
 }

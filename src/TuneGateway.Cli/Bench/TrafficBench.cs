@@ -125,9 +125,9 @@ internal static class TrafficBench
                 await app.StartAsync(cancellationToken);
                 string url = app.Urls.First(u => u.StartsWith("http://", StringComparison.Ordinal)).TrimEnd('/');
                 hosts.Add(new Host(label, app, url, app.Services.GetService<ITrafficLog>()));
-                await WaitAsync(http, url + "/readyz", cancellationToken);
+                await BenchHttp.WaitAsync(http, url + "/readyz", cancellationToken);
             }
-            string model = await ModelIdAsync(http, hosts[0].Url, cancellationToken);
+            string model = await BenchHttp.ModelIdAsync(http, hosts[0].Url, cancellationToken);
             byte[] body = Encoding.UTF8.GetBytes($$"""{"model":"{{model}}","prompt":"Hello","max_tokens":1,"user":"bench"}""");
 
             output.WriteLine($"Request latency with the traffic log off and on: 1-token completions of {model} through serve (gateway and in-process worker), " +
@@ -164,7 +164,7 @@ internal static class TrafficBench
                 foreach (var host in hosts)
                 {
                     var sorted = latencies[host].Order().ToArray();
-                    double p50 = Percentile(sorted, 0.50), p99 = Percentile(sorted, 0.99), rps = sorted.Length / seconds[host];
+                    double p50 = BenchHttp.Percentile(sorted, 0.50), p99 = BenchHttp.Percentile(sorted, 0.99), rps = sorted.Length / seconds[host];
                     bool baseline = ReferenceEquals(host, hosts[0]);
                     if (baseline) (baseP50, baseP99, baseRps) = (p50, p99, rps);
                     var (logged, dropped) = (double.NaN, double.NaN);
@@ -225,32 +225,6 @@ internal static class TrafficBench
             }
         }));
         return (latencies, clock.Elapsed.TotalSeconds);
-    }
-
-    private static double Percentile(double[] sorted, double p) => sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(p * sorted.Length) - 1)];
-
-    private static async Task WaitAsync(HttpClient http, string url, CancellationToken cancellationToken)
-    {
-        var deadline = Stopwatch.StartNew();
-        while (true)
-        {
-            try
-            {
-                using var response = await http.GetAsync(url, cancellationToken);
-                if (response.IsSuccessStatusCode) return;
-            }
-            catch (HttpRequestException)
-            {
-            }
-            if (deadline.Elapsed > TimeSpan.FromMinutes(2)) throw new TimeoutException($"{url} did not become ready.");
-            await Task.Delay(100, cancellationToken);
-        }
-    }
-
-    private static async Task<string> ModelIdAsync(HttpClient http, string baseUrl, CancellationToken cancellationToken)
-    {
-        using var document = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync(baseUrl + "/v1/models", cancellationToken));
-        return document.RootElement.GetProperty("data")[0].GetProperty("id").GetString()!;
     }
 }
 

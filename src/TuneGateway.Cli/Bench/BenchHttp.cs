@@ -1,0 +1,36 @@
+using System.Diagnostics;
+
+namespace TuneGateway.Cli.Bench;
+
+/// <summary>What the HTTP benchmarks share: readiness polling, the served model id, percentiles.</summary>
+internal static class BenchHttp
+{
+    /// <summary>The p-quantile (nearest rank) of sorted values.</summary>
+    public static double Percentile(double[] sorted, double p) => sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(p * sorted.Length) - 1)];
+
+    /// <summary>Polls <paramref name="url"/> until it answers 2xx (two minutes at most).</summary>
+    public static async Task WaitAsync(HttpClient http, string url, CancellationToken cancellationToken)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            try
+            {
+                using var response = await http.GetAsync(url, cancellationToken);
+                if (response.IsSuccessStatusCode) return;
+            }
+            catch (HttpRequestException)
+            {
+            }
+            if (deadline.Elapsed > TimeSpan.FromMinutes(2)) throw new TimeoutException($"{url} did not become ready.");
+            await Task.Delay(100, cancellationToken);
+        }
+    }
+
+    /// <summary>The first model id a server lists.</summary>
+    public static async Task<string> ModelIdAsync(HttpClient http, string baseUrl, CancellationToken cancellationToken)
+    {
+        using var document = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync(baseUrl + "/v1/models", cancellationToken));
+        return document.RootElement.GetProperty("data")[0].GetProperty("id").GetString()!;
+    }
+}
