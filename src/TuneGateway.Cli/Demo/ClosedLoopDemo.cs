@@ -155,7 +155,8 @@ internal sealed class ClosedLoopDemo(DemoOptions options, TextWriter output)
                 if (live.FeedbackRate == 0 && (await history.ListAsync(Adapter, 20, ct)).Any(r => r.Step == "curate" && r.Status == "succeeded" && r.StartedAt >= resumedAt))
                     live.FeedbackRate = 1;
                 var versions = await lifecycle.Registry.ListVersionsAsync(Adapter, ct);
-                stopped = versions.FirstOrDefault(v => v.Version != winner.Version && v.Version != v1 && v.State is VersionState.Rejected or VersionState.RolledBack);
+                // Only a candidate trained after the labelling batch counts (earlier runs may have rejected honest candidates).
+                stopped = versions.FirstOrDefault(v => v.CreatedAt >= resumedAt && v.State is VersionState.Rejected or VersionState.RolledBack);
                 return stopped is not null;
             }, "the candidate trained on corrupted labels to be stopped", history, ct);
             await keepServing.CancelAsync();

