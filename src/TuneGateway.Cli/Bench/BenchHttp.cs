@@ -1,3 +1,4 @@
+using System.Net;
 using System.Diagnostics;
 
 namespace TuneGateway.Cli.Bench;
@@ -32,5 +33,32 @@ internal static class BenchHttp
     {
         using var document = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync(baseUrl + "/v1/models", cancellationToken));
         return document.RootElement.GetProperty("data")[0].GetProperty("id").GetString()!;
+    }
+
+    /// <summary>
+    /// <paramref name="requests"/> completions with <paramref name="body"/> from <paramref name="clients"/> concurrent
+    /// closed-loop clients: each request's latency in ms (in request order, unsorted) and the wall time in seconds.
+    /// </summary>
+    public static async Task<(double[] Latencies, double Seconds)> MeasureAsync(HttpClient http, string baseUrl, byte[] body, int clients, int requests,
+        CancellationToken cancellationToken)
+    {
+        var latencies = new double[requests];
+        int next = -1;
+        var clock = Stopwatch.StartNew();
+        await Task.WhenAll(Enumerable.Range(0, clients).Select(async _ =>
+        {
+            int i;
+            while ((i = Interlocked.Increment(ref next)) < requests)
+            {
+                long start = Stopwatch.GetTimestamp();
+                using var content = new ByteArrayContent(body);
+                content.Headers.ContentType = new("application/json");
+                using var response = await http.PostAsync(baseUrl + "/v1/completions", content, cancellationToken);
+                await response.Content.ReadAsByteArrayAsync(cancellationToken);
+                if (response.StatusCode != HttpStatusCode.OK) throw new InvalidOperationException($"{baseUrl}: HTTP {(int)response.StatusCode}");
+                latencies[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            }
+        }));
+        return (latencies, clock.Elapsed.TotalSeconds);
     }
 }

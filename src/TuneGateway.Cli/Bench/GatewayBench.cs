@@ -70,24 +70,7 @@ internal static class GatewayBench
 
     private static async Task<Result> MeasureAsync(HttpClient http, string baseUrl, byte[] body, int clients, int requests, CancellationToken cancellationToken)
     {
-        var latencies = new double[requests];
-        int next = -1;
-        var clock = Stopwatch.StartNew();
-        await Task.WhenAll(Enumerable.Range(0, clients).Select(async _ =>
-        {
-            int i;
-            while ((i = Interlocked.Increment(ref next)) < requests)
-            {
-                long start = Stopwatch.GetTimestamp();
-                using var content = new ByteArrayContent(body);
-                content.Headers.ContentType = new("application/json");
-                using var response = await http.PostAsync(baseUrl + "/v1/completions", content, cancellationToken);
-                await response.Content.ReadAsByteArrayAsync(cancellationToken);
-                if (response.StatusCode != HttpStatusCode.OK) throw new InvalidOperationException($"{baseUrl}: HTTP {(int)response.StatusCode}");
-                latencies[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-            }
-        }));
-        double seconds = clock.Elapsed.TotalSeconds;
+        var (latencies, seconds) = await BenchHttp.MeasureAsync(http, baseUrl, body, clients, requests, cancellationToken);
         Array.Sort(latencies);
         return new Result(BenchHttp.Percentile(latencies, 0.50), BenchHttp.Percentile(latencies, 0.99), requests / seconds);
     }

@@ -140,7 +140,7 @@ internal static class TrafficBench
                 int warmup = Math.Max(clients * 2, 50);
                 foreach (var host in hosts)
                 {
-                    await MeasureAsync(http, host.Url, body, clients, warmup, cancellationToken);
+                    await BenchHttp.MeasureAsync(http, host.Url, body, clients, warmup, cancellationToken);
                     host.Sent += warmup;
                     if (host.Log is not null) await DrainAsync(host.Log, host.Sent, cancellationToken);
                 }
@@ -153,7 +153,7 @@ internal static class TrafficBench
                     for (int i = 0; i < hosts.Count; i++)
                     {
                         var host = hosts[(i + round) % hosts.Count];
-                        var (measured, elapsed) = await MeasureAsync(http, host.Url, body, clients, requests, cancellationToken);
+                        var (measured, elapsed) = await BenchHttp.MeasureAsync(http, host.Url, body, clients, requests, cancellationToken);
                         latencies[host].AddRange(measured);
                         seconds[host] += elapsed;
                         host.Sent += requests;
@@ -204,28 +204,6 @@ internal static class TrafficBench
         return statistics;
     }
 
-    private static async Task<(double[] Latencies, double Seconds)> MeasureAsync(HttpClient http, string baseUrl, byte[] body, int clients, int requests,
-        CancellationToken cancellationToken)
-    {
-        var latencies = new double[requests];
-        int next = -1;
-        var clock = Stopwatch.StartNew();
-        await Task.WhenAll(Enumerable.Range(0, clients).Select(async _ =>
-        {
-            int i;
-            while ((i = Interlocked.Increment(ref next)) < requests)
-            {
-                long start = Stopwatch.GetTimestamp();
-                using var content = new ByteArrayContent(body);
-                content.Headers.ContentType = new("application/json");
-                using var response = await http.PostAsync(baseUrl + "/v1/completions", content, cancellationToken);
-                await response.Content.ReadAsByteArrayAsync(cancellationToken);
-                if (response.StatusCode != HttpStatusCode.OK) throw new InvalidOperationException($"{baseUrl}: HTTP {(int)response.StatusCode}");
-                latencies[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
-            }
-        }));
-        return (latencies, clock.Elapsed.TotalSeconds);
-    }
 }
 
 /// <summary>A throwaway <c>redis-server</c> (no persistence) on a free loopback port, for the benchmark.</summary>

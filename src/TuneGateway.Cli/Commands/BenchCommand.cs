@@ -42,18 +42,21 @@ internal static class BenchCommand
                 if (suite is not ("engine" or "lora" or "gateway" or "traffic")) throw new ArgumentException($"--suites: unknown suite '{suite}' (expected engine, lora, gateway or traffic).");
             }
 
+            // The HTTP suites serve the model with room in the batch for every concurrent client.
+            TuneGateway.Engine.Serving.EngineOptions ServingEngine(int[] clients) => new()
+            {
+                ModelDirectory = modelDirectory,
+                Device = parse.GetValue(device)!,
+                Dtype = parse.GetValue(dtype)!,
+                MaxNumSeqs = Math.Max(32, clients.Max()),
+            };
+
             if (selectedSuites.Contains("gateway"))
             {
                 var clients = Counts(parse.GetValue(gatewayClients)!, "--gateway-clients");
                 await GatewayBench.RunAsync(new GatewayBenchOptions
                 {
-                    Engine = new TuneGateway.Engine.Serving.EngineOptions
-                    {
-                        ModelDirectory = modelDirectory,
-                        Device = parse.GetValue(device)!,
-                        Dtype = parse.GetValue(dtype)!,
-                        MaxNumSeqs = Math.Max(32, clients.Max()),
-                    },
+                    Engine = ServingEngine(clients),
                     Concurrency = clients,
                 }, Console.Out, cancellationToken);
             }
@@ -63,13 +66,7 @@ internal static class BenchCommand
                 int entries = parse.GetValue(trafficEntries) is > 0 and var n ? n : throw new ArgumentException("--traffic-entries must be positive.");
                 await TrafficBench.RunAsync(new TrafficBenchOptions
                 {
-                    Engine = new TuneGateway.Engine.Serving.EngineOptions
-                    {
-                        ModelDirectory = modelDirectory,
-                        Device = parse.GetValue(device)!,
-                        Dtype = parse.GetValue(dtype)!,
-                        MaxNumSeqs = Math.Max(32, clients.Max()),
-                    },
+                    Engine = ServingEngine(clients),
                     Concurrency = clients,
                     WriterEntries = entries,
                 }, Console.Out, cancellationToken);
