@@ -208,19 +208,7 @@ public sealed class FileTrafficStore : ITrafficStore, IDisposable
 
             var now = _time.GetUtcNow();
             var previous = _feedback!.Get(feedback.Id);
-            var stored = new Feedback
-            {
-                Id = feedback.Id,
-                Adapter = indexed.Log.Name,
-                Rating = feedback.Rating,
-                Scale = feedback.Scale,
-                Score = feedback.Score,
-                Correction = feedback.Correction,
-                Comment = feedback.Comment,
-                ApiKeyId = feedback.ApiKeyId,
-                CreatedAt = previous?.CreatedAt ?? now,
-                UpdatedAt = now,
-            };
+            var stored = feedback.ToStored(indexed.Log.Name, previous, now);
             _feedback.Upsert(stored);
             return new FeedbackResult(previous is null ? FeedbackStatus.Created : FeedbackStatus.Updated, stored);
         }

@@ -83,7 +83,26 @@ public sealed record FeedbackInput(
     double Score,
     string? Correction,
     string? Comment,
-    string? ApiKeyId);
+    string? ApiKeyId)
+{
+    /// <summary>
+    /// The record a store keeps for this input on the log partition <paramref name="adapter"/>: an update
+    /// keeps the first <see cref="Feedback.CreatedAt"/> of <paramref name="previous"/>.
+    /// </summary>
+    public Feedback ToStored(string adapter, Feedback? previous, DateTimeOffset now) => new()
+    {
+        Id = Id,
+        Adapter = adapter,
+        Rating = Rating,
+        Scale = Scale,
+        Score = Score,
+        Correction = Correction,
+        Comment = Comment,
+        ApiKeyId = ApiKeyId,
+        CreatedAt = previous?.CreatedAt ?? now,
+        UpdatedAt = now,
+    };
+}
 
 /// <summary>Outcome of storing feedback (written as <c>created</c>, <c>updated</c>, <c>not_found</c>, … in JSON).</summary>
 [JsonConverter(typeof(JsonStringEnumConverter<FeedbackStatus>))]

@@ -255,19 +255,7 @@ public sealed class RedisTrafficStore : ITrafficStore
         var db = Database;
         var previous = DecodeFeedback(await db.HashGetAsync(FeedbackKey(found.Adapter), feedback.Id).WaitAsync(cancellationToken).ConfigureAwait(false));
         var now = _time.GetUtcNow();
-        var stored = new Feedback
-        {
-            Id = feedback.Id,
-            Adapter = found.Adapter,
-            Rating = feedback.Rating,
-            Scale = feedback.Scale,
-            Score = feedback.Score,
-            Correction = feedback.Correction,
-            Comment = feedback.Comment,
-            ApiKeyId = feedback.ApiKeyId,
-            CreatedAt = previous?.CreatedAt ?? now,
-            UpdatedAt = now,
-        };
+        var stored = feedback.ToStored(found.Adapter, previous, now);
         var result = await db.ScriptEvaluateAsync(
                 FeedbackScript,
                 [FeedbackKey(found.Adapter), FeedbackSeqKey(found.Adapter), FeedbackByRequestKey(found.Adapter), FeedbackCounterKey],
