@@ -37,7 +37,8 @@ public static class ControllerServiceCollectionExtensions
         services.AddLifecycleManagement();
         services.AddSingleton(options);
         services.AddSingleton(completions);
-        services.AddSingleton(new ArtifactStore(options.ArtifactDirectory));
+        // A host that registers versions may have added the store for the same directory already.
+        services.TryAddSingleton(new ArtifactStore(options.ArtifactDirectory));
         services.AddSingleton(trainer ?? ProcessTrainer.ForCurrentProcess());
         services.AddSingleton(sp => new Curator(sp.GetRequiredService<ITrafficReader>(), new Redactor(new RedactionOptions())));
         services.AddSingleton(_ => HfTokenizer.FromDirectory(options.BaseModelDirectory));

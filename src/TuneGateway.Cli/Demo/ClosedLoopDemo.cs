@@ -57,7 +57,7 @@ internal sealed class ClosedLoopDemo(DemoOptions options, TextWriter output)
     private static readonly TimeSpan CurationWindow = TimeSpan.FromSeconds(20);
 
     private readonly Stopwatch _clock = Stopwatch.StartNew();
-    private readonly ConcurrentDictionary<string, string> _printedJobs = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _printedJobs = new(StringComparer.Ordinal);
 
     public async Task<(DemoResult Result, string? Failure)> RunAsync(CancellationToken cancellationToken)
     {
@@ -308,14 +308,8 @@ internal sealed class ClosedLoopDemo(DemoOptions options, TextWriter output)
     /// <summary>Exact-match accuracy of greedy answers, through the gateway (as evaluation, so unlogged).</summary>
     private static async Task<double> AccuracyAsync(HttpClient http, string model, IReadOnlyList<TrainingExample> examples, CancellationToken ct)
     {
-        var client = new GatewayCompletionClient(http, apiKey: null);
-        int correct = 0;
-        await Parallel.ForEachAsync(examples, new ParallelOptions { MaxDegreeOfParallelism = 8, CancellationToken = ct }, async (example, token) =>
-        {
-            string output = await client.CompleteAsync(model, example.Prompt, AnswerTokens, token);
-            if (Evaluator.IsMatch(output, example.Completion)) Interlocked.Increment(ref correct);
-        });
-        return Math.Round((double)correct / examples.Count, 3);
+        var result = await Evaluator.AccuracyAsync(new GatewayCompletionClient(http, apiKey: null), model, "demo", examples, AnswerTokens, parallelism: 8, ct);
+        return Math.Round(result.Accuracy, 3);
     }
 
     /// <summary>Polls until <paramref name="done"/>, printing the pipeline's job history as it changes.</summary>

@@ -78,14 +78,14 @@ public static class LifecycleEndpoints
         operate.MapPost("/adapters/{name}/promote", async (string name, ActionBody body, HttpContext http, LifecycleManager lifecycle, CancellationToken ct) =>
         {
             if (string.IsNullOrWhiteSpace(body.Version)) throw ApiException.Invalid("version", "'version' is required.");
-            return await Guard(async () => Results.Json(await lifecycle.PromoteAsync(name, body.Version, Actor(http), body.Reason ?? "promoted by an operator", ct), Json));
+            return await Guard(async () => Results.Json(await lifecycle.PromoteAsync(name, body.Version, AuditActor.Of(http), body.Reason ?? "promoted by an operator", ct), Json));
         });
         operate.MapPost("/adapters/{name}/rollback", async (string name, ActionBody body, HttpContext http, LifecycleManager lifecycle, CancellationToken ct) =>
-            await Guard(async () => Results.Json(await lifecycle.RollbackAsync(name, body.Version, Actor(http), body.Reason ?? "rolled back by an operator", ct), Json)));
+            await Guard(async () => Results.Json(await lifecycle.RollbackAsync(name, body.Version, AuditActor.Of(http), body.Reason ?? "rolled back by an operator", ct), Json)));
         operate.MapPost("/approvals/{id}", async (string id, ApprovalBody body, HttpContext http, LifecycleManager lifecycle, CancellationToken ct) =>
         {
             if (body.Approve is not bool approve) throw ApiException.Invalid("approve", "'approve' (true or false) is required.");
-            return await Guard(async () => Results.Json(await lifecycle.ResolveApprovalAsync(id, approve, Actor(http), body.Comment, ct), Json));
+            return await Guard(async () => Results.Json(await lifecycle.ResolveApprovalAsync(id, approve, AuditActor.Of(http), body.Comment, ct), Json));
         });
 
         var mlops = app.MapGroup("/admin").RequireAuthorization(Policies.Aliases);
@@ -93,14 +93,14 @@ public static class LifecycleEndpoints
         mlops.MapPut("/pipelines/{name}", async (string name, HttpContext http, LifecycleManager lifecycle, CancellationToken ct) =>
         {
             var definition = await ReadDefinitionAsync(http, name, ct);
-            var record = await lifecycle.Pipelines.UpsertAsync(name, definition.ToJson(), Actor(http), cancellationToken: ct);
-            await lifecycle.Registry.AppendAuditAsync(new AuditEvent { Actor = Actor(http), Action = "pipeline.update", Adapter = name, To = $"revision {record.Revision}" }, ct);
+            var record = await lifecycle.Pipelines.UpsertAsync(name, definition.ToJson(), AuditActor.Of(http), cancellationToken: ct);
+            await lifecycle.Registry.AppendAuditAsync(new AuditEvent { Actor = AuditActor.Of(http), Action = "pipeline.update", Adapter = name, To = $"revision {record.Revision}" }, ct);
             return Results.Json(record, Json);
         });
         mlops.MapDelete("/pipelines/{name}", async (string name, HttpContext http, LifecycleManager lifecycle, CancellationToken ct) =>
         {
-            if (!await lifecycle.Pipelines.DeleteAsync(name, Actor(http), ct)) throw NotFound($"No pipeline for '{name}'.", "name");
-            await lifecycle.Registry.AppendAuditAsync(new AuditEvent { Actor = Actor(http), Action = "pipeline.delete", Adapter = name }, ct);
+            if (!await lifecycle.Pipelines.DeleteAsync(name, AuditActor.Of(http), ct)) throw NotFound($"No pipeline for '{name}'.", "name");
+            await lifecycle.Registry.AppendAuditAsync(new AuditEvent { Actor = AuditActor.Of(http), Action = "pipeline.delete", Adapter = name }, ct);
             return Results.NoContent();
         });
         mlops.MapPost("/pipelines/{name}/pause", (string name, HttpContext http, LifecycleManager lifecycle, CancellationToken ct) => PauseAsync(name, true, http, lifecycle, ct));
@@ -108,7 +108,7 @@ public static class LifecycleEndpoints
         mlops.MapPost("/pipelines/{name}/run", async (string name, HttpContext http, LifecycleManager lifecycle, IServiceProvider services, CancellationToken ct) =>
         {
             _ = await lifecycle.Pipelines.GetAsync(name, ct) ?? throw NotFound($"No pipeline for '{name}'.", "name");
-            string actor = Actor(http);
+            string actor = AuditActor.Of(http);
             await ControllerScheduler.RequestRunAsync(lifecycle.Pipelines, name, actor, ct);
             if (services.GetService<ControllerScheduler>() is { } scheduler) await scheduler.SyncAsync(false, ct);
             await lifecycle.Registry.AppendAuditAsync(new AuditEvent { Actor = actor, Action = "pipeline.run", Adapter = name, Reason = "run now" }, ct);
@@ -138,7 +138,7 @@ public static class LifecycleEndpoints
         {
             throw ApiException.Invalid("path", ex.Message);
         }
-        string actor = Actor(http);
+        string actor = AuditActor.Of(http);
         string version = body.Version ?? await lifecycle.Registry.AllocateVersionAsync(name, ct);
         PublishedArtifact published;
         try
@@ -171,8 +171,8 @@ public static class LifecycleEndpoints
     private static async Task<IResult> PauseAsync(string name, bool paused, HttpContext http, LifecycleManager lifecycle, CancellationToken ct)
     {
         _ = await lifecycle.Pipelines.GetAsync(name, ct) ?? throw NotFound($"No pipeline for '{name}'.", "name");
-        var record = await lifecycle.Pipelines.SetPausedAsync(name, paused, Actor(http), ct);
-        await lifecycle.Registry.AppendAuditAsync(new AuditEvent { Actor = Actor(http), Action = paused ? "pipeline.pause" : "pipeline.resume", Adapter = name }, ct);
+        var record = await lifecycle.Pipelines.SetPausedAsync(name, paused, AuditActor.Of(http), ct);
+        await lifecycle.Registry.AppendAuditAsync(new AuditEvent { Actor = AuditActor.Of(http), Action = paused ? "pipeline.pause" : "pipeline.resume", Adapter = name }, ct);
         return Results.Json(record, Json);
     }
 
@@ -242,8 +242,6 @@ public static class LifecycleEndpoints
             throw new ApiException(409, ex.Message, ApiErrorTypes.InvalidRequest, null, "conflict");
         }
     }
-
-    private static string Actor(HttpContext http) => http.User.Identity?.Name is { Length: > 0 } name ? $"key:{name}" : "anonymous";
 
     private static ApiException NotFound(string message, string param) => new(404, message, ApiErrorTypes.NotFound, param, "not_found");
 

@@ -156,3 +156,10 @@ public static class AuthSetup
             logger.LogInformation("{Count} API key(s) configured", keys.Count);
     }
 }
+
+/// <summary>How the audit trail names the caller of a request.</summary>
+public static class AuditActor
+{
+    /// <summary><c>key:NAME</c> for the API key that signed the request, <c>anonymous</c> in open mode.</summary>
+    public static string Of(HttpContext http) => http.User.Identity?.Name is { Length: > 0 } name ? $"key:{name}" : "anonymous";
+}

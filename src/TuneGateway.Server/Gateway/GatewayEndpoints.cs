@@ -46,15 +46,13 @@ public static class GatewayEndpoints
             : throw new ApiException(404, $"The alias '{name}' does not exist.", ApiErrorTypes.NotFound, "name", "alias_not_found"));
         admin.MapPut("/{name}", PutAliasAsync);
         admin.MapDelete("/{name}", async (string name, HttpContext context, IAliasStore store, CancellationToken ct) =>
-            await store.DeleteAsync(name, Actor(context), ct) ? Results.NoContent()
+            await store.DeleteAsync(name, AuditActor.Of(context), ct) ? Results.NoContent()
             : throw new ApiException(404, $"The alias '{name}' does not exist.", ApiErrorTypes.NotFound, "name", "alias_not_found"));
 
         app.MapGet("/readyz", (WorkerRegistry registry) => registry.All.Any(w => w.State?.Ready == true)
             ? Results.Json(new { status = "ready", workers = registry.All.Count(w => w.State?.Ready == true) })
             : Results.Json(new { status = "no ready worker" }, statusCode: StatusCodes.Status503ServiceUnavailable));
     }
-
-    private static string Actor(HttpContext context) => context.User.Identity?.Name is { Length: > 0 } name ? $"key:{name}" : "anonymous";
 
     /// <summary>The alias body: <c>{"versions": [{"model", "weight"}], "base_model"?}</c>.</summary>
     private sealed record AliasBody(IReadOnlyList<AliasVersion>? Versions, string? BaseModel);
@@ -74,7 +72,7 @@ public static class GatewayEndpoints
         try
         {
             config.Validate();
-            await store.SetAsync(config, Actor(context), ct).ConfigureAwait(false);
+            await store.SetAsync(config, AuditActor.Of(context), ct).ConfigureAwait(false);
         }
         catch (ArgumentException ex)
         {
