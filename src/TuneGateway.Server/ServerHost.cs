@@ -42,6 +42,8 @@ public static class ServerHost
 {
     /// <summary>Where serve maps its in-process worker; the gateway forwards there over loopback.</summary>
     public const string InProcessWorkerPrefix = "/_worker";
+    /// <summary>The serving worker's URL, on client responses only with <see cref="GatewayOptions.ExposeWorkerHeader"/>.</summary>
+    public const string WorkerHeader = "X-TuneGateway-Worker";
 
     public static WebApplication CreateWorker(WorkerOptions worker, HostSettings settings)
     {
@@ -70,7 +72,7 @@ public static class ServerHost
         gateway = gateway with { Workers = [.. gateway.Workers, .. configured] };
         string? trafficStore = builder.Services.AddGatewayTrafficLog(builder.Configuration, traffic);
         string? lifecycleStore = lifecycle is null ? null : builder.Services.AddServerLifecycle(lifecycle, () => null);
-        AddGateway(builder.Services, gateway, aliases, observer);
+        AddGateway(builder.Services, gateway, aliases, observer, keys);
         var app = builder.Build();
         UseCommon(app, keys, "gateway");
         LogTrafficMode(app, traffic, trafficStore);
@@ -84,26 +86,30 @@ public static class ServerHost
     /// The all-in-one host: the gateway on the public paths, the worker API under
     /// <see cref="InProcessWorkerPrefix"/> on the same port; the gateway forwards to it over
     /// loopback like to any worker (one routing path), and the worker reports its state in-process.
-    /// With keys configured, that hop uses a random internal admin key known only to this process.
+    /// That hop carries an <see cref="InternalHop"/> key known only to this process: without it the
+    /// worker's routes answer 404, and the key is valid nowhere else.
     /// </summary>
     /// <param name="traffic">The traffic log (null: none); see <see cref="TrafficLogSettings"/>.</param>
     /// <param name="lifecycle">The adapter lifecycle, and optionally the retraining controller in this process; see <see cref="LifecycleSettings"/>.</param>
     public static WebApplication CreateServe(WorkerOptions worker, GatewayOptions gateway, HostSettings settings, IAliasStore? aliases = null, IRequestObserver? observer = null,
         TrafficLogSettings? traffic = null, LifecycleSettings? lifecycle = null)
     {
-        string internalKey = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
-        var builder = CreateBuilder(settings, "tunegw", out var keys, internalKey);
+        var hop = new InternalHop(InProcessWorkerPrefix);
+        // The controller's evaluation requests go through this host's public API, as a client would:
+        // with keys on, under a random mlops key of their own (never the hop's, never sent to a worker).
+        string controllerKey = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
+        var builder = CreateBuilder(settings, "tunegw", out var keys, new ApiKeyEntry { Name = "controller", Key = controllerKey, Roles = [Roles.Mlops] });
+        builder.Services.AddSingleton(hop);
         worker = worker with { PathPrefix = InProcessWorkerPrefix };
         AddWorker(builder.Services, worker);
         builder.Services.AddSingleton<IWorkerStateSink, InProcessStateSink>();
         builder.Services.AddHostedService<WorkerStateReporter>();
         string? trafficStore = builder.Services.AddGatewayTrafficLog(builder.Configuration, traffic);
         bool open = keys.IsOpen;
-        // The controller's evaluation requests go through this host's own gateway, with the internal key when keys are on.
-        string? lifecycleStore = lifecycle is null ? null : builder.Services.AddServerLifecycle(lifecycle, () => open ? null : internalKey);
-        AddGateway(builder.Services, gateway with { WorkerKey = keys.IsOpen ? gateway.WorkerKey : internalKey }, aliases, observer);
+        string? lifecycleStore = lifecycle is null ? null : builder.Services.AddServerLifecycle(lifecycle, () => open ? null : controllerKey);
+        AddGateway(builder.Services, gateway, aliases, observer, keys);
         var app = builder.Build();
-        UseCommon(app, keys, "server");
+        UseCommon(app, keys, "server", hop);
         LogTrafficMode(app, traffic, trafficStore);
         UseLifecycle(app, lifecycle, lifecycleStore);
         app.MapWorkerApi(InProcessWorkerPrefix);
@@ -112,8 +118,8 @@ public static class ServerHost
         return app;
     }
 
-    /// <param name="internalKey">serve's key for its internal hop: added (as admin) only when other keys are configured.</param>
-    private static WebApplicationBuilder CreateBuilder(HostSettings settings, string serviceName, out ApiKeyStore keys, string? internalKey = null)
+    /// <param name="processKey">A key of this process for itself (serve's controller): added only when other keys are configured.</param>
+    private static WebApplicationBuilder CreateBuilder(HostSettings settings, string serviceName, out ApiKeyStore keys, ApiKeyEntry? processKey = null)
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [] });
         builder.WebHost.UseUrls([.. settings.Urls]);
@@ -128,7 +134,7 @@ public static class ServerHost
 
         var fromConfig = builder.Configuration.GetSection("TuneGateway:ApiKeys").Get<List<ApiKeyEntry>>() ?? [];
         List<ApiKeyEntry> entries = [.. settings.ApiKeys, .. fromConfig];
-        if (internalKey is not null && entries.Count > 0) entries.Add(new ApiKeyEntry { Name = "internal", Key = internalKey, Roles = [Roles.Admin] });
+        if (processKey is not null && entries.Count > 0) entries.Add(processKey);
         keys = new ApiKeyStore(entries);
         builder.Services.AddApiKeyAuth(keys);
         builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
@@ -151,10 +157,17 @@ public static class ServerHost
         services.AddSingleton<WorkerStatus>();
     }
 
-    private static void AddGateway(IServiceCollection services, GatewayOptions gateway, IAliasStore? aliases, IRequestObserver? observer)
+    private static void AddGateway(IServiceCollection services, GatewayOptions gateway, IAliasStore? aliases, IRequestObserver? observer, ApiKeyStore keys)
     {
+        // A worker key that is also a gateway key would let any worker that receives it call the public API with it.
+        if (gateway.WorkerKey is { } workerKey && keys.Contains(workerKey))
+            throw new ArgumentException("The worker key (--worker-key, TUNEGW_WORKER_KEY) is also one of the gateway's API keys; workers receive it, so it must not be valid on the gateway. Give workers a key of their own.");
+        var allowList = new WorkerAllowList(gateway.WorkerAllowList);
+        services.AddSingleton(allowList);
         services.AddSingleton(gateway);
+        services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<WorkerRegistry>();
+        services.AddSingleton<WorkerCredentials>();
         services.AddSingleton<GatewayMetrics>();
         if (aliases is not null) services.AddSingleton(aliases);
         else services.TryAddSingleton<IAliasStore, InMemoryAliasStore>();
@@ -185,12 +198,12 @@ public static class ServerHost
             {
                 context.AddRequestTransform(transform =>
                 {
-                    // The gateway has checked the client's key; workers see the gateway's own credential.
-                    if (gateway.WorkerKey is { } key)
-                    {
-                        transform.ProxyRequest.Headers.Remove("X-Api-Key");
-                        transform.ProxyRequest.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
-                    }
+                    // The gateway has checked the client's key; what the worker sees depends on how it joined.
+                    var http = transform.HttpContext;
+                    var destination = http.GetReverseProxyFeature().ProxiedDestination;
+                    var worker = destination is null ? null : http.RequestServices.GetRequiredService<WorkerRegistry>().Find(destination.DestinationId);
+                    http.RequestServices.GetRequiredService<WorkerCredentials>().Apply(transform.ProxyRequest.Headers, worker,
+                        http.Request.Headers.Authorization.FirstOrDefault(), http.Request.Headers["X-Api-Key"].FirstOrDefault());
                     return ValueTask.CompletedTask;
                 });
                 context.AddResponseTransform(transform =>
@@ -205,8 +218,8 @@ public static class ServerHost
                             headers["X-TuneGateway-Arm"] = target.Model;
                         }
                     }
-                    var destination = transform.HttpContext.GetReverseProxyFeature().ProxiedDestination;
-                    if (destination is not null) headers["X-TuneGateway-Worker"] = destination.DestinationId;
+                    if (gateway.ExposeWorkerHeader && transform.HttpContext.GetReverseProxyFeature().ProxiedDestination is { } destination)
+                        headers[WorkerHeader] = destination.DestinationId;
                     return ValueTask.CompletedTask;
                 });
             });
@@ -214,9 +227,10 @@ public static class ServerHost
         services.AddHostedService(sp => sp.GetRequiredService<GatewayProxyConfig>());
     }
 
-    private static void UseCommon(WebApplication app, ApiKeyStore keys, string role)
+    private static void UseCommon(WebApplication app, ApiKeyStore keys, string role, InternalHop? hop = null)
     {
         app.Use((context, next) => ApiErrors.Middleware(context, () => next(context)));
+        if (hop is not null) app.Use((context, next) => hop.Guard(context, () => next(context)));
         app.UseApiKeyAuth();
         AuthSetup.LogKeyMode(keys, app.Logger, role);
         app.MapGet("/healthz", () => Results.Json(new { status = "alive" }));
@@ -253,20 +267,20 @@ public static class ServerHost
     }
 
     private static void MapFallback(WebApplication app) => app.MapFallback(context =>
-        ApiErrors.WriteAsync(context, new ApiException(StatusCodes.Status404NotFound, $"No route for {context.Request.Method} {context.Request.Path}.", ApiErrorTypes.NotFound, code: "not_found")));
+        ApiErrors.WriteAsync(context, ApiException.NoRoute(context.Request)));
 
     /// <summary>serve's worker reports straight into the gateway's registry.</summary>
     private sealed class InProcessStateSink(WorkerRegistry registry) : IWorkerStateSink
     {
         public Task PublishAsync(WorkerState state, CancellationToken cancellationToken)
         {
-            registry.Report(state);
+            registry.Report(state, WorkerTrust.InProcess);
             return Task.CompletedTask;
         }
 
         public Task RemoveAsync(string workerId, CancellationToken cancellationToken)
         {
-            registry.Remove(workerId);
+            registry.Remove(workerId, inProcess: true);
             return Task.CompletedTask;
         }
     }

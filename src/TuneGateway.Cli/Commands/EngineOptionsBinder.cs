@@ -57,7 +57,8 @@ internal sealed class EngineOptionsBinder
             Loras = loras,
             Adapters = new AdapterManagerOptions
             {
-                LoraDirectory = parse.GetValue(LoraDir),
+                // On the bundled model, its example adapters (shout, reverse) load on demand by name, in serve and worker alike.
+                LoraDirectory = parse.GetValue(LoraDir) ?? (parse.GetValue(Model) is null ? BundledModel.Adapters : null),
                 MaxLoras = parse.GetValue(MaxLoras),
                 MaxCpuLoras = parse.GetValue(MaxCpuLoras),
                 LoraDeviceMemory = ByteSize.Parse(parse.GetValue(LoraDeviceMemory)!, "--lora-device-memory"),

@@ -26,9 +26,6 @@ internal static class ServeCommand
         command.SetAction(async (parse, cancellationToken) =>
         {
             var engineOptions = engine.Bind(parse);
-            // On the bundled model, its example adapters (shout, reverse) load on demand by name.
-            if (parse.GetValue(engine.Model) is null && parse.GetValue(engine.LoraDir) is null)
-                engineOptions = engineOptions with { Adapters = engineOptions.Adapters with { LoraDirectory = BundledModel.Adapters } };
             var trafficSettings = traffic.Bind(parse);
             var lifecycleSettings = lifecycle.Bind(parse, trafficSettings, defaultData, engineOptions.ModelDirectory);
             // Versions the lifecycle publishes are served by name@version from the artifact directory.

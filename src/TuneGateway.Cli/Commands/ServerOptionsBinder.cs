@@ -48,7 +48,9 @@ internal sealed class ServerOptionsBinder(string defaultUrl)
 internal sealed class GatewayOptionsBinder
 {
     public Option<string[]> Workers { get; } = new("--workers") { Description = "Worker base URLs (comma-separated or repeated); more may register at runtime.", AllowMultipleArgumentsPerToken = false };
-    public Option<string?> WorkerKey { get; } = new("--worker-key") { Description = "API key the gateway presents to workers instead of the client's (also TUNEGW_WORKER_KEY)." };
+    public Option<string?> WorkerKey { get; } = new("--worker-key") { Description = "API key the gateway presents to configured workers and to workers registered with a worker-role key, instead of the client's (also TUNEGW_WORKER_KEY); must not be one of the gateway's own keys." };
+    public Option<string[]> WorkerAllow { get; } = new("--worker-allow") { Description = "Where workers may register: CIDRs, host names (*.suffix) or URL prefixes (comma-separated or repeated; default anywhere).", AllowMultipleArgumentsPerToken = false };
+    public Option<bool> ExposeWorkerHeader { get; } = new("--expose-worker-header") { Description = "Add X-TuneGateway-Worker (the serving worker's URL) to client responses: for debugging only." };
     public Option<double> StaleAfter { get; } = new("--worker-stale-after") { Description = "Seconds without a report after which a registered worker leaves the pool.", DefaultValueFactory = _ => 10 };
     public Option<double> ProxyTimeout { get; } = new("--proxy-timeout") { Description = "Seconds a forwarded request may stay idle (queue wait, prefill, a long non-streaming answer).", DefaultValueFactory = _ => 600 };
     public Option<int> AdapterMaxWorkers { get; } = new("--adapter-max-workers") { Description = "Workers one adapter spreads over when its workers are busy (more only when all are overloaded).", DefaultValueFactory = _ => 2 };
@@ -57,7 +59,7 @@ internal sealed class GatewayOptionsBinder
     public void AddTo(Command command, bool withWorkers = true)
     {
         if (withWorkers) command.Options.Add(Workers);
-        foreach (var option in new Option[] { WorkerKey, StaleAfter, ProxyTimeout, AdapterMaxWorkers, HealthInterval }) command.Options.Add(option);
+        foreach (var option in new Option[] { WorkerKey, WorkerAllow, ExposeWorkerHeader, StaleAfter, ProxyTimeout, AdapterMaxWorkers, HealthInterval }) command.Options.Add(option);
     }
 
     public GatewayOptions Bind(ParseResult parse)
@@ -70,6 +72,8 @@ internal sealed class GatewayOptionsBinder
             Workers = (parse.GetValue(Workers) ?? []).SelectMany(u => u.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
                 .Select(u => WorkerRegistry.Normalize(u)).ToArray(),
             WorkerKey = parse.GetValue(WorkerKey) ?? Environment.GetEnvironmentVariable("TUNEGW_WORKER_KEY"),
+            WorkerAllowList = (parse.GetValue(WorkerAllow) ?? []).SelectMany(u => u.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)).ToArray(),
+            ExposeWorkerHeader = parse.GetValue(ExposeWorkerHeader),
             StaleAfter = TimeSpan.FromSeconds(Positive(StaleAfter)),
             ActivityTimeout = TimeSpan.FromSeconds(Positive(ProxyTimeout)),
             AdapterMaxWorkers = spread,

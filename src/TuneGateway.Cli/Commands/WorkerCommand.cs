@@ -14,7 +14,7 @@ internal static class WorkerCommand
         var engine = new EngineOptionsBinder();
         var server = new ServerOptionsBinder("http://127.0.0.1:8001");
         var gateway = new Option<string?>("--gateway") { Description = "Gateway URL to register with and push state to." };
-        var gatewayKey = new Option<string?>("--gateway-key") { Description = "Operator or admin API key for the gateway (also TUNEGW_GATEWAY_KEY)." };
+        var gatewayKey = new Option<string?>("--gateway-key") { Description = "The gateway's worker-role key, to register with it (also TUNEGW_GATEWAY_KEY)." };
         var advertise = new Option<string?>("--advertise-url") { Description = "URL the gateway should forward to (default: the first --urls address)." };
         var workerId = new Option<string?>("--worker-id") { Description = "Id reported to the gateway (default: host name and port)." };
 

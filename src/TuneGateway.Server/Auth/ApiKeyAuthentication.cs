@@ -16,9 +16,11 @@ namespace TuneGateway.Server.Auth;
 /// <summary>
 /// Authenticates requests by API key (<c>Authorization: Bearer KEY</c>, as OpenAI clients send it,
 /// or <c>X-Api-Key</c>). In open mode (no key configured) every request is a local admin.
-/// Challenges and refusals are answered in OpenAI's error shape.
+/// In serve, the in-process worker's routes authenticate serve's <see cref="InternalHop"/> key and
+/// nothing else; that key is valid nowhere else. Challenges and refusals are answered in OpenAI's error shape.
 /// </summary>
-public sealed class ApiKeyAuthenticationHandler(IOptionsMonitor<AuthenticationSchemeOptions> options, ILoggerFactory logger, UrlEncoder encoder, ApiKeyStore keys)
+public sealed class ApiKeyAuthenticationHandler(IOptionsMonitor<AuthenticationSchemeOptions> options, ILoggerFactory logger, UrlEncoder encoder, ApiKeyStore keys,
+    InternalHop? hop = null)
     : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
 {
     public const string SchemeName = "ApiKey";
@@ -27,6 +29,9 @@ public sealed class ApiKeyAuthenticationHandler(IOptionsMonitor<AuthenticationSc
 
     protected override Task<AuthenticateResult> HandleAuthenticateAsync()
     {
+        // InternalHop.Guard has already turned away requests without the hop's key.
+        if (hop is not null && hop.Covers(Request.Path))
+            return Task.FromResult(hop.Accepts(Request) ? Success(InternalHop.Identity) : AuthenticateResult.Fail("Incorrect API key provided."));
         if (keys.IsOpen) return Task.FromResult(Success(new ApiKeyIdentity("local", Roles.All.ToHashSet(), [], null, null)));
         string? presented = PresentedKey(Request);
         if (presented is null) return Task.FromResult(AuthenticateResult.NoResult());
@@ -78,6 +83,8 @@ public static class Policies
     public const string Aliases = "tunegw-aliases";
     public const string Operator = "tunegw-operator";
     public const string Admin = "tunegw-admin";
+    /// <summary>Worker registration and withdrawal: the worker role only (not operator, not admin).</summary>
+    public const string WorkerRegistration = "tunegw-worker-registration";
 }
 
 /// <summary>Registration of API-key authentication, the role policies and per-key rate limits.</summary>
@@ -89,10 +96,11 @@ public static class AuthSetup
         services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
             .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
         services.AddAuthorizationBuilder()
-            .AddPolicy(Policies.Inference, p => p.RequireRole(Roles.All))
+            .AddPolicy(Policies.Inference, p => p.RequireRole(Roles.Api))
             .AddPolicy(Policies.Aliases, p => p.RequireRole(Roles.Mlops, Roles.Operator, Roles.Admin))
             .AddPolicy(Policies.Operator, p => p.RequireRole(Roles.Operator, Roles.Admin))
-            .AddPolicy(Policies.Admin, p => p.RequireRole(Roles.Admin));
+            .AddPolicy(Policies.Admin, p => p.RequireRole(Roles.Admin))
+            .AddPolicy(Policies.WorkerRegistration, p => p.RequireRole(Roles.Worker));
         services.AddRateLimiter(options =>
         {
             options.GlobalLimiter = PartitionedRateLimiter.Create<HttpContext, string>(PartitionFor);

@@ -5,19 +5,29 @@ using System.Text.Json.Serialization;
 
 namespace TuneGateway.Server.Auth;
 
-/// <summary>The roles an API key can hold. Each role includes the rights of inference.</summary>
+/// <summary>
+/// The roles an API key can hold. Each role of the public API (<see cref="Api"/>) includes the rights
+/// of inference; <see cref="Worker"/> is apart: it registers workers and can do nothing else.
+/// </summary>
 public static class Roles
 {
     /// <summary>Call the inference endpoints (completions, chat, models), possibly limited to some models.</summary>
     public const string Inference = "inference";
     /// <summary>Inference, and manage aliases and A/B weights.</summary>
     public const string Mlops = "mlops";
-    /// <summary>Inference, aliases, and run the fleet: register workers, list them.</summary>
+    /// <summary>Inference, aliases, and run the fleet: list workers, promote, roll back, approve.</summary>
     public const string Operator = "operator";
-    /// <summary>Everything, including loading and unloading adapters.</summary>
+    /// <summary>Everything on the public API, including loading and unloading adapters.</summary>
     public const string Admin = "admin";
+    /// <summary>
+    /// Register a worker with the gateway and withdraw it, nothing more: a worker that registers
+    /// receives traffic, so this is its own secret rather than a right of any role above.
+    /// </summary>
+    public const string Worker = "worker";
 
-    public static readonly IReadOnlyList<string> All = [Inference, Mlops, Operator, Admin];
+    /// <summary>The roles of the public API: each may call the inference endpoints.</summary>
+    public static readonly IReadOnlyList<string> Api = [Inference, Mlops, Operator, Admin];
+    public static readonly IReadOnlyList<string> All = [.. Api, Worker];
 }
 
 /// <summary>One API key as configured: the secret (plain or as its SHA-256), its roles, models and rate limit.</summary>
@@ -85,6 +95,9 @@ public sealed class ApiKeyStore
     public int Count => _byHash.Count;
 
     public ApiKeyIdentity? Find(string presentedKey) => _byHash.GetValueOrDefault(Hash(presentedKey));
+
+    /// <summary>True when <paramref name="key"/> is one of the configured keys.</summary>
+    public bool Contains(string key) => _byHash.ContainsKey(Hash(key));
 
     public static string Hash(string key) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(key)));
 

@@ -30,6 +30,10 @@ public sealed class ApiException : Exception
     public static ApiException Invalid(string param, string message, string? code = null) =>
         new(StatusCodes.Status400BadRequest, message, ApiErrorTypes.InvalidRequest, param, code);
 
+    /// <summary>404 for a path nothing is mapped at (or that this caller may not know exists).</summary>
+    public static ApiException NoRoute(HttpRequest request) =>
+        new(StatusCodes.Status404NotFound, $"No route for {request.Method} {request.Path}.", ApiErrorTypes.NotFound, code: "not_found");
+
     public static ApiException ModelNotFound(string model) =>
         new(StatusCodes.Status404NotFound, $"The model '{model}' does not exist.", ApiErrorTypes.NotFound, "model", "model_not_found");
 }

@@ -88,7 +88,7 @@ public sealed class AdapterAffinityPolicy(WorkerRegistry registry, GatewayOption
     private static List<Candidate> Serving(List<Candidate> all, GatewayRoute? target)
     {
         if (target is null) return all;
-        var known = all.Where(c => c.Entry?.State is { Ready: true } s && Serves(s, target)).ToList();
+        var known = all.Where(c => c.Entry is { IsRoutable: true } e && Serves(e.State!, target)).ToList();
         if (known.Count > 0) return known;
         var unknown = all.Where(c => c.Entry?.State is null).ToList();
         return unknown.Count > 0 ? unknown : all;

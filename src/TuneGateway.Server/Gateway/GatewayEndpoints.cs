@@ -8,6 +8,7 @@ using TuneGateway.Server.Auth;
 using TuneGateway.Server.Common;
 using TuneGateway.Server.Worker;
 using Yarp.ReverseProxy;
+using Yarp.ReverseProxy.Model;
 
 namespace TuneGateway.Server.Gateway;
 
@@ -16,28 +17,20 @@ public static class GatewayEndpoints
 {
     public static void MapGatewayApi(this IEndpointRouteBuilder app)
     {
-        app.MapPost("/internal/workers", (WorkerState state, WorkerRegistry registry) =>
-        {
-            if (string.IsNullOrWhiteSpace(state.WorkerId)) throw ApiException.Invalid("worker_id", "'worker_id' is required.");
-            try
-            {
-                registry.Report(state);
-            }
-            catch (ArgumentException ex)
-            {
-                throw ApiException.Invalid("url", ex.Message.Split(" (Parameter")[0]);
-            }
-            return Results.NoContent();
-        }).RequireAuthorization(Policies.Operator);
-        app.MapDelete("/internal/workers/{id}", (string id, WorkerRegistry registry) =>
-            registry.Remove(id) ? Results.NoContent() : Results.NotFound()).RequireAuthorization(Policies.Operator);
+        // Registration is the worker role's alone: a worker that registers receives traffic (and, when
+        // it proved the worker credential, the gateway's worker key). See docs/OPERATIONS.md, "Trust model".
+        app.MapPost("/internal/workers", RegisterWorker).RequireAuthorization(Policies.WorkerRegistration);
+        app.MapDelete("/internal/workers/{id}", (string id, WorkerRegistry registry) => registry.Remove(id)
+            ? Results.NoContent()
+            : throw new ApiException(404, $"No registered worker has the id or URL '{id}'.", ApiErrorTypes.NotFound, "id", "worker_not_found"))
+            .RequireAuthorization(Policies.WorkerRegistration);
         app.MapGet("/admin/workers", Workers).RequireAuthorization(Policies.Operator);
 
         app.MapGet("/v1/models", Models).RequireAuthorization(Policies.Inference);
-        app.MapPost("/v1/load_lora_adapter", (HttpContext context, WorkerRegistry registry, GatewayOptions options, IHttpClientFactory clients) =>
-            BroadcastAsync(context, registry, options, clients, "/v1/load_lora_adapter", onlyHolders: false)).RequireAuthorization(Policies.Admin);
-        app.MapPost("/v1/unload_lora_adapter", (HttpContext context, WorkerRegistry registry, GatewayOptions options, IHttpClientFactory clients) =>
-            BroadcastAsync(context, registry, options, clients, "/v1/unload_lora_adapter", onlyHolders: true)).RequireAuthorization(Policies.Admin);
+        app.MapPost("/v1/load_lora_adapter", (HttpContext context, WorkerRegistry registry, WorkerCredentials credentials, IHttpClientFactory clients) =>
+            BroadcastAsync(context, registry, credentials, clients, "/v1/load_lora_adapter", onlyHolders: false)).RequireAuthorization(Policies.Admin);
+        app.MapPost("/v1/unload_lora_adapter", (HttpContext context, WorkerRegistry registry, WorkerCredentials credentials, IHttpClientFactory clients) =>
+            BroadcastAsync(context, registry, credentials, clients, "/v1/unload_lora_adapter", onlyHolders: true)).RequireAuthorization(Policies.Admin);
 
         var admin = app.MapGroup("/admin/aliases").RequireAuthorization(Policies.Aliases);
         admin.MapGet("/", async (IAliasStore store, CancellationToken ct) => Results.Json(new { data = await store.ListAsync(ct) }, ServerJson.Options));
@@ -49,9 +42,31 @@ public static class GatewayEndpoints
             await store.DeleteAsync(name, AuditActor.Of(context), ct) ? Results.NoContent()
             : throw new ApiException(404, $"The alias '{name}' does not exist.", ApiErrorTypes.NotFound, "name", "alias_not_found"));
 
-        app.MapGet("/readyz", (WorkerRegistry registry) => registry.All.Any(w => w.State?.Ready == true)
-            ? Results.Json(new { status = "ready", workers = registry.All.Count(w => w.State?.Ready == true) })
+        app.MapGet("/readyz", (WorkerRegistry registry) => registry.Routable.Count > 0
+            ? Results.Json(new { status = "ready", workers = registry.Routable.Count })
             : Results.Json(new { status = "no ready worker" }, statusCode: StatusCodes.Status503ServiceUnavailable));
+    }
+
+    /// <summary>
+    /// A worker's state report. In open mode nobody proves anything, so such a worker gets no
+    /// credential; with keys, the caller holds the worker role (the policy saw to it).
+    /// </summary>
+    private static IResult RegisterWorker(WorkerState state, WorkerRegistry registry, WorkerAllowList allowList, ApiKeyStore keys)
+    {
+        if (string.IsNullOrWhiteSpace(state.WorkerId)) throw ApiException.Invalid("worker_id", "'worker_id' is required.");
+        string url = WorkerRegistry.TryNormalize(state.Url ?? "") ?? throw ApiException.Invalid("url", $"'{state.Url}' is not an http(s) URL.");
+        if (!allowList.Allows(url))
+            throw new ApiException(StatusCodes.Status403Forbidden, $"Workers may not register at '{url}': it is not on the gateway's worker allow-list.",
+                ApiErrorTypes.Permission, "url", "worker_url_not_allowed");
+        try
+        {
+            registry.Report(state, keys.IsOpen ? WorkerTrust.Unverified : WorkerTrust.Registered);
+        }
+        catch (WorkerRegistrationException ex)
+        {
+            throw new ApiException(StatusCodes.Status403Forbidden, ex.Message, ApiErrorTypes.Permission, "url", "worker_url_taken");
+        }
+        return Results.NoContent();
     }
 
     /// <summary>The alias body: <c>{"versions": [{"model", "weight"}], "base_model"?}</c>.</summary>
@@ -81,6 +96,10 @@ public static class GatewayEndpoints
         return Results.Json(config, ServerJson.Options);
     }
 
+    /// <summary>
+    /// The pool as the gateway sees it: <c>ready</c> and <c>status</c> are the gateway's verdict (a worker
+    /// killed without withdrawing is silent or unreachable, not ready); <c>state</c> is what it last reported.
+    /// </summary>
     private static IResult Workers(WorkerRegistry registry, IProxyStateLookup proxy)
     {
         proxy.TryGetCluster(GatewayProxyConfig.ClusterId, out var cluster);
@@ -89,9 +108,14 @@ public static class GatewayEndpoints
             data = registry.All.Select(w =>
             {
                 var destination = cluster?.Destinations.GetValueOrDefault(w.Url);
+                var availability = registry.Availability(w);
+                if (availability == WorkerAvailability.Ready && destination?.Health.Active == DestinationHealth.Unhealthy) availability = WorkerAvailability.Unreachable;
                 return new
                 {
                     url = w.Url,
+                    ready = availability == WorkerAvailability.Ready,
+                    status = JsonNamingPolicy.SnakeCaseLower.ConvertName(availability.ToString()),
+                    trust = JsonNamingPolicy.SnakeCaseLower.ConvertName(w.Trust.ToString()),
                     configured = w.IsStatic,
                     last_seen = w.LastSeen == default ? (DateTimeOffset?)null : w.LastSeen,
                     active_health = destination?.Health.Active.ToString(),
@@ -108,7 +132,7 @@ public static class GatewayEndpoints
     {
         var cards = new Dictionary<string, ModelCard>(StringComparer.Ordinal);
         long now = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        foreach (var state in registry.All.Select(w => w.State).Where(s => s is { Ready: true }))
+        foreach (var state in registry.Routable.Select(w => w.State))
         {
             cards.TryAdd(state!.BaseModel, new ModelCard(state.BaseModel, "model", now, "tunegw", state.BaseModel, null, state.MaxModelLen));
             foreach (string adapter in state.LoadedAdapters.Concat(state.ResidentAdapters))
@@ -123,7 +147,7 @@ public static class GatewayEndpoints
     /// Sends an adapter load (every ready worker) or unload (the workers that have it) to the
     /// workers; answers the first failure, else the workers' success message.
     /// </summary>
-    private static async Task<IResult> BroadcastAsync(HttpContext context, WorkerRegistry registry, GatewayOptions options, IHttpClientFactory clients,
+    private static async Task<IResult> BroadcastAsync(HttpContext context, WorkerRegistry registry, WorkerCredentials credentials, IHttpClientFactory clients,
         string path, bool onlyHolders)
     {
         using var buffer = new MemoryStream();
@@ -142,7 +166,7 @@ public static class GatewayEndpoints
         }
         if (string.IsNullOrEmpty(name)) throw ApiException.Invalid("lora_name", "'lora_name' is required.");
 
-        var workers = registry.All.Where(w => w.State is { Ready: true } s && (!onlyHolders || s.LoadedAdapters.Contains(name))).ToArray();
+        var workers = registry.Routable.Where(w => !onlyHolders || w.State!.LoadedAdapters.Contains(name)).ToArray();
         if (workers.Length == 0)
         {
             throw onlyHolders
@@ -154,8 +178,7 @@ public static class GatewayEndpoints
         {
             using var request = new HttpRequestMessage(HttpMethod.Post, worker.Url + path) { Content = new ByteArrayContent(body) };
             request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
-            string? authorization = options.WorkerKey is { } key ? "Bearer " + key : context.Request.Headers.Authorization.FirstOrDefault();
-            if (authorization is not null) request.Headers.TryAddWithoutValidation("Authorization", authorization);
+            credentials.Apply(request.Headers, worker, context.Request.Headers.Authorization.FirstOrDefault(), context.Request.Headers["X-Api-Key"].FirstOrDefault());
             try
             {
                 using var response = await client.SendAsync(request, context.RequestAborted).ConfigureAwait(false);
@@ -164,7 +187,7 @@ public static class GatewayEndpoints
             }
             catch (HttpRequestException ex)
             {
-                return (Status: 502, Body: JsonSerializer.Serialize(ApiErrors.Body(new ApiException(502, $"Worker {worker.Url}: {ex.Message}", ApiErrorTypes.Server)), ServerJson.Options),
+                return (Status: 502, Body: JsonSerializer.Serialize(ApiErrors.Body(new ApiException(502, $"A worker could not be reached: {ex.Message}", ApiErrorTypes.Server)), ServerJson.Options),
                     Type: (string?)"application/json");
             }
         })).ConfigureAwait(false);

@@ -16,7 +16,7 @@ namespace TuneGateway.Server.Gateway;
 /// <c>/readyz</c>, passive failure detection and a long activity timeout); prunes workers that
 /// stopped reporting and polls configured workers that do not push their state.
 /// </summary>
-public sealed class GatewayProxyConfig(InMemoryConfigProvider provider, WorkerRegistry registry, GatewayOptions options,
+public sealed class GatewayProxyConfig(InMemoryConfigProvider provider, WorkerRegistry registry, GatewayOptions options, WorkerCredentials credentials,
     IHttpClientFactory clients, ILogger<GatewayProxyConfig> logger) : BackgroundService
 {
     public const string ClusterId = "workers";
@@ -87,13 +87,12 @@ public sealed class GatewayProxyConfig(InMemoryConfigProvider provider, WorkerRe
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1));
-        int tick = 0;
         try
         {
             while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
             {
                 registry.Prune(options.StaleAfter, AdapterAffinityPolicy.RouteWindow);
-                if (++tick % 2 == 0) await PollSilentWorkersAsync(stoppingToken).ConfigureAwait(false);
+                await PollSilentWorkersAsync(stoppingToken).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException)
@@ -104,13 +103,14 @@ public sealed class GatewayProxyConfig(InMemoryConfigProvider provider, WorkerRe
     /// <summary>Configured workers that have not pushed lately are asked for their state (<c>GET /internal/state</c>).</summary>
     private async Task PollSilentWorkersAsync(CancellationToken cancellationToken)
     {
-        var silent = registry.All.Where(w => w.IsStatic && DateTimeOffset.UtcNow - w.LastSeen > TimeSpan.FromSeconds(3)).ToArray();
+        // Half the silence after which /admin/workers calls a worker silent: a polled worker answers well before.
+        var silent = registry.All.Where(w => w.Trust == WorkerTrust.Configured && DateTimeOffset.UtcNow - w.LastSeen > options.SilentAfter / 2).ToArray();
         await Task.WhenAll(silent.Select(async worker =>
         {
             try
             {
                 using var request = new HttpRequestMessage(HttpMethod.Get, worker.Url + "/internal/state");
-                if (options.WorkerKey is not null) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", options.WorkerKey);
+                credentials.Apply(request.Headers, worker, clientAuthorization: null, clientApiKey: null);
                 using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
                 timeout.CancelAfter(TimeSpan.FromSeconds(2));
                 using var response = await clients.CreateClient(HttpClientName).SendAsync(request, timeout.Token).ConfigureAwait(false);

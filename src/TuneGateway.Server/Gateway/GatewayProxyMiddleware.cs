@@ -67,6 +67,8 @@ public sealed class GatewayProxyMiddleware(RequestDelegate next, AliasResolver a
                 || context.Response.HasStarted || context.RequestAborted.IsCancellationRequested)
                 break;
             var failed = proxy.ProxiedDestination;
+            // It could not be reached: routing and /admin/workers leave it until it reports again.
+            if (error.Error == ForwarderError.Request && failed is not null) registry.MarkUnreachable(failed.DestinationId);
             var rest = candidates.Where(d => d != failed).ToArray();
             if (rest.Length == 0) break;
             logger.LogWarning("Forwarding {Model} to {Worker} failed before any response ({Error}); retrying on another worker",

@@ -10,7 +10,7 @@ public sealed record WorkerOptions
     public string? WorkerId { get; init; }
     /// <summary>Gateway to push state to (<c>POST {gateway}/internal/workers</c>); null for none.</summary>
     public string? GatewayUrl { get; init; }
-    /// <summary>API key (operator or admin) presented to the gateway when pushing state.</summary>
+    /// <summary>A key of the gateway's worker role, presented when pushing state.</summary>
     public string? GatewayKey { get; init; }
     /// <summary>The URL the gateway should forward to (default: the first listening address).</summary>
     public string? AdvertiseUrl { get; init; }

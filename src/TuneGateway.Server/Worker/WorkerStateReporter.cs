@@ -15,7 +15,7 @@ public interface IWorkerStateSink
     Task RemoveAsync(string workerId, CancellationToken cancellationToken);
 }
 
-/// <summary>Posts state to <c>{gateway}/internal/workers</c> with an operator/admin key.</summary>
+/// <summary>Posts state to <c>{gateway}/internal/workers</c> with a key of the gateway's worker role.</summary>
 public sealed class HttpWorkerStateSink(HttpClient http, string gatewayUrl, string? key) : IWorkerStateSink
 {
     private readonly Uri _endpoint = new(gatewayUrl.TrimEnd('/') + "/internal/workers");
@@ -25,6 +25,9 @@ public sealed class HttpWorkerStateSink(HttpClient http, string gatewayUrl, stri
         using var request = new HttpRequestMessage(HttpMethod.Post, _endpoint) { Content = JsonContent.Create(state, options: ServerJson.Options) };
         if (key is not null) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
         using var response = await http.SendAsync(request, cancellationToken).ConfigureAwait(false);
+        if (response.StatusCode is System.Net.HttpStatusCode.Unauthorized or System.Net.HttpStatusCode.Forbidden)
+            throw new HttpRequestException($"The gateway refused the registration ({(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false)}); "
+                + "--gateway-key (TUNEGW_GATEWAY_KEY) must be a key of the gateway's worker role, and the advertised URL on its --worker-allow list", null, response.StatusCode);
         response.EnsureSuccessStatusCode();
     }
 

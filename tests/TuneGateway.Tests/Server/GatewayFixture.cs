@@ -30,7 +30,8 @@ public class GatewayFixture : IAsyncLifetime
         Copy(Path.Combine(Fixtures.LlamaTinyAdapters, "reverse"), Path.Combine(_loraDirectory, "support-bot", "v4"));
         Copy(Path.Combine(Fixtures.LlamaTinyAdapters, "shout"), Path.Combine(_loraDirectory, "pinned"));
 
-        var options = new GatewayOptions { HealthCheckInterval = TimeSpan.FromSeconds(1), StaleAfter = TimeSpan.FromSeconds(5) };
+        // The worker header (off by default) lets these tests see which worker served a request.
+        var options = new GatewayOptions { HealthCheckInterval = TimeSpan.FromSeconds(1), StaleAfter = TimeSpan.FromSeconds(5), ExposeWorkerHeader = true };
         Gateway = ServerHost.CreateGateway(options, Settings(), Aliases);
         await Gateway.StartAsync();
         GatewayUrl = BaseUrl(Gateway);

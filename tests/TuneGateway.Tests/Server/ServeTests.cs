@@ -186,10 +186,10 @@ public sealed class ServeTests(ServeFixture serve) : IClassFixture<ServeFixture>
         AssertError(HttpStatusCode.Unauthorized, await SendJsonAsync(_http, Post(Url("/v1/chat/completions"), chat, "sk-wrong")), null, "invalid_api_key");
         AssertError(HttpStatusCode.Unauthorized, await SendJsonAsync(_http, new HttpRequestMessage(HttpMethod.Get, Url("/v1/models"))), null);
 
-        // A key limited to one model: that model passes, another is refused, even via the worker's own path.
+        // A key limited to one model: that model passes, another is refused; the in-process worker's path does not exist for clients.
         Assert.Equal(HttpStatusCode.OK, (await SendJsonAsync(_http, Post(Url("/v1/chat/completions"), chat, ServeFixture.ShoutOnlyKey))).Status);
         AssertError(HttpStatusCode.Forbidden, await SendJsonAsync(_http, Post(Url("/v1/chat/completions"), chat with { model = "reverse" }, ServeFixture.ShoutOnlyKey)), "model", "model_not_allowed");
-        AssertError(HttpStatusCode.Forbidden, await SendJsonAsync(_http, Post(Url("/_worker/v1/chat/completions"), chat with { model = "reverse" }, ServeFixture.ShoutOnlyKey)), "model", "model_not_allowed");
+        AssertError(HttpStatusCode.NotFound, await SendJsonAsync(_http, Post(Url("/_worker/v1/chat/completions"), chat with { model = "reverse" }, ServeFixture.ShoutOnlyKey)), null, "not_found");
 
         // Roles: inference keys cannot manage adapters or aliases; mlops can manage aliases but not adapters.
         var load = new { lora_name = "x", lora_path = Path.Combine(Fixtures.LlamaTinyAdapters, "shout") };

@@ -117,6 +117,12 @@ public sealed class WorkerProcess : IDisposable
     private readonly ConcurrentQueue<string> _output = new();
 
     public WorkerProcess(string gatewayUrl, string loraDirectory, params string[] extraArgs)
+        : this(["--model", Fixtures.LlamaTiny, "--gateway", gatewayUrl, "--lora-dir", loraDirectory, "--max-num-seqs", "8", "--max-batch-tokens", "512", .. extraArgs])
+    {
+    }
+
+    /// <summary><c>tunegw worker</c> on a free port with only <paramref name="args"/> besides the port, the device and the log level.</summary>
+    public WorkerProcess(IEnumerable<string> args)
     {
         Port = ServerTestHost.FreePort();
         Url = $"http://127.0.0.1:{Port}";
@@ -126,11 +132,7 @@ public sealed class WorkerProcess : IDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (string arg in new[]
-                 {
-                     ServerTestHost.TunegwDll, "worker", "--model", Fixtures.LlamaTiny, "--device", "cpu", "--urls", Url, "--gateway", gatewayUrl,
-                     "--lora-dir", loraDirectory, "--max-num-seqs", "8", "--max-batch-tokens", "512", "--log-level", "Warning",
-                 }.Concat(extraArgs))
+        foreach (string arg in new[] { ServerTestHost.TunegwDll, "worker", "--device", "cpu", "--urls", Url, "--log-level", "Warning" }.Concat(args))
             start.ArgumentList.Add(arg);
         start.Environment["OMP_NUM_THREADS"] = "1";
         _process = Process.Start(start) ?? throw new InvalidOperationException("dotnet did not start");
