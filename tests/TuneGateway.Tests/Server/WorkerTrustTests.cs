@@ -199,6 +199,27 @@ public sealed class WorkerTrustTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ClientResponsesTellNothingOfTheWorkers()
+    {
+        string inProcessUrl = _serve.Services.GetRequiredService<WorkerRegistry>().All.Single().Url;
+        foreach (var (path, body) in new (string, object)[]
+                 {
+                     ("/v1/completions", new { model = "shout", prompt = "Hello", max_tokens = 2 }),
+                     ("/v1/completions", new { model = "shout", prompt = "Hello", max_tokens = 2, stream = true }),
+                     ("/v1/chat/completions", new { model = "reverse", messages = new[] { new { role = "user", content = "hi" } }, max_tokens = 2 }),
+                     ("/v1/completions", new { model = "no-such-model", prompt = "Hello" }),
+                 })
+        {
+            using var response = await _http.SendAsync(Post(_url + path, body, Inference));
+            string text = await response.Content.ReadAsStringAsync();
+            var headers = response.Headers.Concat(response.Content.Headers).ToArray();
+            Assert.DoesNotContain(headers, h => h.Key.Equals(ServerHost.WorkerHeader, StringComparison.OrdinalIgnoreCase));
+            Assert.DoesNotContain(headers, h => h.Value.Any(v => v.Contains(inProcessUrl, StringComparison.OrdinalIgnoreCase) || v.Contains("/_worker", StringComparison.Ordinal)));
+            Assert.DoesNotContain(inProcessUrl, text);
+        }
+    }
+
+    [Fact]
     public void AWorkerKeyThatIsAlsoAGatewayKeyIsRefusedAtStart()
     {
         var error = Assert.Throws<ArgumentException>(() => ServerHost.CreateGateway(new GatewayOptions { WorkerKey = Admin }, Settings(Keys)));
