@@ -1,3 +1,4 @@
+using System.Reflection;
 using System.Security.Cryptography;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -42,6 +43,10 @@ public static class ServerHost
 {
     /// <summary>Where serve maps its in-process worker; the gateway forwards there over loopback.</summary>
     public const string InProcessWorkerPrefix = "/_worker";
+    /// <summary>This build's version (with its git commit when built from a clone), as <c>GET /version</c> answers it.</summary>
+    public static string Version { get; } =
+        typeof(ServerHost).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
+
     /// <summary>The serving worker's URL, on client responses only with <see cref="GatewayOptions.ExposeWorkerHeader"/>.</summary>
     public const string WorkerHeader = "X-TuneGateway-Worker";
 
@@ -234,6 +239,7 @@ public static class ServerHost
         app.UseApiKeyAuth();
         AuthSetup.LogKeyMode(keys, app.Logger, role);
         app.MapGet("/healthz", () => Results.Json(new { status = "alive" }));
+        app.MapGet("/version", () => Results.Json(new { version = Version }));
         app.MapMetrics();
     }
 

@@ -19,6 +19,10 @@ public sealed record AdapterManagerOptions
     public int MaxLoraRank { get; init; } = 64;
     /// <summary>Directory searched by name for adapters a request names but nobody loaded (on-demand loading).</summary>
     public string? LoraDirectory { get; init; }
+    /// <summary>How long a listing of the adapter directories (<see cref="AdapterManager.Discover"/>) is reused before they are read again.</summary>
+    public TimeSpan DiscoveryInterval { get; init; } = TimeSpan.FromSeconds(5);
+    /// <summary>At most this many adapters are listed from the directories (the rest still load on demand by name).</summary>
+    public int MaxDiscovered { get; init; } = 10_000;
     /// <summary>More directories searched after <see cref="LoraDirectory"/>, in order (serve adds the artifact store).</summary>
     public IReadOnlyList<string> AdditionalLoraDirectories { get; init; } = [];
 }
@@ -33,10 +37,13 @@ public enum UnloadMode
 }
 
 /// <summary>The name a request used is neither loaded nor found under the adapter directory.</summary>
-public sealed class UnknownAdapterException(string name) : Exception($"The model '{name}' does not exist.")
+public sealed class UnknownAdapterException(string name, string? message = null) : Exception(message ?? $"The model '{name}' does not exist.")
 {
     public string Name { get; } = name;
 }
+
+/// <summary>An adapter found under the adapter directories, loadable on demand by <see cref="Name"/>.</summary>
+public sealed record DiscoveredAdapter(string Name, string Path);
 
 /// <summary>Where an adapter version's weights are.</summary>
 public enum AdapterResidency
@@ -127,6 +134,12 @@ public sealed class AdapterManager : IDisposable
     private readonly HashSet<AdapterVersion> _retired = [];
     private readonly Dictionary<string, LoraWorkingSet> _workingSets = new(StringComparer.Ordinal);
     private readonly LinkedList<string> _workingSetOrder = new();
+    /// <summary>
+    /// Names unloaded by request: not found on demand under the adapter directories any more, so
+    /// that an unload sticks until the adapter is explicitly loaded again.
+    /// </summary>
+    private readonly HashSet<string> _withdrawn = new(StringComparer.Ordinal);
+    private (DateTimeOffset At, IReadOnlyList<DiscoveredAdapter> Adapters)? _discovered;
     private long _clock;
     private long _loads, _deviceLoads, _evictions, _hits, _misses;
 
@@ -165,6 +178,7 @@ public sealed class AdapterManager : IDisposable
         {
             _current.TryGetValue(name, out previous);
             _current[name] = version;
+            _withdrawn.Remove(name);
             if (previous is not null) RetireLocked(previous);
             EnforceHostLimitsLocked();
         }
@@ -174,12 +188,17 @@ public sealed class AdapterManager : IDisposable
         return Info(version);
     }
 
-    /// <summary>Removes a name. Requests in flight finish (Wait) or fail at the next step (Abort).</summary>
+    /// <summary>
+    /// Removes a name. Requests in flight finish (Wait) or fail at the next step (Abort). The name is
+    /// no longer loaded on demand from the adapter directories until <see cref="LoadAsync"/> loads it again.
+    /// </summary>
     public bool Unload(string name, UnloadMode mode = UnloadMode.Wait)
     {
         lock (_lock)
         {
             if (!_current.Remove(name, out var version)) return false;
+            _withdrawn.Add(name);
+            _discovered = null;
             version.Aborted = mode == UnloadMode.Abort;
             RetireLocked(version);
         }
@@ -194,8 +213,71 @@ public sealed class AdapterManager : IDisposable
         lock (_lock)
         {
             if (_current.ContainsKey(name)) return true;
+            if (_withdrawn.Contains(name)) return false;
         }
         return FindInLoraDirectory(name) is not null;
+    }
+
+    /// <summary>Why <paramref name="name"/> cannot be served (unknown, or unloaded by request), for a 404 that says which.</summary>
+    public UnknownAdapterException Unknown(string name)
+    {
+        lock (_lock)
+        {
+            return _withdrawn.Contains(name)
+                ? new UnknownAdapterException(name, $"The model '{name}' was unloaded; load it again with POST /v1/load_lora_adapter to serve it.")
+                : new UnknownAdapterException(name);
+        }
+    }
+
+    /// <summary>
+    /// The adapters under the adapter directories that can be loaded on demand and are not loaded:
+    /// <c>DIR/name</c> as <c>name</c>, <c>DIR/name/version</c> (the artifact store) as <c>name@version</c>;
+    /// the first directory wins a name. Reused for <see cref="AdapterManagerOptions.DiscoveryInterval"/>.
+    /// </summary>
+    public IReadOnlyList<DiscoveredAdapter> Discover()
+    {
+        IReadOnlyList<DiscoveredAdapter> all;
+        lock (_lock)
+        {
+            if (_discovered is { } cached && DateTimeOffset.UtcNow - cached.At < _options.DiscoveryInterval) all = cached.Adapters;
+            else
+            {
+                all = ScanLoraDirectories();
+                _discovered = (DateTimeOffset.UtcNow, all);
+            }
+            return all.Where(a => !_current.ContainsKey(a.Name) && !_withdrawn.Contains(a.Name)).ToArray();
+        }
+    }
+
+    private List<DiscoveredAdapter> ScanLoraDirectories()
+    {
+        var found = new Dictionary<string, DiscoveredAdapter>(StringComparer.Ordinal);
+        IEnumerable<string> roots = _options.LoraDirectory is { } first ? [first, .. _options.AdditionalLoraDirectories] : _options.AdditionalLoraDirectories;
+        static bool IsAdapter(string dir) => File.Exists(System.IO.Path.Combine(dir, "adapter_config.json"));
+        // Staging and hidden directories (the artifact store's ".v3.tmp") are not adapters yet.
+        static IEnumerable<string> Children(string dir) => Directory.EnumerateDirectories(dir).Where(d => !System.IO.Path.GetFileName(d).StartsWith('.'))
+            .OrderBy(d => d, StringComparer.Ordinal);
+        foreach (string root in roots.Where(Directory.Exists))
+        {
+            try
+            {
+                foreach (string dir in Children(root))
+                {
+                    string name = System.IO.Path.GetFileName(dir);
+                    if (!IsSafeName(name)) continue;
+                    if (IsAdapter(dir)) found.TryAdd(name, new DiscoveredAdapter(name, System.IO.Path.GetFullPath(dir)));
+                    else
+                        foreach (string versionDir in Children(dir).Where(IsAdapter))
+                            found.TryAdd($"{name}@{System.IO.Path.GetFileName(versionDir)}", new DiscoveredAdapter($"{name}@{System.IO.Path.GetFileName(versionDir)}", System.IO.Path.GetFullPath(versionDir)));
+                    if (found.Count >= _options.MaxDiscovered) return [.. found.Values];
+                }
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                _logger.LogWarning("Cannot list the adapter directory {Directory}: {Message}", root, ex.Message);
+            }
+        }
+        return [.. found.Values];
     }
 
     /// <summary>
@@ -209,7 +291,7 @@ public sealed class AdapterManager : IDisposable
         {
             if (!_current.TryGetValue(name, out version))
             {
-                string path = FindInLoraDirectory(name) ?? throw new UnknownAdapterException(name);
+                string path = (_withdrawn.Contains(name) ? null : FindInLoraDirectory(name)) ?? throw Unknown(name);
                 version = new AdapterVersion(name, path);
                 _current[name] = version;
                 _logger.LogInformation("Adapter {Name} requested: loading on demand from {Path}", name, path);

@@ -26,12 +26,13 @@ public static class LifecycleEndpoints
     {
         var read = app.MapGroup("/admin").RequireAuthorization(Policies.Aliases);
 
-        read.MapGet("/adapters", async (LifecycleManager lifecycle, CancellationToken ct) =>
+        // data: the adapters the lifecycle registry knows; served: what the workers serve now, registered or not.
+        read.MapGet("/adapters", async (LifecycleManager lifecycle, IServiceProvider services, CancellationToken ct) =>
         {
             var result = new List<object>();
             foreach (string adapter in await lifecycle.Registry.ListAdaptersAsync(ct))
                 result.Add(await SummaryAsync(lifecycle, adapter, ct));
-            return Results.Json(new { data = result }, Json);
+            return Results.Json(new { data = result, served = Served(services.GetService<Gateway.WorkerRegistry>()) }, Json);
         });
         read.MapGet("/adapters/{name}", async (string name, LifecycleManager lifecycle, CancellationToken ct) =>
         {
@@ -115,6 +116,20 @@ public static class LifecycleEndpoints
             return Results.Accepted(value: new { status = "requested" });
         });
     }
+
+    /// <summary>Each adapter a ready worker has loaded (resident or not), with its status and how many workers have it.</summary>
+    private static object[] Served(Gateway.WorkerRegistry? registry) => registry is null ? [] : registry.Routable
+        .SelectMany(w => w.State!.LoadedAdapters.Select(a => (Adapter: a, w.State.BaseModel, Resident: w.State.ResidentAdapters.Contains(a))))
+        .GroupBy(x => x.Adapter, StringComparer.Ordinal)
+        .OrderBy(g => g.Key, StringComparer.Ordinal)
+        .Select(g => (object)new
+        {
+            name = g.Key,
+            base_model = g.First().BaseModel,
+            status = g.Any(x => x.Resident) ? Worker.ModelStatus.Resident : Worker.ModelStatus.Loaded,
+            workers = g.Count(),
+        })
+        .ToArray();
 
     /// <summary>
     /// Registers an adapter trained elsewhere: the PEFT directory at <c>path</c> (on this host's

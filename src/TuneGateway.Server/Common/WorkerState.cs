@@ -20,6 +20,8 @@ public sealed record WorkerState
     public IReadOnlyList<string> ResidentAdapters { get; init; } = [];
     /// <summary>Every adapter name the worker has registered (device, host memory or still on disk).</summary>
     public IReadOnlyList<string> LoadedAdapters { get; init; } = [];
+    /// <summary>Adapters under its adapter directories that it would load on their first request (not loaded yet).</summary>
+    public IReadOnlyList<string> AvailableAdapters { get; init; } = [];
     public int FreeAdapterSlots { get; init; }
     public int MaxLoras { get; init; }
     /// <summary>Requests waiting for a batch slot.</summary>

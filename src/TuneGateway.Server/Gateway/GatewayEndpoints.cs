@@ -26,7 +26,10 @@ public static class GatewayEndpoints
             .RequireAuthorization(Policies.WorkerRegistration);
         app.MapGet("/admin/workers", Workers).RequireAuthorization(Policies.Operator);
 
-        app.MapGet("/v1/models", Models).RequireAuthorization(Policies.Inference);
+        app.MapGet("/v1/models", (WorkerRegistry registry, AliasResolver aliases) => Results.Json(Models(registry, aliases), ServerJson.Options))
+            .RequireAuthorization(Policies.Inference);
+        app.MapGet("/v1/models/{id}", (string id, WorkerRegistry registry, AliasResolver aliases) => Results.Json(
+            Models(registry, aliases).Data.FirstOrDefault(m => m.Id == id) ?? throw ApiException.ModelNotFound(id), ServerJson.Options)).RequireAuthorization(Policies.Inference);
         app.MapPost("/v1/load_lora_adapter", (HttpContext context, WorkerRegistry registry, WorkerCredentials credentials, IHttpClientFactory clients) =>
             BroadcastAsync(context, registry, credentials, clients, "/v1/load_lora_adapter", onlyHolders: false)).RequireAuthorization(Policies.Admin);
         app.MapPost("/v1/unload_lora_adapter", (HttpContext context, WorkerRegistry registry, WorkerCredentials credentials, IHttpClientFactory clients) =>
@@ -42,10 +45,14 @@ public static class GatewayEndpoints
             await store.DeleteAsync(name, AuditActor.Of(context), ct) ? Results.NoContent()
             : throw new ApiException(404, $"The alias '{name}' does not exist.", ApiErrorTypes.NotFound, "name", "alias_not_found"));
 
-        app.MapGet("/readyz", (WorkerRegistry registry) => registry.Routable.Count > 0
-            ? Results.Json(new { status = "ready", workers = registry.Routable.Count })
-            : Results.Json(new { status = "no ready worker" }, statusCode: StatusCodes.Status503ServiceUnavailable));
+        app.MapGet("/readyz", Readiness);
+        // vLLM's name for the same question: can this endpoint serve a request now?
+        app.MapGet("/health", Readiness);
     }
+
+    private static IResult Readiness(WorkerRegistry registry) => registry.Routable.Count > 0
+        ? Results.Json(new { status = "ready", workers = registry.Routable.Count })
+        : Results.Json(new { status = "no ready worker" }, statusCode: StatusCodes.Status503ServiceUnavailable);
 
     /// <summary>
     /// A worker's state report. In open mode nobody proves anything, so such a worker gets no
@@ -127,20 +134,31 @@ public static class GatewayEndpoints
         }, ServerJson.Options);
     }
 
-    /// <summary>Base models and adapters the workers report, and the aliases, in vLLM's listing shape.</summary>
-    private static IResult Models(WorkerRegistry registry, AliasResolver aliases)
+    /// <summary>
+    /// Base models and adapters the ready workers report (resident on one, loaded, or available to
+    /// load on demand), and the aliases, in vLLM's listing shape with a status each.
+    /// </summary>
+    private static ModelList Models(WorkerRegistry registry, AliasResolver aliases)
     {
         var cards = new Dictionary<string, ModelCard>(StringComparer.Ordinal);
         long now = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        foreach (var state in registry.Routable.Select(w => w.State))
+        var states = registry.Routable.Select(w => w.State!).ToArray();
+        // The strongest status any worker has for an adapter wins: resident, then loaded, then available.
+        foreach (var (status, pick) in new (string, Func<WorkerState, IEnumerable<string>>)[]
+                 {
+                     (ModelStatus.Resident, s => s.ResidentAdapters), (ModelStatus.Loaded, s => s.LoadedAdapters), (ModelStatus.Available, s => s.AvailableAdapters),
+                 })
         {
-            cards.TryAdd(state!.BaseModel, new ModelCard(state.BaseModel, "model", now, "tunegw", state.BaseModel, null, state.MaxModelLen));
-            foreach (string adapter in state.LoadedAdapters.Concat(state.ResidentAdapters))
-                cards.TryAdd(adapter, new ModelCard(adapter, "model", now, "tunegw", adapter, state.BaseModel, state.MaxModelLen));
+            foreach (var state in states)
+            {
+                cards.TryAdd(state.BaseModel, new ModelCard(state.BaseModel, "model", now, "tunegw", state.BaseModel, null, state.MaxModelLen, ModelStatus.Base));
+                foreach (string adapter in pick(state))
+                    cards.TryAdd(adapter, new ModelCard(adapter, "model", now, "tunegw", adapter, state.BaseModel, state.MaxModelLen, status));
+            }
         }
         foreach (var alias in aliases.All)
-            cards.TryAdd(alias.Name, new ModelCard(alias.Name, "model", alias.UpdatedAt.ToUnixTimeSeconds(), "tunegw", alias.Versions[0].Model, alias.BaseModel, null));
-        return Results.Json(new ModelList("list", cards.Values.ToArray()), ServerJson.Options);
+            cards.TryAdd(alias.Name, new ModelCard(alias.Name, "model", alias.UpdatedAt.ToUnixTimeSeconds(), "tunegw", alias.Versions[0].Model, alias.BaseModel, null, ModelStatus.Alias));
+        return new ModelList("list", cards.Values.ToArray());
     }
 
     /// <summary>

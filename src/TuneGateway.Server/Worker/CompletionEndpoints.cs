@@ -98,7 +98,7 @@ internal static class CompletionEndpoints
     {
         string model = f.RequiredString("model");
         AuthSetup.EnsureModelAllowed(context, model);
-        if (!engine.Serves(model)) throw ApiException.ModelNotFound(model);
+        if (!engine.Serves(model)) throw GenerationRun.Translate(engine.Adapters.Unknown(model));
         return model;
     }
 

@@ -87,7 +87,7 @@ internal sealed class GenerationRun : IDisposable
         ApiException => ex,
         QueueFullException full => new ApiException(StatusCodes.Status429TooManyRequests, full.Message, ApiErrorTypes.RateLimit, code: "queue_full", retryAfter: TimeSpan.FromSeconds(1)),
         RequestTooLongException tooLong => ApiException.Invalid("max_tokens", tooLong.Message, "context_length_exceeded"),
-        UnknownAdapterException unknown => ApiException.ModelNotFound(unknown.Name),
+        UnknownAdapterException unknown => new ApiException(StatusCodes.Status404NotFound, unknown.Message, ApiErrorTypes.NotFound, "model", "model_not_found"),
         ObjectDisposedException => new ApiException(StatusCodes.Status503ServiceUnavailable, "The server is shutting down.", ApiErrorTypes.Unavailable),
         ArgumentException arg => ApiException.Invalid(arg.ParamName ?? "request", StripParamSuffix(arg)),
         _ => ex,

@@ -21,23 +21,35 @@ public static class WorkerEndpoints
         api.MapPost("/v1/completions", CompletionEndpoints.CompletionsAsync).RequireAuthorization(Policies.Inference);
         api.MapPost("/v1/chat/completions", CompletionEndpoints.ChatCompletionsAsync).RequireAuthorization(Policies.Inference);
         api.MapGet("/v1/models", (EngineHost host) => Results.Json(Models(host.Require()), ServerJson.Options)).RequireAuthorization(Policies.Inference);
+        api.MapGet("/v1/models/{id}", (string id, EngineHost host) => Results.Json(
+            Models(host.Require()).Data.FirstOrDefault(m => m.Id == id) ?? throw ApiException.ModelNotFound(id), ServerJson.Options)).RequireAuthorization(Policies.Inference);
         api.MapPost("/v1/load_lora_adapter", LoadAdapterAsync).RequireAuthorization(Policies.Admin);
         api.MapPost("/v1/unload_lora_adapter", UnloadAdapterAsync).RequireAuthorization(Policies.Admin);
         api.MapGet("/internal/state", (WorkerStatus status) => Results.Json(status.Snapshot(), ServerJson.Options)).RequireAuthorization(Policies.Operator);
-        api.MapGet("/readyz", (EngineHost host) => host.IsReady
-            ? Results.Json(new { status = "ready", model = host.Engine!.ModelId })
-            : Results.Json(new { status = host.LoadError is null ? "loading" : "failed" }, statusCode: StatusCodes.Status503ServiceUnavailable));
+        api.MapGet("/readyz", Readiness);
+        // vLLM's name for the same question: is the engine up and serving?
+        api.MapGet("/health", Readiness);
     }
 
-    /// <summary>The base model and each adapter (with <c>parent</c> = base), as vLLM lists them.</summary>
+    private static IResult Readiness(EngineHost host) => host.IsReady
+        ? Results.Json(new { status = "ready", model = host.Engine!.ModelId })
+        : Results.Json(new { status = host.LoadError is null ? "loading" : "failed" }, statusCode: StatusCodes.Status503ServiceUnavailable);
+
+    /// <summary>
+    /// The base model, each loaded adapter (with <c>parent</c> = base) as vLLM lists them, and the
+    /// adapters the worker would load on demand from its adapter directories, each with its status.
+    /// </summary>
     public static ModelList Models(Engine.Serving.InferenceEngine engine)
     {
+        long started = engine.StartedAt.ToUnixTimeSeconds();
         var cards = new List<ModelCard>
         {
-            new(engine.ModelId, "model", engine.StartedAt.ToUnixTimeSeconds(), "tunegw", engine.Options.ModelDirectory, null, engine.MaxModelLength),
+            new(engine.ModelId, "model", started, "tunegw", engine.Options.ModelDirectory, null, engine.MaxModelLength, ModelStatus.Base),
         };
-        cards.AddRange(engine.Adapters.List().Select(a =>
-            new ModelCard(a.Name, "model", a.LoadedAt.ToUnixTimeSeconds(), "tunegw", a.Path, engine.ModelId, engine.MaxModelLength)));
+        cards.AddRange(engine.Adapters.List().Select(a => new ModelCard(a.Name, "model", a.LoadedAt.ToUnixTimeSeconds(), "tunegw", a.Path, engine.ModelId,
+            engine.MaxModelLength, a.Residency == AdapterResidency.Device ? ModelStatus.Resident : ModelStatus.Loaded)));
+        cards.AddRange(engine.Adapters.Discover().Select(a =>
+            new ModelCard(a.Name, "model", started, "tunegw", a.Path, engine.ModelId, engine.MaxModelLength, ModelStatus.Available)));
         return new ModelList("list", cards);
     }
 

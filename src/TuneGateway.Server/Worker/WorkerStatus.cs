@@ -84,6 +84,7 @@ public sealed class WorkerStatus
             MaxModelLen = engine.MaxModelLength,
             ResidentAdapters = adapters.Where(a => a.Residency == AdapterResidency.Device).Select(a => a.Name).ToArray(),
             LoadedAdapters = adapters.Select(a => a.Name).ToArray(),
+            AvailableAdapters = engine.Adapters.Discover().Select(a => a.Name).ToArray(),
             MaxLoras = maxLoras,
             FreeAdapterSlots = Math.Max(0, maxLoras - resident),
             QueueDepth = stats.Waiting,
