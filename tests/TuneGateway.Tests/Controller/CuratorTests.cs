@@ -9,21 +9,6 @@ public class CuratorTests
 {
     private static readonly DateTimeOffset Now = new(2026, 11, 23, 12, 0, 0, TimeSpan.Zero);
 
-    private sealed class FakeTraffic(IReadOnlyList<TrafficRecord> records, int pageSize = 3) : ITrafficReader
-    {
-        public Task<TrafficPage> QueryAsync(TrafficQuery query, CancellationToken cancellationToken = default)
-        {
-            var matching = records.Where(r => r.Entry.Adapter == query.Adapter && r.Entry.Timestamp >= query.Since && r.Entry.Timestamp <= query.Until)
-                .Where(r => query.After is null || r.Position.CompareTo(query.After.Value) > 0).ToList();
-            var page = matching.Take(pageSize).ToList();
-            return Task.FromResult(new TrafficPage(page, matching.Count > pageSize ? page[^1].Position.ToString() : null));
-        }
-
-        public Task<TrafficRecord?> GetAsync(string id, CancellationToken cancellationToken = default) => throw new NotSupportedException();
-        public Task<IReadOnlyList<AdapterTrafficSummary>> ListAdaptersAsync(CancellationToken cancellationToken = default) => throw new NotSupportedException();
-        public Task<FeedbackCount> CountFeedbackSinceAsync(string adapter, string? cursor, CancellationToken cancellationToken = default) => throw new NotSupportedException();
-    }
-
     private static int _sequence;
 
     private static TrafficRecord Record(string prompt, string completion, double? score = null, string? correction = null, int status = 200, double minutesAgo = 10)
@@ -59,7 +44,7 @@ public class CuratorTests
             Record("ticket: broken", " x", status: 500, score: 1),
             Record("ticket: long ago", " billing", score: 1, minutesAgo: 60 * 24 * 30),
         };
-        var data = await new Curator(new FakeTraffic(log), new Redactor(new RedactionOptions())).CurateAsync(Pipeline(), [], Now);
+        var data = await new Curator(new InMemoryTrafficReader(log), new Redactor(new RedactionOptions())).CurateAsync(Pipeline(), [], Now);
 
         var all = data.Train.Concat(data.Validation).Concat(data.Holdout).ToList();
         Assert.Equal(2, all.Count);
@@ -82,7 +67,7 @@ public class CuratorTests
             Record("ticket: my renewal", " billing", score: 1, minutesAgo: 10),
         };
         TrainingExample[] parent = [new("ticket: my renewal", " shipping"), new("ticket: my package", " shipping")];
-        var data = await new Curator(new FakeTraffic(log)).CurateAsync(Pipeline(), parent, Now);
+        var data = await new Curator(new InMemoryTrafficReader(log)).CurateAsync(Pipeline(), parent, Now);
         var all = data.Train.Concat(data.Validation).Concat(data.Holdout).ToList();
 
         Assert.Equal(2, data.Stats.Duplicates);
@@ -96,7 +81,7 @@ public class CuratorTests
     public async Task TheSplitIsStableAcrossRuns()
     {
         var log = Enumerable.Range(0, 300).Select(i => Record($"ticket: number {i}", " billing", score: 1)).ToArray();
-        var curator = new Curator(new FakeTraffic(log, pageSize: 1000));
+        var curator = new Curator(new InMemoryTrafficReader(log, pageSize: 1000));
         var first = await curator.CurateAsync(Pipeline(), [], Now);
         var second = await curator.CurateAsync(Pipeline(), [], Now);
         Assert.Equal(first.Holdout, second.Holdout);
