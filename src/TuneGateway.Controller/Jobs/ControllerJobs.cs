@@ -28,46 +28,59 @@ internal static class JobKeys
 /// the run holds a renewed per-adapter lease whose loss cancels it (fencing).
 /// </summary>
 [DisallowConcurrentExecution]
-public sealed class PipelineRunJob(PipelineRunner runner, IPipelineStore pipelines, ILeaseManager leases, ControllerOptions options, ILogger<PipelineRunJob> logger) : IJob
+public sealed class PipelineRunJob(PipelineRunner runner, IPipelineStore pipelines, ILeaseManager leases, ControllerOptions options, ILogger<PipelineRunJob> logger,
+    TimeProvider? time = null) : IJob
 {
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
+
     public async ValueTask Execute(IJobExecutionContext context, CancellationToken cancellationToken = default)
     {
         var data = context.MergedJobDataMap;
         string adapter = data.GetString(JobKeys.Adapter)!;
         string trigger = data.GetString(JobKeys.Trigger) ?? "schedule";
         string claim = data.GetString(JobKeys.Claim) ?? $"run:{adapter}:{context.ScheduledFireTimeUtc?.ToUnixTimeSeconds()}";
-        if (!await leases.TryClaimOnceAsync(claim, options.Instance, TimeSpan.FromDays(1), cancellationToken).ConfigureAwait(false))
+        await RunFiringAsync(adapter, trigger, claim, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// One firing: claimed once across replicas, skipped when paused (unless manual), run under the
+    /// adapter's lease. Null when this replica did not run it (claimed elsewhere, paused, leased elsewhere).
+    /// </summary>
+    public async Task<PipelineRunResult?> RunFiringAsync(string adapter, string trigger, string claim, CancellationToken cancellationToken)
+    {
+        if (!await leases.TryClaimOnceAsync(claim, options.Instance, options.FiringClaimRetention, cancellationToken).ConfigureAwait(false))
         {
             logger.LogDebug("{Adapter}: firing {Claim} already claimed by another replica", adapter, claim);
-            return;
+            return null;
         }
 
         var record = await pipelines.GetAsync(adapter, cancellationToken).ConfigureAwait(false);
-        if (record is null) return;
+        if (record is null) return null;
         bool manual = trigger.StartsWith("manual", StringComparison.Ordinal);
         if (record.Paused && !manual)
         {
             logger.LogInformation("{Adapter}: pipeline paused; {Trigger} run skipped", adapter, trigger);
-            return;
+            return null;
         }
-        if (!manual) await pipelines.SetStateAsync(adapter, ControllerScheduler.LastFireKey, JsonSerializer.SerializeToElement(DateTimeOffset.UtcNow), cancellationToken).ConfigureAwait(false);
+        if (!manual) await pipelines.SetStateAsync(adapter, ControllerScheduler.LastFireKey, JsonSerializer.SerializeToElement(_time.GetUtcNow()), cancellationToken).ConfigureAwait(false);
 
-        var lease = await leases.TryAcquireAsync($"run:{adapter}", options.Instance, TimeSpan.FromMinutes(2), cancellationToken).ConfigureAwait(false);
+        var lease = await leases.TryAcquireAsync($"run:{adapter}", options.Instance, options.RunLeaseTtl, cancellationToken).ConfigureAwait(false);
         if (lease is null)
         {
             logger.LogInformation("{Adapter}: another replica is running this pipeline; {Trigger} run skipped", adapter, trigger);
-            return;
+            return null;
         }
         using var fenced = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var renewal = RenewAsync(lease, fenced);
         var clock = Stopwatch.StartNew();
         bool failed = false;
+        PipelineRunResult? result = null;
         using var activity = ControllerTelemetry.Source.StartActivity("pipeline.run");
         activity?.SetTag("tunegw.adapter", adapter);
         activity?.SetTag("tunegw.trigger", trigger);
         try
         {
-            var result = await runner.RunAsync(PipelineDefinition.FromJson(record.Definition), trigger, fenced.Token).ConfigureAwait(false);
+            result = await runner.RunAsync(PipelineDefinition.FromJson(record.Definition), trigger, fenced.Token).ConfigureAwait(false);
             failed = result.Outcome == "failed";
             activity?.SetTag("tunegw.outcome", result.Outcome);
         }
@@ -84,6 +97,7 @@ public sealed class PipelineRunJob(PipelineRunner runner, IPipelineStore pipelin
             await leases.ReleaseAsync(lease, CancellationToken.None).ConfigureAwait(false);
             ControllerTelemetry.RecordJob("pipeline.run", adapter, clock.Elapsed, failed);
         }
+        return result;
     }
 
     private async Task RenewAsync(LeaseGrant lease, CancellationTokenSource fence)
@@ -92,8 +106,8 @@ public sealed class PipelineRunJob(PipelineRunner runner, IPipelineStore pipelin
         {
             while (!fence.IsCancellationRequested)
             {
-                await Task.Delay(TimeSpan.FromSeconds(30), fence.Token).ConfigureAwait(false);
-                if (!await leases.RenewAsync(lease, TimeSpan.FromMinutes(2), fence.Token).ConfigureAwait(false))
+                await Task.Delay(options.RunLeaseRenewal, _time, fence.Token).ConfigureAwait(false);
+                if (!await leases.RenewAsync(lease, options.RunLeaseTtl, fence.Token).ConfigureAwait(false))
                 {
                     logger.LogWarning("{Lease}: lease lost; cancelling the run", lease.Name);
                     await fence.CancelAsync().ConfigureAwait(false);

@@ -20,6 +20,16 @@ public sealed record ControllerOptions
     public string Instance { get; init; } = $"{Environment.MachineName}:{Environment.ProcessId}";
     /// <summary>Load a CPU copy of the base model to embed prompts for semantic drift (MMD). Off for large bases without a GPU.</summary>
     public bool SemanticDrift { get; init; } = true;
+    /// <summary>
+    /// How long a replica's hold on an adapter's run lasts without renewal; renewed every quarter
+    /// of it (<see cref="RunLeaseRenewal"/>), so a replica that dies frees the adapter within this.
+    /// </summary>
+    public TimeSpan RunLeaseTtl { get; init; } = TimeSpan.FromMinutes(2);
+    /// <summary>How long a claimed firing is remembered, so no other replica runs it again.</summary>
+    public TimeSpan FiringClaimRetention { get; init; } = TimeSpan.FromDays(1);
+
+    /// <summary>A quarter of <see cref="RunLeaseTtl"/>: three renewals may fail in a row before the lease is lost.</summary>
+    public TimeSpan RunLeaseRenewal => RunLeaseTtl / 4;
 }
 
 /// <summary>The outcome of one pipeline run.</summary>

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging.Abstractions;
 using TuneGateway.Controller;
+using TuneGateway.Controller.Jobs;
 using TuneGateway.Controller.Pipelines;
 using TuneGateway.Controller.Statistics;
 using TuneGateway.Storage;
@@ -195,6 +196,50 @@ public sealed class OrchestrationTests : IDisposable
         Assert.Contains(await Registry.GetAuditAsync(Adapter), e => e.Action == "approval.resolve" && e.Actor == "key:operator");
     }
 
+    private PipelineRunJob Job(string instance, TimeSpan? leaseTtl = null) => new(_runner, _store, _store,
+        new ControllerOptions
+        {
+            BaseModelDirectory = Fixtures.LlamaTiny, ArtifactDirectory = Path.Combine(_root.Path, "artifacts"), Instance = instance,
+            RunLeaseTtl = leaseTtl ?? TimeSpan.FromMinutes(2),
+        }, NullLogger<PipelineRunJob>.Instance);
+
+    private async Task DefinePipelineAsync() =>
+        await ((IPipelineStore)_store).UpsertAsync(Adapter, System.Text.Json.JsonSerializer.SerializeToElement(Pipeline(), PipelineDefinition.Json), "test");
+
+    [Fact]
+    public async Task TwoControllersRacingForOneFiringRunItOnce()
+    {
+        await DefinePipelineAsync();
+        LogRatedTickets(20);
+        var results = await Task.WhenAll(Job("replica-a").RunFiringAsync(Adapter, "schedule", "run:bot:1700000000", CancellationToken.None),
+            Job("replica-b").RunFiringAsync(Adapter, "schedule", "run:bot:1700000000", CancellationToken.None));
+        Assert.Single(results, r => r is not null);
+        Assert.Equal(["v1"], (await Registry.ListVersionsAsync(Adapter)).Select(v => v.Version));
+        Assert.Equal(1, _trainer.Runs);
+    }
+
+    [Fact]
+    public async Task AReplicaThatLosesItsLeaseMidRunStopsAndRegistersNothing()
+    {
+        await DefinePipelineAsync();
+        LogRatedTickets(20);
+        _trainer.BlockUntilCancelled = true;
+        var ttl = TimeSpan.FromMilliseconds(400);
+        var run = Job("replica-a", ttl).RunFiringAsync(Adapter, "manual", "run:bot:manual-1", CancellationToken.None);
+        await _trainer.Started.Task.WaitAsync(TimeSpan.FromSeconds(30));
+
+        // The store's clock passes the lease's expiry (the replica stalled) and another replica takes it over.
+        _clock.Advance(ttl * 3);
+        var thief = await ((ILeaseManager)_store).TryAcquireAsync("run:bot", "replica-b", TimeSpan.FromMinutes(2));
+        Assert.NotNull(thief);
+
+        // Its next renewal fails: the run is cancelled, nothing is registered, and the new holder keeps the lease.
+        Assert.Null(await run.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.True(_trainer.Cancelled);
+        Assert.Empty(await Registry.ListVersionsAsync(Adapter));
+        Assert.True(await ((ILeaseManager)_store).IsCurrentAsync(thief));
+    }
+
     private async Task StartWinningCanaryAsync(PromotionPolicy policy)
     {
         await PromoteFirstVersionAsync();
@@ -208,16 +253,37 @@ public sealed class OrchestrationTests : IDisposable
     /// <summary>"Trains" by copying the fixture adapter into the output directory, as a trainer's PEFT output.</summary>
     private sealed class FakeTrainer : ITrainer
     {
-        public Task<TrainingReport> TrainAsync(TrainRequest request, CancellationToken cancellationToken)
+        private int _runs;
+        public int Runs => _runs;
+        /// <summary>Waits for the run's cancellation instead of finishing (a long training run).</summary>
+        public bool BlockUntilCancelled { get; set; }
+        public TaskCompletionSource Started { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public bool Cancelled { get; private set; }
+
+        public async Task<TrainingReport> TrainAsync(TrainRequest request, CancellationToken cancellationToken)
         {
+            Interlocked.Increment(ref _runs);
+            Started.TrySetResult();
+            if (BlockUntilCancelled)
+            {
+                try
+                {
+                    await Task.Delay(Timeout.Infinite, cancellationToken);
+                }
+                catch (OperationCanceledException)
+                {
+                    Cancelled = true;
+                    throw;
+                }
+            }
             Directory.CreateDirectory(request.OutputDirectory);
             foreach (string file in ArtifactStore.AdapterFiles)
                 File.Copy(Path.Combine(Fixtures.LlamaTinyAdapters, "shout", file), Path.Combine(request.OutputDirectory, file), overwrite: true);
-            return Task.FromResult(new TrainingReport
+            return new TrainingReport
             {
                 BaseModel = request.BaseModelDirectory, DataSha256 = "fake", TrainExamples = File.ReadLines(request.TrainData).Count(), ValidationExamples = 0,
                 SkippedExamples = 0, Config = request.Options, Device = "cpu", TrainableParameters = 0, Steps = [], Validation = [], Stopped = "fake",
-            });
+            };
         }
     }
 
