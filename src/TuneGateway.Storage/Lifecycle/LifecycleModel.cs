@@ -22,6 +22,36 @@ public enum VersionState
 }
 
 /// <summary>
+/// The legal moves of a version's state, the one table both stores check on every transition:
+/// a version enters as <see cref="VersionState.Candidate"/> (registration) and moves only along
+/// these edges. <see cref="VersionState.Rejected"/> is final.
+/// </summary>
+public static class VersionTransitions
+{
+    /// <summary>For each target state, the states a version may reach it from.</summary>
+    public static readonly IReadOnlyDictionary<VersionState, IReadOnlySet<VersionState>> LegalFrom = new Dictionary<VersionState, IReadOnlySet<VersionState>>
+    {
+        // Candidate is entered by registration only.
+        [VersionState.Candidate] = new HashSet<VersionState>(),
+        [VersionState.Canary] = new HashSet<VersionState> { VersionState.Candidate },
+        // Promotion from a candidate (first version, approval), a won canary, or back to an older version (rollback, re-promotion).
+        [VersionState.Production] = new HashSet<VersionState> { VersionState.Candidate, VersionState.Canary, VersionState.Retired, VersionState.RolledBack },
+        [VersionState.Retired] = new HashSet<VersionState> { VersionState.Production },
+        [VersionState.Rejected] = new HashSet<VersionState> { VersionState.Candidate, VersionState.Canary },
+        [VersionState.RolledBack] = new HashSet<VersionState> { VersionState.Canary, VersionState.Production },
+    };
+
+    public static bool IsLegal(VersionState from, VersionState to) => LegalFrom[to].Contains(from);
+
+    /// <summary>
+    /// The states a transition to <paramref name="to"/> may start from: the table's, narrowed to
+    /// <paramref name="expectedFrom"/> when the caller compares-and-sets against what it read.
+    /// </summary>
+    public static IReadOnlyCollection<VersionState> Allowed(VersionState to, IReadOnlyCollection<VersionState>? expectedFrom) =>
+        expectedFrom is null ? [.. LegalFrom[to]] : [.. expectedFrom.Where(LegalFrom[to].Contains)];
+}
+
+/// <summary>
 /// One version of a named adapter with its lineage: where its weights are, what it was trained
 /// from and how, and how it evaluated. The concrete model name served by workers is
 /// <c>{Adapter}@{Version}</c>.

@@ -109,8 +109,10 @@ public sealed class FileLifecycleStore : IAdapterRegistry, IAliasStore, IPipelin
             var versions = VersionsOf(adapter);
             if (versions is null || !versions.TryGetValue(version, out var current))
                 throw new KeyNotFoundException($"Adapter '{adapter}' has no version '{version}'.");
-            if (expectedFrom is not null && !expectedFrom.Contains(current.State))
-                throw new StateConflictException($"{adapter}@{version} is {Name(current.State)}, not {LifecycleRules.DescribeStates(expectedFrom)}.");
+            var allowed = VersionTransitions.Allowed(to, expectedFrom);
+            if (!allowed.Contains(current.State))
+                throw new StateConflictException($"{adapter}@{version} is {Name(current.State)}, not {LifecycleRules.DescribeStates(allowed)}" +
+                    (VersionTransitions.IsLegal(current.State, to) ? "." : $"; a version never moves from {Name(current.State)} to {Name(to)}."));
             var updated = current with { State = to, StateReason = reason, UpdatedAt = _time.GetUtcNow() };
             versions[version] = updated;
             Save();

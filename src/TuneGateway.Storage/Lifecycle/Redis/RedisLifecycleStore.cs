@@ -105,7 +105,7 @@ public sealed class RedisLifecycleStore(IConnectionMultiplexer redis, string pre
     }
 
     // Compare-and-set of a version's state: KEYS[1] the states hash; ARGV[2] a JSON array of
-    // allowed state names ("" for any); ARGV[3] the new state record; ARGV[4] the audit event with
+    // allowed state names (VersionTransitions.Allowed: never empty-for-any); ARGV[3] the new state record; ARGV[4] the audit event with
     // "sequence":0 and "from":"__FROM__" placeholders, filled in here.
     private const string TransitionScript = """
         local raw = redis.call('HGET', KEYS[1], ARGV[1])
@@ -128,12 +128,14 @@ public sealed class RedisLifecycleStore(IConnectionMultiplexer redis, string pre
         IReadOnlyCollection<VersionState>? expectedFrom = null, JsonElement? details = null, CancellationToken cancellationToken = default)
     {
         var now = _time.GetUtcNow();
+        // The script compares-and-sets against this list: the table's legal sources, narrowed to the caller's.
+        var allowed = VersionTransitions.Allowed(to, expectedFrom);
         var audit = new AuditEvent { Actor = actor, Action = "transition", Adapter = adapter, Version = version, From = "__FROM__", To = Name(to), Reason = reason, Details = details, At = now };
         try
         {
             await Db.ScriptEvaluateAsync(TransitionScript,
                 [Key($"reg:states:{adapter}"), Key("audit:seq"), Key("audit")],
-                [version, expectedFrom is null ? "" : JsonSerializer.Serialize(expectedFrom.Select(Name)),
+                [version, JsonSerializer.Serialize(allowed.Select(Name)),
                  LifecycleJson.Serialize(new StateRecord(to, reason, now)), LifecycleJson.Serialize(audit), adapter]).ConfigureAwait(false);
         }
         catch (RedisServerException ex) when (ex.Message.Contains("NOTFOUND", StringComparison.Ordinal))
@@ -143,7 +145,9 @@ public sealed class RedisLifecycleStore(IConnectionMultiplexer redis, string pre
         catch (RedisServerException ex) when (ex.Message.Contains("CONFLICT", StringComparison.Ordinal))
         {
             string state = ex.Message[(ex.Message.IndexOf("CONFLICT", StringComparison.Ordinal) + 9)..].Trim();
-            throw new StateConflictException($"{adapter}@{version} is {state}, not {LifecycleRules.DescribeStates(expectedFrom)}.");
+            bool legal = Enum.TryParse<VersionState>(state.Replace("_", "", StringComparison.Ordinal), ignoreCase: true, out var from) && VersionTransitions.IsLegal(from, to);
+            throw new StateConflictException($"{adapter}@{version} is {state}, not {LifecycleRules.DescribeStates(allowed)}" +
+                (legal ? "." : $"; a version never moves from {state} to {Name(to)}."));
         }
         return await GetAsync(adapter, version, cancellationToken).ConfigureAwait(false)
             ?? throw new KeyNotFoundException($"Adapter '{adapter}' has no version '{version}'.");

@@ -264,6 +264,45 @@ public abstract class LifecycleStoreContractTests : IAsyncLifetime
         Assert.Equal(2, (await reopened.Registry.GetAuditAsync(adapter)).Count);
         Assert.Equal("v2", await reopened.Registry.AllocateVersionAsync(adapter));
     }
+
+    /// <summary>Every (from, to) pair: the store moves a version exactly along the table's edges, and refuses the rest naming both states.</summary>
+    [Fact]
+    public async Task TransitionsFollowTheTableAndNothingElse()
+    {
+        var registry = _stores.Registry;
+        var states = Enum.GetValues<VersionState>();
+        foreach (var from in states)
+        {
+            foreach (var to in states)
+            {
+                string adapter = $"table-{from}-{to}".ToLowerInvariant();
+                await registry.RegisterAsync(new RegisteredVersion { Adapter = adapter, Version = "v1", ArtifactPath = "/a", Sha256 = "00", BaseModel = "base" }, "t", "r");
+                // Walk to `from` along legal edges (the path itself is checked by the store).
+                foreach (var step in PathTo(from)) await registry.TransitionAsync(adapter, "v1", step, "t", "setup");
+                if (VersionTransitions.IsLegal(from, to))
+                {
+                    Assert.Equal(to, (await registry.TransitionAsync(adapter, "v1", to, "t", "move")).State);
+                }
+                else
+                {
+                    var refused = await Assert.ThrowsAsync<StateConflictException>(() => registry.TransitionAsync(adapter, "v1", to, "t", "move"));
+                    Assert.Contains("never moves", refused.Message);
+                    Assert.Equal(from, (await registry.GetAsync(adapter, "v1"))!.State);
+                }
+            }
+        }
+    }
+
+    private static VersionState[] PathTo(VersionState state) => state switch
+    {
+        VersionState.Candidate => [],
+        VersionState.Canary => [VersionState.Canary],
+        VersionState.Production => [VersionState.Production],
+        VersionState.Retired => [VersionState.Production, VersionState.Retired],
+        VersionState.Rejected => [VersionState.Rejected],
+        VersionState.RolledBack => [VersionState.Canary, VersionState.RolledBack],
+        _ => throw new ArgumentOutOfRangeException(nameof(state)),
+    };
 }
 
 public sealed class RedisLifecycleStoreContractTests(RedisServerFixture redis) : LifecycleStoreContractTests, IClassFixture<RedisServerFixture>
