@@ -148,7 +148,7 @@ public sealed class LifecycleManager(IAdapterRegistry registry, IAliasStore alia
             Actor = actor, Action = "approval.resolve", Adapter = approval.Adapter, Version = approval.Version,
             To = approve ? "approved" : "rejected", Reason = comment,
         }, cancellationToken).ConfigureAwait(false);
-        bool promote = approval.Action == "promote";
+        bool promote = approval.Action == ApprovalAction.Promote;
         if (approve == promote) await PromoteAsync(approval.Adapter, approval.Version, actor, reason, cancellationToken).ConfigureAwait(false);
         else await RollbackAsync(approval.Adapter, null, actor, reason, cancellationToken).ConfigureAwait(false);
         return approval;

@@ -130,7 +130,7 @@ internal sealed class ClosedLoopDemo(DemoOptions options, TextWriter output)
             await users.CancelAsync();
             await running;
             promoted = winner!.ModelName;
-            var verdict = (await history.ListAsync(Adapter, 200, ct)).FirstOrDefault(r => r.Step == "decide" && r.Version == winner.Version);
+            var verdict = (await history.ListAsync(Adapter, 200, ct)).FirstOrDefault(r => r.Step == PipelineStep.Decide && r.Version == winner.Version);
             Say($"{promoted} promoted; {traffic.Describe()}");
             if (verdict?.Message is { } why) Say($"  canary verdict: {why}");
             after = await AccuracyAsync(http, promoted, newTickets, ct);
@@ -152,7 +152,7 @@ internal sealed class ClosedLoopDemo(DemoOptions options, TextWriter output)
             var background = live.RunAsync(options.Users, FeedbackMode.Honest, keepServing.Token);
             await WaitForAsync(async () =>
             {
-                if (live.FeedbackRate == 0 && (await history.ListAsync(Adapter, 20, ct)).Any(r => r.Step == "curate" && r.Status == "succeeded" && r.StartedAt >= resumedAt))
+                if (live.FeedbackRate == 0 && (await history.ListAsync(Adapter, 20, ct)).Any(r => r.Step == PipelineStep.Curate && r.Status == StepStatus.Succeeded && r.StartedAt >= resumedAt))
                     live.FeedbackRate = 1;
                 var versions = await lifecycle.Registry.ListVersionsAsync(Adapter, ct);
                 // Only a candidate trained after the labelling batch counts (earlier runs may have rejected honest candidates).
@@ -345,13 +345,13 @@ internal sealed class ClosedLoopDemo(DemoOptions options, TextWriter output)
         var runs = await history.ListAsync(Adapter, 50, ct);
         foreach (var run in runs.Reverse())
         {
-            if (run.Status == "running" && run.Step != "canary") continue;
+            if (run.Status == StepStatus.Running && run.Step != PipelineStep.Canary) continue;
             string key = $"{run.RunId}/{run.Step}";
             string state = $"{run.Status}|{run.Message}";
             if (_printedJobs.TryGetValue(key, out var seen) && seen == state) continue;
             _printedJobs[key] = state;
             string message = run.Message is { Length: > 160 } long_ ? long_[..157] + "..." : run.Message ?? "";
-            Say($"  job {run.Step,-8} {run.Status,-9} {(run.Version is null ? "" : Adapter + "@" + run.Version + ": ")}{message}");
+            Say($"  job {LifecycleJson.Name(run.Step),-8} {LifecycleJson.Name(run.Status),-9} {(run.Version is null ? "" : Adapter + "@" + run.Version + ": ")}{message}");
         }
     }
 

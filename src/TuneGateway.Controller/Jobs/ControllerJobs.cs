@@ -81,8 +81,8 @@ public sealed class PipelineRunJob(PipelineRunner runner, IPipelineStore pipelin
         try
         {
             result = await runner.RunAsync(PipelineDefinition.FromJson(record.Definition), trigger, fenced.Token).ConfigureAwait(false);
-            failed = result.Outcome == "failed";
-            activity?.SetTag("tunegw.outcome", result.Outcome);
+            failed = result.Outcome == RunOutcome.Failed;
+            activity?.SetTag("tunegw.outcome", LifecycleJson.Name(result.Outcome));
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {

@@ -37,21 +37,21 @@ public sealed class CanaryMonitor(LifecycleManager lifecycle, ITrafficReader tra
         {
             case CanaryAction.RollBack:
                 await lifecycle.RollbackAsync(adapter, null, Actor, $"canary {verdict.Decision}: {reasons}", cancellationToken).ConfigureAwait(false);
-                await RecordAsync(adapter, state, "decide", "failed", $"rolled back: {verdict.Decision}: {reasons}", verdict, cancellationToken).ConfigureAwait(false);
+                await RecordAsync(adapter, state, PipelineStep.Decide, StepStatus.Failed, $"rolled back: {verdict.Decision}: {reasons}", verdict, cancellationToken).ConfigureAwait(false);
                 break;
             case CanaryAction.Promote when pipeline.Promotion == PromotionPolicy.Auto:
                 await lifecycle.PromoteAsync(adapter, state.Candidate, Actor, $"canary {verdict.Decision}: {reasons}", cancellationToken).ConfigureAwait(false);
-                await RecordAsync(adapter, state, "decide", "succeeded", $"promoted {adapter}@{state.Candidate}: {reasons}", verdict, cancellationToken).ConfigureAwait(false);
+                await RecordAsync(adapter, state, PipelineStep.Decide, StepStatus.Succeeded, $"promoted {adapter}@{state.Candidate}: {reasons}", verdict, cancellationToken).ConfigureAwait(false);
                 break;
             case CanaryAction.Promote when state.ApprovalId is null:
-                var approval = await lifecycle.Approvals.RequestAsync(adapter, state.Candidate, "promote",
+                var approval = await lifecycle.Approvals.RequestAsync(adapter, state.Candidate, ApprovalAction.Promote,
                     JsonSerializer.SerializeToElement(verdict, PipelineDefinition.Json), cancellationToken).ConfigureAwait(false);
                 await lifecycle.SaveCanaryAsync(adapter, state with { ApprovalId = approval.Id }, cancellationToken).ConfigureAwait(false);
                 await lifecycle.Registry.AppendAuditAsync(new AuditEvent
                 {
                     Actor = Actor, Action = "approval.request", Adapter = adapter, Version = state.Candidate, To = "pending", Reason = reasons,
                 }, cancellationToken).ConfigureAwait(false);
-                await RecordAsync(adapter, state, "decide", "waiting", $"{adapter}@{state.Candidate} won its canary; waiting for approval {approval.Id}: {reasons}", verdict, cancellationToken).ConfigureAwait(false);
+                await RecordAsync(adapter, state, PipelineStep.Decide, StepStatus.Waiting, $"{adapter}@{state.Candidate} won its canary; waiting for approval {approval.Id}: {reasons}", verdict, cancellationToken).ConfigureAwait(false);
                 logger.LogInformation("{Adapter}@{Candidate} won its canary; approval {Id} requested", adapter, state.Candidate, approval.Id);
                 break;
         }
@@ -78,7 +78,7 @@ public sealed class CanaryMonitor(LifecycleManager lifecycle, ITrafficReader tra
         return (arms[state.Control].ToObservations(), arms[state.Candidate].ToObservations());
     }
 
-    private async Task RecordAsync(string adapter, CanaryState state, string step, string status, string message, CanaryVerdict verdict, CancellationToken cancellationToken)
+    private async Task RecordAsync(string adapter, CanaryState state, PipelineStep step, StepStatus status, string message, CanaryVerdict verdict, CancellationToken cancellationToken)
     {
         await history.RecordAsync(new JobRun
         {
@@ -87,7 +87,7 @@ public sealed class CanaryMonitor(LifecycleManager lifecycle, ITrafficReader tra
             Step = step,
             Status = status,
             StartedAt = _time.GetUtcNow(),
-            FinishedAt = status == "waiting" ? null : _time.GetUtcNow(),
+            FinishedAt = status == StepStatus.Waiting ? null : _time.GetUtcNow(),
             Trigger = "canary check",
             Version = state.Candidate,
             Message = message,

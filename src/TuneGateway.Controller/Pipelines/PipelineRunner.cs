@@ -32,8 +32,24 @@ public sealed record ControllerOptions
     public TimeSpan RunLeaseRenewal => RunLeaseTtl / 4;
 }
 
+/// <summary>How a pipeline run ended.</summary>
+[System.Text.Json.Serialization.JsonConverter(typeof(SnakeCaseEnumConverter<RunOutcome>))]
+public enum RunOutcome
+{
+    /// <summary>Nothing to do: too little data, or a canary still running.</summary>
+    Skipped,
+    /// <summary>A step failed (curation, training, evaluation); production untouched.</summary>
+    Failed,
+    /// <summary>The offline gate refused the candidate.</summary>
+    Rejected,
+    /// <summary>The first version of an adapter, promoted directly.</summary>
+    Promoted,
+    /// <summary>The candidate passed the gate and is in canary.</summary>
+    Canary,
+}
+
 /// <summary>The outcome of one pipeline run.</summary>
-public sealed record PipelineRunResult(string RunId, string Outcome, string? Candidate, string Message);
+public sealed record PipelineRunResult(string RunId, RunOutcome Outcome, string? Candidate, string Message);
 
 /// <summary>
 /// One run of a pipeline: curate → train → evaluate (offline gate) → start the canary. Every
@@ -66,7 +82,7 @@ public sealed class PipelineRunner(
         var production = await lifecycle.ProductionAsync(adapter, cancellationToken).ConfigureAwait(false);
 
         // 1. Curate.
-        var curateStep = await BeginAsync(runId, adapter, "curate", trigger, null, cancellationToken).ConfigureAwait(false);
+        var curateStep = await BeginAsync(runId, adapter, PipelineStep.Curate, trigger, null, cancellationToken).ConfigureAwait(false);
         CuratedDataset data;
         string datasetDirectory = Path.Combine(options.ArtifactDirectory, adapter, "datasets", runId);
         try
@@ -78,23 +94,23 @@ public sealed class PipelineRunner(
             data = await curator.CurateAsync(pipeline, parent, _time.GetUtcNow(), cancellationToken).ConfigureAwait(false);
             if (data.Count < pipeline.Data.MinExamples || data.Train.Count == 0 || data.Holdout.Count == 0)
             {
-                await EndAsync(curateStep, "skipped", $"{data.Count} examples curated ({data.Train.Count} train, {data.Holdout.Count} hold-out); the pipeline needs {pipeline.Data.MinExamples}.",
+                await EndAsync(curateStep, StepStatus.Skipped, $"{data.Count} examples curated ({data.Train.Count} train, {data.Holdout.Count} hold-out); the pipeline needs {pipeline.Data.MinExamples}.",
                     data.Stats, cancellationToken).ConfigureAwait(false);
-                return new PipelineRunResult(runId, "skipped", null, "not enough data");
+                return new PipelineRunResult(runId, RunOutcome.Skipped, null, "not enough data");
             }
             Curator.WriteJsonLines(Path.Combine(datasetDirectory, "train.jsonl"), data.Train);
             Curator.WriteJsonLines(Path.Combine(datasetDirectory, "validation.jsonl"), data.Validation);
             Curator.WriteJsonLines(Path.Combine(datasetDirectory, "holdout.jsonl"), data.Holdout);
-            await EndAsync(curateStep, "succeeded", $"{data.Train.Count} train, {data.Validation.Count} validation, {data.Holdout.Count} hold-out examples", data.Stats, cancellationToken).ConfigureAwait(false);
+            await EndAsync(curateStep, StepStatus.Succeeded, $"{data.Train.Count} train, {data.Validation.Count} validation, {data.Holdout.Count} hold-out examples", data.Stats, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            await EndAsync(curateStep, "failed", ex.Message, null, cancellationToken).ConfigureAwait(false);
-            return new PipelineRunResult(runId, "failed", null, $"curation failed: {ex.Message}");
+            await EndAsync(curateStep, StepStatus.Failed, ex.Message, null, cancellationToken).ConfigureAwait(false);
+            return new PipelineRunResult(runId, RunOutcome.Failed, null, $"curation failed: {ex.Message}");
         }
 
         // 2. Train (a separate process) and register the candidate.
-        var trainStep = await BeginAsync(runId, adapter, "train", trigger, null, cancellationToken).ConfigureAwait(false);
+        var trainStep = await BeginAsync(runId, adapter, PipelineStep.Train, trigger, null, cancellationToken).ConfigureAwait(false);
         RegisteredVersion candidate;
         string workDirectory = Path.Combine(datasetDirectory, "training");
         try
@@ -123,16 +139,16 @@ public sealed class PipelineRunner(
                     FinalLoss = report.Steps.LastOrDefault()?.Loss,
                 }, PipelineDefinition.Json),
             }, Actor, $"trained by run {runId} ({trigger})", cancellationToken).ConfigureAwait(false);
-            await EndAsync(trainStep, "succeeded", $"{candidate.ModelName}: {report.Stopped}, best validation loss {report.BestValidationLoss:F4}", null, cancellationToken, candidate.Version).ConfigureAwait(false);
+            await EndAsync(trainStep, StepStatus.Succeeded, $"{candidate.ModelName}: {report.Stopped}, best validation loss {report.BestValidationLoss:F4}", null, cancellationToken, candidate.Version).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            await EndAsync(trainStep, "failed", ex.Message, null, cancellationToken).ConfigureAwait(false);
-            return new PipelineRunResult(runId, "failed", null, $"training failed: {ex.Message}");
+            await EndAsync(trainStep, StepStatus.Failed, ex.Message, null, cancellationToken).ConfigureAwait(false);
+            return new PipelineRunResult(runId, RunOutcome.Failed, null, $"training failed: {ex.Message}");
         }
 
         // 3. Offline gate.
-        var evaluateStep = await BeginAsync(runId, adapter, "evaluate", trigger, candidate.Version, cancellationToken).ConfigureAwait(false);
+        var evaluateStep = await BeginAsync(runId, adapter, PipelineStep.Evaluate, trigger, candidate.Version, cancellationToken).ConfigureAwait(false);
         GateResult gate;
         try
         {
@@ -143,53 +159,53 @@ public sealed class PipelineRunner(
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            await EndAsync(evaluateStep, "failed", ex.Message, null, cancellationToken, candidate.Version).ConfigureAwait(false);
+            await EndAsync(evaluateStep, StepStatus.Failed, ex.Message, null, cancellationToken, candidate.Version).ConfigureAwait(false);
             await registry.TransitionAsync(adapter, candidate.Version, VersionState.Rejected, Actor, $"evaluation failed: {ex.Message}", [VersionState.Candidate], cancellationToken: cancellationToken).ConfigureAwait(false);
-            return new PipelineRunResult(runId, "failed", candidate.Version, $"evaluation failed: {ex.Message}");
+            return new PipelineRunResult(runId, RunOutcome.Failed, candidate.Version, $"evaluation failed: {ex.Message}");
         }
         if (!gate.Passed)
         {
-            await EndAsync(evaluateStep, "failed", $"offline gate: {gate.Reason}", gate, cancellationToken, candidate.Version).ConfigureAwait(false);
+            await EndAsync(evaluateStep, StepStatus.Failed, $"offline gate: {gate.Reason}", gate, cancellationToken, candidate.Version).ConfigureAwait(false);
             await registry.TransitionAsync(adapter, candidate.Version, VersionState.Rejected, Actor, $"offline gate: {gate.Reason}", [VersionState.Candidate], cancellationToken: cancellationToken).ConfigureAwait(false);
             logger.LogInformation("{Adapter}@{Version} rejected by the offline gate: {Reason}", adapter, candidate.Version, gate.Reason);
-            return new PipelineRunResult(runId, "rejected", candidate.Version, gate.Reason);
+            return new PipelineRunResult(runId, RunOutcome.Rejected, candidate.Version, gate.Reason);
         }
-        await EndAsync(evaluateStep, "succeeded", gate.Reason, gate, cancellationToken, candidate.Version).ConfigureAwait(false);
+        await EndAsync(evaluateStep, StepStatus.Succeeded, gate.Reason, gate, cancellationToken, candidate.Version).ConfigureAwait(false);
 
         // 4. Canary (or straight to production when nothing serves yet).
-        var canaryStep = await BeginAsync(runId, adapter, "canary", trigger, candidate.Version, cancellationToken).ConfigureAwait(false);
+        var canaryStep = await BeginAsync(runId, adapter, PipelineStep.Canary, trigger, candidate.Version, cancellationToken).ConfigureAwait(false);
         if (production is null)
         {
             await lifecycle.PromoteAsync(adapter, candidate.Version, Actor, $"first version; offline gate: {gate.Reason}", cancellationToken).ConfigureAwait(false);
-            await EndAsync(canaryStep, "skipped", "no production version to compare against: promoted directly", null, cancellationToken, candidate.Version).ConfigureAwait(false);
-            return new PipelineRunResult(runId, "promoted", candidate.Version, "first version promoted");
+            await EndAsync(canaryStep, StepStatus.Skipped, "no production version to compare against: promoted directly", null, cancellationToken, candidate.Version).ConfigureAwait(false);
+            return new PipelineRunResult(runId, RunOutcome.Promoted, candidate.Version, "first version promoted");
         }
         await lifecycle.StartCanaryAsync(adapter, candidate.Version, pipeline.Canary.Settings.CandidateTrafficShare, runId, Actor, cancellationToken).ConfigureAwait(false);
-        await EndAsync(canaryStep, "running", $"{pipeline.Canary.Settings.CandidateTrafficShare:P0} of traffic to {candidate.ModelName}", null, cancellationToken, candidate.Version).ConfigureAwait(false);
-        return new PipelineRunResult(runId, "canary", candidate.Version, gate.Reason);
+        await EndAsync(canaryStep, StepStatus.Running, $"{pipeline.Canary.Settings.CandidateTrafficShare:P0} of traffic to {candidate.ModelName}", null, cancellationToken, candidate.Version).ConfigureAwait(false);
+        return new PipelineRunResult(runId, RunOutcome.Canary, candidate.Version, gate.Reason);
     }
 
     private async Task<PipelineRunResult> SkipAsync(string runId, string adapter, string trigger, string message, CancellationToken cancellationToken)
     {
-        var step = await BeginAsync(runId, adapter, "curate", trigger, null, cancellationToken).ConfigureAwait(false);
-        await EndAsync(step, "skipped", message, null, cancellationToken).ConfigureAwait(false);
-        return new PipelineRunResult(runId, "skipped", null, message);
+        var step = await BeginAsync(runId, adapter, PipelineStep.Curate, trigger, null, cancellationToken).ConfigureAwait(false);
+        await EndAsync(step, StepStatus.Skipped, message, null, cancellationToken).ConfigureAwait(false);
+        return new PipelineRunResult(runId, RunOutcome.Skipped, null, message);
     }
 
-    private async Task<JobRun> BeginAsync(string runId, string adapter, string step, string trigger, string? version, CancellationToken cancellationToken)
+    private async Task<JobRun> BeginAsync(string runId, string adapter, PipelineStep step, string trigger, string? version, CancellationToken cancellationToken)
     {
-        var run = new JobRun { RunId = runId, Adapter = adapter, Step = step, Status = "running", StartedAt = _time.GetUtcNow(), Trigger = trigger, Version = version };
+        var run = new JobRun { RunId = runId, Adapter = adapter, Step = step, Status = StepStatus.Running, StartedAt = _time.GetUtcNow(), Trigger = trigger, Version = version };
         await history.RecordAsync(run, cancellationToken).ConfigureAwait(false);
         logger.LogInformation("{Adapter} run {RunId}: {Step} started ({Trigger})", adapter, runId, step, trigger);
         return run;
     }
 
-    private async Task EndAsync(JobRun run, string status, string message, object? details, CancellationToken cancellationToken, string? version = null)
+    private async Task EndAsync(JobRun run, StepStatus status, string message, object? details, CancellationToken cancellationToken, string? version = null)
     {
         await history.RecordAsync(run with
         {
             Status = status,
-            FinishedAt = status == "running" ? null : _time.GetUtcNow(),
+            FinishedAt = status == StepStatus.Running ? null : _time.GetUtcNow(),
             Message = message,
             Version = version ?? run.Version,
             Details = details is null ? null : JsonSerializer.SerializeToElement(details, details.GetType(), PipelineDefinition.Json),

@@ -82,7 +82,7 @@ public interface IPipelineStore
 public interface IApprovalStore
 {
     /// <summary>Creates a pending approval, or returns the pending one for the same adapter, version and action.</summary>
-    Task<Approval> RequestAsync(string adapter, string version, string action, JsonElement? evidence, CancellationToken cancellationToken = default);
+    Task<Approval> RequestAsync(string adapter, string version, ApprovalAction action, JsonElement? evidence, CancellationToken cancellationToken = default);
 
     Task<Approval?> GetAsync(string id, CancellationToken cancellationToken = default);
 

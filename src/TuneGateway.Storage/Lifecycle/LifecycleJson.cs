@@ -15,6 +15,9 @@ public static class LifecycleJson
 
     public static string Serialize<T>(T value) => JsonSerializer.Serialize(value, Options);
 
+    /// <summary>An enum value's wire and stored name ("rolled_back", "succeeded").</summary>
+    public static string Name<T>(T value) where T : struct, Enum => JsonNamingPolicy.SnakeCaseLower.ConvertName(value.ToString());
+
     public static T Deserialize<T>(string json) => JsonSerializer.Deserialize<T>(json, Options)
         ?? throw new InvalidDataException($"Empty {typeof(T).Name} record.");
 }

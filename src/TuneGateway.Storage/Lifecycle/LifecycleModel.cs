@@ -132,8 +132,7 @@ public sealed record Approval
     public required string Id { get; init; }
     public required string Adapter { get; init; }
     public required string Version { get; init; }
-    /// <summary>"promote" or "rollback".</summary>
-    public required string Action { get; init; }
+    public required ApprovalAction Action { get; init; }
     public ApprovalStatus Status { get; init; } = ApprovalStatus.Pending;
     /// <summary>Why it is asked for: the canary verdict, evaluation, etc.</summary>
     public JsonElement? Evidence { get; init; }
@@ -159,16 +158,52 @@ public sealed record JobRun
 {
     public required string RunId { get; init; }
     public required string Adapter { get; init; }
-    /// <summary>curate, train, evaluate, canary, decide, promote, rollback, drift.</summary>
-    public required string Step { get; init; }
-    /// <summary>running, succeeded, failed, skipped, waiting.</summary>
-    public required string Status { get; init; }
+    public required PipelineStep Step { get; init; }
+    public required StepStatus Status { get; init; }
     public DateTimeOffset StartedAt { get; init; }
     public DateTimeOffset? FinishedAt { get; init; }
     public string? Trigger { get; init; }
     public string? Version { get; init; }
     public string? Message { get; init; }
     public JsonElement? Details { get; init; }
+}
+
+/// <summary>Writes an enum as its snake_case name ("rolled_back"), whatever serializer options are used: the wire and stored form.</summary>
+public sealed class SnakeCaseEnumConverter<T>() : JsonStringEnumConverter<T>(JsonNamingPolicy.SnakeCaseLower) where T : struct, Enum;
+
+/// <summary>What an approval, once granted, does.</summary>
+[JsonConverter(typeof(SnakeCaseEnumConverter<ApprovalAction>))]
+public enum ApprovalAction
+{
+    /// <summary>Promote the version (it won its canary).</summary>
+    Promote,
+    /// <summary>Roll the version back.</summary>
+    Rollback,
+}
+
+/// <summary>The steps of a pipeline run, as the job history names them.</summary>
+[JsonConverter(typeof(SnakeCaseEnumConverter<PipelineStep>))]
+public enum PipelineStep
+{
+    Curate,
+    Train,
+    Evaluate,
+    /// <summary>Starting the canary (or promoting a first version directly).</summary>
+    Canary,
+    /// <summary>The canary's verdict acted on: promoted, rolled back, or waiting for approval.</summary>
+    Decide,
+}
+
+/// <summary>Where a step of a run is.</summary>
+[JsonConverter(typeof(SnakeCaseEnumConverter<StepStatus>))]
+public enum StepStatus
+{
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+    /// <summary>Waiting for an operator's approval.</summary>
+    Waiting,
 }
 
 /// <summary>A held lease; <see cref="Token"/> increases with every grant (a fencing token).</summary>

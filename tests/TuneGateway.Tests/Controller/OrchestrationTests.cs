@@ -113,7 +113,7 @@ public sealed class OrchestrationTests : IDisposable
     {
         LogRatedTickets(20);
         var first = await _runner.RunAsync(Pipeline(), "manual", CancellationToken.None);
-        Assert.Equal(("promoted", "v1"), (first.Outcome, first.Candidate));
+        Assert.Equal((RunOutcome.Promoted, "v1"), (first.Outcome, first.Candidate));
         _completions.Good.Remove("bot@v1");
         _clock.Advance(TimeSpan.FromHours(1));
     }
@@ -125,7 +125,8 @@ public sealed class OrchestrationTests : IDisposable
         Assert.Equal(VersionState.Production, await StateAsync("v1"));
         Assert.Equal([("bot@v1", 1.0)], await RouteAsync());
         var steps = (await History.ListAsync(Adapter)).OrderBy(r => r.StartedAt).Select(r => (r.Step, r.Status)).ToArray();
-        Assert.Equal([("curate", "succeeded"), ("train", "succeeded"), ("evaluate", "succeeded"), ("canary", "skipped")], steps);
+        Assert.Equal([(PipelineStep.Curate, StepStatus.Succeeded), (PipelineStep.Train, StepStatus.Succeeded), (PipelineStep.Evaluate, StepStatus.Succeeded),
+            (PipelineStep.Canary, StepStatus.Skipped)], steps);
     }
 
     [Fact]
@@ -135,7 +136,7 @@ public sealed class OrchestrationTests : IDisposable
         LogRatedTickets(20);
         _completions.NextIsGood = false;
         var run = await _runner.RunAsync(Pipeline(), "manual", CancellationToken.None);
-        Assert.Equal(("rejected", "v2"), (run.Outcome, run.Candidate));
+        Assert.Equal((RunOutcome.Rejected, "v2"), (run.Outcome, run.Candidate));
         Assert.Equal(VersionState.Rejected, await StateAsync("v2"));
         Assert.Equal([("bot@v1", 1.0)], await RouteAsync());
     }
@@ -146,11 +147,11 @@ public sealed class OrchestrationTests : IDisposable
         await PromoteFirstVersionAsync();
         LogRatedTickets(20);
         var run = await _runner.RunAsync(Pipeline(), "manual", CancellationToken.None);
-        Assert.Equal(("canary", "v2"), (run.Outcome, run.Candidate));
+        Assert.Equal((RunOutcome.Canary, "v2"), (run.Outcome, run.Candidate));
         Assert.Equal([("bot@v1", 0.5), ("bot@v2", 0.5)], await RouteAsync());
 
         // While the canary runs, another run is skipped rather than training over it.
-        Assert.Equal("skipped", (await _runner.RunAsync(Pipeline(), "schedule", CancellationToken.None)).Outcome);
+        Assert.Equal(RunOutcome.Skipped, (await _runner.RunAsync(Pipeline(), "schedule", CancellationToken.None)).Outcome);
 
         _clock.Advance(TimeSpan.FromMinutes(5));
         LogArm("v1", 60, positive: 30);
@@ -183,7 +184,7 @@ public sealed class OrchestrationTests : IDisposable
         var verdict = await _monitor.CheckAsync(Pipeline(PromotionPolicy.Approval), CancellationToken.None);
         Assert.Equal(CanaryAction.Promote, verdict?.Action);
         var pending = Assert.Single(await Approvals.ListAsync(ApprovalStatus.Pending, Adapter));
-        Assert.Equal(("v2", "promote"), (pending.Version, pending.Action));
+        Assert.Equal(("v2", ApprovalAction.Promote), (pending.Version, pending.Action));
         // Nothing moved yet, and a second check does not ask twice.
         Assert.Equal([("bot@v1", 0.5), ("bot@v2", 0.5)], await RouteAsync());
         await _monitor.CheckAsync(Pipeline(PromotionPolicy.Approval), CancellationToken.None);
@@ -244,7 +245,7 @@ public sealed class OrchestrationTests : IDisposable
     {
         await PromoteFirstVersionAsync();
         LogRatedTickets(20);
-        Assert.Equal("canary", (await _runner.RunAsync(Pipeline(policy), "manual", CancellationToken.None)).Outcome);
+        Assert.Equal(RunOutcome.Canary, (await _runner.RunAsync(Pipeline(policy), "manual", CancellationToken.None)).Outcome);
         _clock.Advance(TimeSpan.FromMinutes(30));
         LogArm("v1", 400, positive: 80);
         LogArm("v2", 400, positive: 360);

@@ -87,18 +87,18 @@ public sealed class LifecycleServeHost : IAsyncDisposable
 
         var verdict = Verdict(requestsPerArmUnit: 1000, TimeSpan.FromHours(6));
         var evidence = JsonSerializer.SerializeToElement(verdict, PipelineDefinition.Json);
-        var approval = await lifecycle.Approvals.RequestAsync(Adapter, v2.Version, "promote", evidence);
+        var approval = await lifecycle.Approvals.RequestAsync(Adapter, v2.Version, ApprovalAction.Promote, evidence);
         await lifecycle.SaveCanaryAsync(Adapter, canary with { LastVerdict = verdict, ApprovalId = approval.Id }, CancellationToken.None);
 
         var pipeline = new PipelineDefinition { Adapter = Adapter, Schedule = new ScheduleSettings { Cron = "0 0 3 * * ?" } };
         await lifecycle.Pipelines.UpsertAsync(Adapter, pipeline.ToJson(), "key:mlops");
         var started = DateTimeOffset.UtcNow.AddHours(-7);
-        string[] steps = ["curate", "train", "evaluate", "canary"];
+        PipelineStep[] steps = [PipelineStep.Curate, PipelineStep.Train, PipelineStep.Evaluate, PipelineStep.Canary];
         for (int i = 0; i < steps.Length; i++)
         {
             await Jobs.RecordAsync(new JobRun
             {
-                RunId = "run-0002", Adapter = Adapter, Step = steps[i], Status = i < 3 ? "succeeded" : "waiting", Trigger = "schedule", Version = "v2",
+                RunId = "run-0002", Adapter = Adapter, Step = steps[i], Status = i < 3 ? StepStatus.Succeeded : StepStatus.Waiting, Trigger = "schedule", Version = "v2",
                 StartedAt = started.AddMinutes(10 * i), FinishedAt = i < 3 ? started.AddMinutes(10 * i + 8) : null,
                 Message = i == 3 ? "waiting for approval" : null,
             });

@@ -310,7 +310,7 @@ public sealed class FileLifecycleStore : IAdapterRegistry, IAliasStore, IPipelin
 
     // ---------------------------------------------------------------- approvals
 
-    public Task<Approval> RequestAsync(string adapter, string version, string action, JsonElement? evidence, CancellationToken cancellationToken = default)
+    public Task<Approval> RequestAsync(string adapter, string version, ApprovalAction action, JsonElement? evidence, CancellationToken cancellationToken = default)
     {
         lock (_lock)
         {

@@ -433,11 +433,11 @@ public sealed class RedisLifecycleStore(IConnectionMultiplexer redis, string pre
         return ARGV[1]
         """;
 
-    public async Task<Approval> RequestAsync(string adapter, string version, string action, JsonElement? evidence, CancellationToken cancellationToken = default)
+    public async Task<Approval> RequestAsync(string adapter, string version, ApprovalAction action, JsonElement? evidence, CancellationToken cancellationToken = default)
     {
         var now = _time.GetUtcNow();
         var approval = new Approval { Id = Guid.NewGuid().ToString("N"), Adapter = adapter, Version = version, Action = action, Evidence = evidence?.Clone(), CreatedAt = now };
-        var id = await Db.ScriptEvaluateAsync(RequestApprovalScript, [Key($"approval-pending:{adapter}:{version}:{action}"), Key("approvals")],
+        var id = await Db.ScriptEvaluateAsync(RequestApprovalScript, [Key($"approval-pending:{adapter}:{version}:{Name(action)}"), Key("approvals")],
             [approval.Id, LifecycleJson.Serialize(approval), $"{prefix}:approval:", now.ToUnixTimeMilliseconds(),
              LifecycleJson.Serialize(new ApprovalStatusRecord(ApprovalStatus.Pending, null, null, null)), $"{prefix}:approval-status:"]).ConfigureAwait(false);
         return await ((IApprovalStore)this).GetAsync(id.ToString()!, cancellationToken).ConfigureAwait(false) ?? approval;
@@ -495,7 +495,7 @@ public sealed class RedisLifecycleStore(IConnectionMultiplexer redis, string pre
             throw new StateConflictException($"Approval '{id}' was already {parts[0]} by {parts.ElementAtOrDefault(1)}.");
         }
         var approval = await ((IApprovalStore)this).GetAsync(id, cancellationToken).ConfigureAwait(false) ?? throw new KeyNotFoundException($"No approval '{id}'.");
-        await Db.KeyDeleteAsync(Key($"approval-pending:{approval.Adapter}:{approval.Version}:{approval.Action}")).ConfigureAwait(false);
+        await Db.KeyDeleteAsync(Key($"approval-pending:{approval.Adapter}:{approval.Version}:{Name(approval.Action)}")).ConfigureAwait(false);
         return approval;
     }
 
@@ -503,7 +503,8 @@ public sealed class RedisLifecycleStore(IConnectionMultiplexer redis, string pre
 
     public async Task RecordAsync(JobRun run, CancellationToken cancellationToken = default)
     {
-        string field = $"{run.RunId}|{run.Step}";
+        // Keyed by the step's wire name, as records written before the enum were.
+        string field = $"{run.RunId}|{Name(run.Step)}";
         var batch = Db.CreateBatch();
         var set = batch.HashSetAsync(Key("jobs"), field, LifecycleJson.Serialize(run));
         var index = batch.SortedSetAddAsync(Key("jobs-by-time"), field, run.StartedAt.ToUnixTimeMilliseconds());
@@ -588,5 +589,5 @@ public sealed class RedisLifecycleStore(IConnectionMultiplexer redis, string pre
 
     private static long VersionNumber(string version) => version.Length > 1 && version[0] == 'v' && long.TryParse(version.AsSpan(1), out long n) ? n : long.MaxValue;
 
-    private static string Name(VersionState state) => JsonNamingPolicy.SnakeCaseLower.ConvertName(state.ToString());
+    private static string Name<T>(T value) where T : struct, Enum => LifecycleJson.Name(value);
 }

@@ -177,8 +177,8 @@ public abstract class LifecycleStoreContractTests : IAsyncLifetime
     {
         string adapter = $"ap-{Guid.NewGuid():N}"[..12];
         var evidence = JsonDocument.Parse("""{"reasons": [], "decision": "candidate_better"}""").RootElement;
-        var first = await _stores.Approvals.RequestAsync(adapter, "v2", "promote", evidence);
-        var again = await _stores.Approvals.RequestAsync(adapter, "v2", "promote", evidence);
+        var first = await _stores.Approvals.RequestAsync(adapter, "v2", ApprovalAction.Promote, evidence);
+        var again = await _stores.Approvals.RequestAsync(adapter, "v2", ApprovalAction.Promote, evidence);
         Assert.Equal(first.Id, again.Id);
         Assert.Single(await _stores.Approvals.ListAsync(ApprovalStatus.Pending, adapter));
 
@@ -193,7 +193,7 @@ public abstract class LifecycleStoreContractTests : IAsyncLifetime
         Assert.Equal(winner.Status, stored!.Status);
         Assert.Equal(JsonValueKind.Array, stored.Evidence!.Value.GetProperty("reasons").ValueKind);
         Assert.Empty(await _stores.Approvals.ListAsync(ApprovalStatus.Pending, adapter));
-        var next = await _stores.Approvals.RequestAsync(adapter, "v2", "promote", null);
+        var next = await _stores.Approvals.RequestAsync(adapter, "v2", ApprovalAction.Promote, null);
         Assert.NotEqual(first.Id, next.Id);
         await Assert.ThrowsAsync<KeyNotFoundException>(() => _stores.Approvals.ResolveAsync("nope", true, "x", null));
     }
@@ -203,12 +203,12 @@ public abstract class LifecycleStoreContractTests : IAsyncLifetime
     {
         string adapter = $"jb-{Guid.NewGuid():N}"[..12];
         var start = DateTimeOffset.UtcNow;
-        await _stores.Jobs.RecordAsync(new JobRun { RunId = "r1", Adapter = adapter, Step = "curate", Status = "running", StartedAt = start });
-        await _stores.Jobs.RecordAsync(new JobRun { RunId = "r1", Adapter = adapter, Step = "curate", Status = "succeeded", StartedAt = start, FinishedAt = start.AddSeconds(1), Message = "12 examples" });
-        await _stores.Jobs.RecordAsync(new JobRun { RunId = "r1", Adapter = adapter, Step = "train", Status = "running", StartedAt = start.AddSeconds(2) });
+        await _stores.Jobs.RecordAsync(new JobRun { RunId = "r1", Adapter = adapter, Step = PipelineStep.Curate, Status = StepStatus.Running, StartedAt = start });
+        await _stores.Jobs.RecordAsync(new JobRun { RunId = "r1", Adapter = adapter, Step = PipelineStep.Curate, Status = StepStatus.Succeeded, StartedAt = start, FinishedAt = start.AddSeconds(1), Message = "12 examples" });
+        await _stores.Jobs.RecordAsync(new JobRun { RunId = "r1", Adapter = adapter, Step = PipelineStep.Train, Status = StepStatus.Running, StartedAt = start.AddSeconds(2) });
         var jobs = await _stores.Jobs.ListAsync(adapter);
-        Assert.Equal(["train", "curate"], jobs.Select(j => j.Step));
-        Assert.Equal("succeeded", jobs[1].Status);
+        Assert.Equal([PipelineStep.Train, PipelineStep.Curate], jobs.Select(j => j.Step));
+        Assert.Equal(StepStatus.Succeeded, jobs[1].Status);
         Assert.Equal("12 examples", jobs[1].Message);
     }
 
