@@ -218,6 +218,7 @@ public static class ServerHost
     {
         app.Use((context, next) => ApiErrors.Middleware(context, () => next(context)));
         app.UseApiKeyAuth();
+        app.Use((context, next) => JsonText.Middleware(context, () => next(context)));
         AuthSetup.LogKeyMode(keys, app.Logger, role);
         app.MapGet("/healthz", () => Results.Json(new { status = "alive" }));
         app.MapMetrics();

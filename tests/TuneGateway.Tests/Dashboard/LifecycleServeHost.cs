@@ -26,6 +26,7 @@ public sealed class LifecycleServeHost : IAsyncDisposable
     public const string OperatorKey = "sk-dash-operator";
     public const string MlopsKey = "sk-dash-mlops";
     public const string InferenceKey = "sk-dash-inference";
+    public const string AdminKey = "sk-dash-admin";
     public const string Adapter = "support-bot";
 
     private readonly string _root;
@@ -51,6 +52,7 @@ public sealed class LifecycleServeHost : IAsyncDisposable
             new() { Name = "operator", Key = OperatorKey, Roles = [Roles.Operator] },
             new() { Name = "mlops", Key = MlopsKey, Roles = [Roles.Mlops] },
             new() { Name = "inference", Key = InferenceKey, Roles = [Roles.Inference] },
+            new() { Name = "admin", Key = AdminKey, Roles = [Roles.Admin] },
         ];
         var settings = ServerTestHost.Settings(keys) with { ConfigureServices = configureServices };
         // serve as `tunegw serve --data-dir` runs it: the embedded lifecycle store, the artifact directory searched for name@version.

@@ -1,0 +1,132 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using TuneGateway.Tests.Dashboard;
+using static TuneGateway.Tests.Server.ServerTestHost;
+
+namespace TuneGateway.Tests.Server;
+
+/// <summary>
+/// A <c>serve</c> host with every route mapped (the OpenAI API through the gateway, the in-process
+/// worker's own API under <see cref="TuneGateway.Server.ServerHost.InProcessWorkerPrefix"/>, the
+/// lifecycle and admin API), with an admin key, shared by the bad-input tests and the fuzz suite.
+/// </summary>
+public sealed class AllRoutesServeFixture : IAsyncLifetime
+{
+    public LifecycleServeHost Host { get; private set; } = null!;
+    public HttpClient Http { get; } = new() { Timeout = TimeSpan.FromMinutes(2) };
+    public string BaseUrl => Host.BaseUrl;
+
+    public async Task InitializeAsync() => Host = await LifecycleServeHost.StartAsync();
+
+    public HttpRequestMessage Request(HttpMethod method, string path, byte[]? body, string contentType = "application/json", string? key = LifecycleServeHost.AdminKey)
+    {
+        var request = new HttpRequestMessage(method, BaseUrl + path);
+        if (body is not null)
+        {
+            request.Content = new ByteArrayContent(body);
+            request.Content.Headers.ContentType = MediaTypeHeaderValue.Parse(contentType);
+        }
+        if (key is not null) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        return request;
+    }
+
+    /// <summary>A normal completion still works (the server keeps serving after bad input).</summary>
+    public async Task AssertStillServesAsync()
+    {
+        var ok = await SendJsonAsync(Http, Post(BaseUrl + "/v1/completions", new { model = "llama-tiny", prompt = "hi", max_tokens = 1 }, LifecycleServeHost.AdminKey));
+        Assert.Equal(HttpStatusCode.OK, ok.Status);
+    }
+
+    public async Task DisposeAsync()
+    {
+        Http.Dispose();
+        if (Host is not null) await Host.DisposeAsync();
+    }
+}
+
+/// <summary>Bodies that are not valid JSON text are a 400 in OpenAI's shape on every route that reads JSON, never a 500.</summary>
+public sealed class MalformedInputTests(AllRoutesServeFixture fixture) : IClassFixture<AllRoutesServeFixture>
+{
+    private const string Worker = TuneGateway.Server.ServerHost.InProcessWorkerPrefix;
+
+    /// <summary>Every route that reads a JSON body: through the gateway, on the worker itself, the admin API.</summary>
+    public static TheoryData<string, string> JsonRoutes() => new()
+    {
+        { "POST", "/v1/completions" },
+        { "POST", "/v1/chat/completions" },
+        { "POST", Worker + "/v1/completions" },
+        { "POST", Worker + "/v1/chat/completions" },
+        { "POST", "/v1/load_lora_adapter" },
+        { "POST", "/v1/unload_lora_adapter" },
+        { "POST", Worker + "/v1/load_lora_adapter" },
+        { "POST", Worker + "/v1/unload_lora_adapter" },
+        { "POST", "/v1/feedback" },
+        { "POST", "/internal/workers" },
+        { "PUT", "/admin/aliases/fuzz" },
+        { "POST", "/admin/adapters/support-bot/promote" },
+        { "POST", "/admin/adapters/support-bot/rollback" },
+        { "POST", "/admin/adapters/support-bot/versions" },
+        { "POST", "/admin/approvals/nope" },
+        { "PUT", "/admin/pipelines/support-bot" },
+    };
+
+    /// <summary>
+    /// A body whose strings (in every field some route reads) are not valid text: raw bytes that are not UTF-8,
+    /// or (<paramref name="escaped"/>) a lone surrogate written as a JSON escape.
+    /// </summary>
+    private static byte[] BadTextBody(bool escaped)
+    {
+        string[] fields = ["model", "prompt", "lora_name", "lora_path", "id", "worker_id", "url", "version", "reason", "path", "adapter", "comment"];
+        var body = new MemoryStream();
+        void Write(string text) => body.Write(Encoding.UTF8.GetBytes(text));
+        void Bad()
+        {
+            if (escaped) Write("\\ud800");
+            else body.Write([0xff, 0xfe]);
+        }
+        Write("{");
+        foreach (string field in fields)
+        {
+            Write($"\"{field}\":\"");
+            Bad();
+            Write("\",");
+        }
+        Write("\"messages\":[{\"role\":\"user\",\"content\":\"");
+        Bad();
+        Write("\"}],\"versions\":[{\"model\":\"");
+        Bad();
+        Write("\",\"weight\":1}],\"rating\":1,\"approve\":true}");
+        return body.ToArray();
+    }
+
+    [Theory]
+    [MemberData(nameof(JsonRoutes))]
+    public async Task InvalidUtf8InAJsonStringIs400(string method, string path)
+    {
+        var result = await SendJsonAsync(fixture.Http, fixture.Request(new HttpMethod(method), path, BadTextBody(escaped: false)));
+        AssertError(HttpStatusCode.BadRequest, result, null);
+        await fixture.AssertStillServesAsync();
+    }
+
+    [Theory]
+    [MemberData(nameof(JsonRoutes))]
+    public async Task ALoneSurrogateEscapeIs400(string method, string path)
+    {
+        var result = await SendJsonAsync(fixture.Http, fixture.Request(new HttpMethod(method), path, BadTextBody(escaped: true)));
+        AssertError(HttpStatusCode.BadRequest, result, null);
+        await fixture.AssertStillServesAsync();
+    }
+
+    [Theory]
+    [InlineData("/v1/completions")]
+    [InlineData(Worker + "/v1/completions")]
+    public async Task TheIssuesBodyIs400(string path)
+    {
+        // Issue #16's reproduction, byte for byte: {"model":"shout","prompt":"\xff\xfe"}.
+        byte[] body = [.. Encoding.UTF8.GetBytes("{\"model\":\"shout\",\"prompt\":\""), 0xff, 0xfe, .. Encoding.UTF8.GetBytes("\"}")];
+        var result = await SendJsonAsync(fixture.Http, fixture.Request(HttpMethod.Post, path, body));
+        AssertError(HttpStatusCode.BadRequest, result, null);
+        Assert.Contains("UTF-8", result.Body.GetProperty("error").GetProperty("message").GetString());
+    }
+}
