@@ -181,6 +181,12 @@ internal static class CompletionEndpoints
         };
     }
 
+    /// <summary>
+    /// The message roles OpenAI's chat API takes (less the deprecated <c>function</c>, whose
+    /// legacy function calling this server does not implement).
+    /// </summary>
+    internal static readonly string[] ChatRoles = ["system", "developer", "user", "assistant", "tool"];
+
     /// <summary><c>messages</c> as the chat template sees them; text content parts are joined.</summary>
     private static IReadOnlyList<ChatMessage> ReadMessages(RequestFields f)
     {
@@ -194,7 +200,10 @@ internal static class CompletionEndpoints
             string where = $"messages[{index++}]";
             if (m.ValueKind != JsonValueKind.Object) throw ApiException.Invalid("messages", $"{where} must be an object.");
             if (!m.TryGetProperty("role", out var role) || role.ValueKind != JsonValueKind.String || role.GetString() is not { Length: > 0 } roleName)
-                throw ApiException.Invalid("messages", $"{where}.role is required.");
+                throw ApiException.Invalid($"{where}.role", $"{where}.role is required.");
+            // Templates render whatever role they are given; OpenAI refuses roles outside its list, and so does this server.
+            if (!ChatRoles.Contains(roleName))
+                throw ApiException.Invalid($"{where}.role", $"Invalid value for {where}.role: '{roleName}'. Supported values are: {string.Join(", ", ChatRoles.Select(r => $"'{r}'"))}.", "invalid_value");
             string? content = null;
             if (m.TryGetProperty("content", out var c))
             {
