@@ -30,7 +30,8 @@ public static class GatewayEndpoints
             return Results.NoContent();
         }).RequireAuthorization(Policies.Operator);
         app.MapDelete("/internal/workers/{id}", (string id, WorkerRegistry registry) =>
-            registry.Remove(id) ? Results.NoContent() : Results.NotFound()).RequireAuthorization(Policies.Operator);
+            registry.Remove(id) ? Results.NoContent()
+            : throw new ApiException(404, $"No registered worker has the id or URL '{id}'.", ApiErrorTypes.NotFound, "id", "worker_not_found")).RequireAuthorization(Policies.Operator);
         app.MapGet("/admin/workers", Workers).RequireAuthorization(Policies.Operator);
 
         app.MapGet("/v1/models", Models).RequireAuthorization(Policies.Inference);

@@ -91,9 +91,11 @@ public sealed class WorkerRegistry
     public bool Remove(string workerIdOrUrl)
     {
         bool removed = false;
+        // Most callers name a worker id, which is no URL: then only ids match.
+        string? url = TryNormalize(workerIdOrUrl);
         lock (_topologyLock)
         {
-            foreach (var entry in _workers.Values.Where(w => w.State?.WorkerId == workerIdOrUrl || w.Url.Equals(Normalize(workerIdOrUrl), StringComparison.OrdinalIgnoreCase)).ToArray())
+            foreach (var entry in _workers.Values.Where(w => w.State?.WorkerId == workerIdOrUrl || (url is not null && w.Url.Equals(url, StringComparison.OrdinalIgnoreCase))).ToArray())
             {
                 if (entry.IsStatic) entry.State = null;
                 else removed |= _workers.TryRemove(entry.Url, out _);
@@ -125,10 +127,11 @@ public sealed class WorkerRegistry
     public IReadOnlySet<string> BaseModels() =>
         _workers.Values.Select(w => w.State?.BaseModel).Where(m => !string.IsNullOrEmpty(m)).Select(m => m!).ToHashSet(StringComparer.Ordinal);
 
-    public static string Normalize(string url)
-    {
-        if (!Uri.TryCreate(url.Trim(), UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
-            throw new ArgumentException($"'{url}' is not an http(s) URL.", nameof(url));
-        return uri.GetLeftPart(UriPartial.Path).TrimEnd('/');
-    }
+    public static string Normalize(string url) => TryNormalize(url) ?? throw new ArgumentException($"'{url}' is not an http(s) URL.", nameof(url));
+
+    /// <summary>The URL without query and trailing slash; null when it is no http(s) URL.</summary>
+    public static string? TryNormalize(string url) =>
+        Uri.TryCreate(url.Trim(), UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps)
+            ? uri.GetLeftPart(UriPartial.Path).TrimEnd('/')
+            : null;
 }

@@ -119,6 +119,18 @@ public sealed class MalformedInputTests(AllRoutesServeFixture fixture) : IClassF
     }
 
     [Theory]
+    [InlineData("not-a-url")]
+    [InlineData("..%2F..%2Fetc")]
+    [InlineData("http%3A%2F%2F127.0.0.1%3A9")]
+    public async Task RemovingAnUnknownWorkerIs404InOpenAisShape(string id)
+    {
+        // Found by the fuzz suite: an id that is no URL was parsed as one (a 500), and an unknown one was an empty 404.
+        var result = await SendJsonAsync(fixture.Http, fixture.Request(HttpMethod.Delete, "/internal/workers/" + id, null));
+        AssertError(HttpStatusCode.NotFound, result, "id", "worker_not_found");
+        await fixture.AssertStillServesAsync();
+    }
+
+    [Theory]
     [InlineData("/v1/completions")]
     [InlineData(Worker + "/v1/completions")]
     public async Task TheIssuesBodyIs400(string path)
