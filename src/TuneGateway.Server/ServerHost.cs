@@ -253,7 +253,11 @@ public static class ServerHost
         });
     }
 
-    private static void MapFallback(WebApplication app) => app.MapFallback(context =>
+    /// <summary>
+    /// Every path no route takes, file-like ones included (MapFallback's default pattern skips paths
+    /// with a dot, which then got an empty 404).
+    /// </summary>
+    private static void MapFallback(WebApplication app) => app.MapFallback("{**path}", context =>
         ApiErrors.WriteAsync(context, new ApiException(StatusCodes.Status404NotFound, $"No route for {context.Request.Method} {context.Request.Path}.", ApiErrorTypes.NotFound, code: "not_found")));
 
     /// <summary>serve's worker reports straight into the gateway's registry.</summary>
