@@ -14,30 +14,41 @@ public static class JsonText
 {
     /// <summary>
     /// 400 in OpenAI's shape when a string or property name of <paramref name="json"/> is not valid
-    /// UTF-8 or escapes a lone surrogate. Structural errors are left to the route, which names what
-    /// it expected.
+    /// UTF-8 or escapes a lone surrogate, or when an object has the same key twice: readers
+    /// disagree on which one counts (the gateway's JsonNode throws, JsonElement takes one of them),
+    /// and the gateway checks the key's models on the same body the worker serves. Structural
+    /// errors are left to the route, which names what it expected.
     /// </summary>
     public static void Validate(ReadOnlySpan<byte> json)
     {
-        var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 256 });
+        var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = MaxDepth });
+        // The keys seen in each open object (null for arrays), innermost last.
+        var keys = new Stack<HashSet<string>?>();
         try
         {
             while (reader.Read())
             {
-                if (reader.TokenType is not (JsonTokenType.String or JsonTokenType.PropertyName)) continue;
-                if (!reader.ValueIsEscaped)
+                switch (reader.TokenType)
                 {
-                    if (!Utf8.IsValid(reader.ValueSpan)) throw Invalid($"the string at byte {reader.TokenStartIndex} is not valid UTF-8");
-                    continue;
+                    case JsonTokenType.StartObject: keys.Push(new HashSet<string>(StringComparer.Ordinal)); continue;
+                    case JsonTokenType.StartArray: keys.Push(null); continue;
+                    case JsonTokenType.EndObject or JsonTokenType.EndArray: keys.Pop(); continue;
+                    case JsonTokenType.String or JsonTokenType.PropertyName: break;
+                    default: continue;
                 }
+                string text;
+                if (!reader.ValueIsEscaped && !Utf8.IsValid(reader.ValueSpan)) throw Invalid($"the string at byte {reader.TokenStartIndex} is not valid UTF-8");
                 try
                 {
-                    _ = reader.GetString();
+                    text = reader.GetString()!;
                 }
                 catch (InvalidOperationException)
                 {
                     throw Invalid($"the string at byte {reader.TokenStartIndex} is not valid UTF-8 or escapes a lone surrogate");
                 }
+                if (reader.TokenType == JsonTokenType.PropertyName && keys.Peek() is { } seen && !seen.Add(text))
+                    throw new ApiException(StatusCodes.Status400BadRequest, $"The request body has the key '{text}' twice in one object.", ApiErrorTypes.InvalidRequest,
+                        keys.Count == 1 ? text : null, "duplicate_key");
             }
         }
         catch (JsonException)
@@ -45,6 +56,9 @@ public static class JsonText
             // Not JSON at all: the route answers that, in its own words.
         }
     }
+
+    /// <summary>Deeper than any route's bodies; deeper documents are left to the route's parser (whose limit is 64).</summary>
+    private const int MaxDepth = 256;
 
     private static ApiException Invalid(string what) =>
         new(StatusCodes.Status400BadRequest, $"The request body is not valid JSON text: {what}.", ApiErrorTypes.InvalidRequest, code: "invalid_text");
