@@ -193,6 +193,27 @@ public sealed class MalformedInputTests(AllRoutesServeFixture fixture) : IClassF
     }
 
     [Theory]
+    [InlineData("PUT", "/admin/pipelines/%01", "name")]
+    [InlineData("GET", "/admin/adapters/a..b", "name")]
+    [InlineData("GET", "/admin/adapters/support-bot/versions/%01", "version")]
+    [InlineData("POST", "/admin/adapters/%01/promote", "name")]
+    [InlineData("DELETE", "/admin/pipelines/%7F", "name")]
+    public async Task AnInvalidAdapterNameOrVersionInThePathIs400NamingIt(string method, string path, string param)
+    {
+        // Found by the fuzz suite: the lifecycle stores refused these names with an ArgumentException (a 500).
+        var result = await SendJsonAsync(fixture.Http, fixture.Request(new HttpMethod(method), path, method is "GET" or "DELETE" ? null : """{"version":"v1"}"""u8.ToArray()));
+        AssertError(HttpStatusCode.BadRequest, result, param);
+    }
+
+    [Fact]
+    public async Task AnInvalidVersionInTheBodyIs400()
+    {
+        var result = await SendJsonAsync(fixture.Http, fixture.Request(HttpMethod.Post, "/admin/adapters/support-bot/promote", """{"version":"../x"}"""u8.ToArray()));
+        Assert.True(result.Status is HttpStatusCode.BadRequest or HttpStatusCode.NotFound, $"{result.Status} {result.Body}");
+        AssertError(result.Status, result, null);
+    }
+
+    [Theory]
     [InlineData("not-a-url")]
     [InlineData("..%2F..%2Fetc")]
     [InlineData("http%3A%2F%2F127.0.0.1%3A9")]
