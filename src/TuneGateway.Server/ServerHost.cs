@@ -258,7 +258,28 @@ public static class ServerHost
     /// with a dot, which then got an empty 404).
     /// </summary>
     private static void MapFallback(WebApplication app) => app.MapFallback("{**path}", context =>
-        ApiErrors.WriteAsync(context, new ApiException(StatusCodes.Status404NotFound, $"No route for {context.Request.Method} {context.Request.Path}.", ApiErrorTypes.NotFound, code: "not_found")));
+        ApiErrors.WriteAsync(context, UnsupportedMediaType(context)
+            ?? new ApiException(StatusCodes.Status404NotFound, $"No route for {context.Request.Method} {context.Request.Path}.", ApiErrorTypes.NotFound, code: "not_found")));
+
+    /// <summary>
+    /// A route that binds a JSON body does not match a request of another content type, and
+    /// routing then picks the fallback: say 415 for such a route rather than that there is none.
+    /// </summary>
+    private static ApiException? UnsupportedMediaType(HttpContext context)
+    {
+        var request = context.Request;
+        foreach (var endpoint in context.RequestServices.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>())
+        {
+            if (endpoint.Metadata.GetMetadata<Microsoft.AspNetCore.Http.Metadata.IAcceptsMetadata>() is not { ContentTypes.Count: > 0 } accepts) continue;
+            if (endpoint.Metadata.GetMetadata<HttpMethodMetadata>() is { } methods && !methods.HttpMethods.Contains(request.Method, StringComparer.OrdinalIgnoreCase)) continue;
+            var template = Microsoft.AspNetCore.Routing.Template.TemplateParser.Parse(endpoint.RoutePattern.RawText ?? "");
+            if (!new Microsoft.AspNetCore.Routing.Template.TemplateMatcher(template, new RouteValueDictionary()).TryMatch(request.Path, new RouteValueDictionary())) continue;
+            return new ApiException(StatusCodes.Status415UnsupportedMediaType,
+                $"{request.Method} {request.Path} takes {string.Join(" or ", accepts.ContentTypes)}; the request's content type is '{request.ContentType}'.",
+                ApiErrorTypes.InvalidRequest, code: "unsupported_media_type");
+        }
+        return null;
+    }
 
     /// <summary>serve's worker reports straight into the gateway's registry.</summary>
     private sealed class InProcessStateSink(WorkerRegistry registry) : IWorkerStateSink
