@@ -183,7 +183,7 @@ public sealed class MalformedInputTests(AllRoutesServeFixture fixture) : IClassF
 
     [Theory]
     [InlineData("GET", "/nope.txt", "application/json")]
-    [InlineData("POST", "/admin/approvals/a.b", "text/plain")]
+    [InlineData("POST", "/admin/nothing/a.b", "text/plain")]
     [InlineData("GET", "/v1/models.json", "application/json")]
     public async Task AFileLikePathNoRouteTakesIs404InOpenAisShape(string method, string path, string contentType)
     {
@@ -214,6 +214,17 @@ public sealed class MalformedInputTests(AllRoutesServeFixture fixture) : IClassF
     }
 
     [Theory]
+    [InlineData("POST", "/internal/workers", "text/plain")]
+    [InlineData("POST", "/admin/approvals/x", "application/x-www-form-urlencoded")]
+    [InlineData("POST", "/admin/adapters/support-bot/promote", "multipart/form-data; boundary=b")]
+    public async Task ARouteThatBindsJsonAnswersAnotherContentTypeWith415(string method, string path, string contentType)
+    {
+        // Found by the fuzz suite: routing passed such requests to the fallback, which said there was no route.
+        var result = await SendJsonAsync(fixture.Http, fixture.Request(new HttpMethod(method), path, "{}"u8.ToArray(), contentType));
+        AssertError(HttpStatusCode.UnsupportedMediaType, result, null, "unsupported_media_type");
+    }
+
+    [Theory]
     [InlineData("not-a-url")]
     [InlineData("..%2F..%2Fetc")]
     [InlineData("http%3A%2F%2F127.0.0.1%3A9")]
@@ -235,5 +246,34 @@ public sealed class MalformedInputTests(AllRoutesServeFixture fixture) : IClassF
         var result = await SendJsonAsync(fixture.Http, fixture.Request(HttpMethod.Post, path, body));
         AssertError(HttpStatusCode.BadRequest, result, null);
         Assert.Contains("UTF-8", result.Body.GetProperty("error").GetProperty("message").GetString());
+    }
+}
+
+/// <summary>An unexpected exception in a route is still answered in OpenAI's shape, and the host keeps serving.</summary>
+public sealed class UnexpectedErrorTests
+{
+    /// <summary>An alias store whose lookups fail like a bug would (the list, read at start, is empty).</summary>
+    private sealed class BrokenAliasStore : TuneGateway.Server.Gateway.IAliasStore
+    {
+        public Task<TuneGateway.Server.Gateway.AliasConfig?> GetAsync(string name, CancellationToken cancellationToken = default) => throw new InvalidOperationException("broken store");
+        public Task<IReadOnlyList<TuneGateway.Server.Gateway.AliasConfig>> ListAsync(CancellationToken cancellationToken = default) =>
+            Task.FromResult<IReadOnlyList<TuneGateway.Server.Gateway.AliasConfig>>([]);
+        public Task SetAsync(TuneGateway.Server.Gateway.AliasConfig config, string actor = "api", CancellationToken cancellationToken = default) => throw new InvalidOperationException("broken store");
+        public Task<bool> DeleteAsync(string name, string actor = "api", CancellationToken cancellationToken = default) => throw new InvalidOperationException("broken store");
+        public event Action<TuneGateway.Server.Gateway.AliasChange>? Changed { add { } remove { } }
+    }
+
+    [Fact]
+    public async Task AnUnhandledExceptionIsA500InOpenAisShape()
+    {
+        await using var gateway = TuneGateway.Server.ServerHost.CreateGateway(new TuneGateway.Server.Gateway.GatewayOptions(), Settings(), new BrokenAliasStore());
+        await gateway.StartAsync();
+        using var http = new HttpClient();
+        string url = BaseUrl(gateway);
+        var result = await SendJsonAsync(http, new HttpRequestMessage(HttpMethod.Get, url + "/admin/aliases/x"));
+        AssertError(HttpStatusCode.InternalServerError, result, null, "internal_error");
+        Assert.DoesNotContain("broken store", result.Body.GetRawText());
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(url + "/healthz")).StatusCode);
+        await gateway.StopAsync();
     }
 }
