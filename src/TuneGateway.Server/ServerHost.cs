@@ -214,10 +214,11 @@ public static class ServerHost
                 context.AddResponseTransform(transform =>
                 {
                     var headers = transform.HttpContext.Response.Headers;
-                    if (transform.HttpContext.Features.Get<GatewayRoute>() is { } target)
+                    // The names come from the client's body: only those a header can carry are echoed (a NUL in one failed the whole response).
+                    if (transform.HttpContext.Features.Get<GatewayRoute>() is { } target && IsHeaderSafe(target.Model))
                     {
                         headers["X-TuneGateway-Model"] = target.Model;
-                        if (target.Alias is not null)
+                        if (target.Alias is not null && IsHeaderSafe(target.Alias))
                         {
                             headers["X-TuneGateway-Alias"] = target.Alias;
                             headers["X-TuneGateway-Arm"] = target.Model;
@@ -232,11 +233,14 @@ public static class ServerHost
         services.AddHostedService(sp => sp.GetRequiredService<GatewayProxyConfig>());
     }
 
+    private static bool IsHeaderSafe(string value) => value.Length is > 0 and <= 256 && value.All(c => c is >= ' ' and <= '~');
+
     private static void UseCommon(WebApplication app, ApiKeyStore keys, string role, InternalHop? hop = null)
     {
         app.Use((context, next) => ApiErrors.Middleware(context, () => next(context)));
         if (hop is not null) app.Use((context, next) => hop.Guard(context, () => next(context)));
         app.UseApiKeyAuth();
+        app.Use((context, next) => JsonText.Middleware(context, () => next(context)));
         AuthSetup.LogKeyMode(keys, app.Logger, role);
         app.MapGet("/healthz", () => Results.Json(new { status = "alive" }));
         app.MapGet("/version", () => Results.Json(new { version = Version }));
@@ -272,8 +276,33 @@ public static class ServerHost
         });
     }
 
-    private static void MapFallback(WebApplication app) => app.MapFallback(context =>
-        ApiErrors.WriteAsync(context, ApiException.NoRoute(context.Request)));
+    /// <summary>
+    /// Every path no route takes, file-like ones included (MapFallback's default pattern skips paths
+    /// with a dot, which then got an empty 404).
+    /// </summary>
+    private static void MapFallback(WebApplication app) => app.MapFallback("{**path}", context =>
+        ApiErrors.WriteAsync(context, UnsupportedMediaType(context)
+            ?? ApiException.NoRoute(context.Request)));
+
+    /// <summary>
+    /// A route that binds a JSON body does not match a request of another content type, and
+    /// routing then picks the fallback: say 415 for such a route rather than that there is none.
+    /// </summary>
+    private static ApiException? UnsupportedMediaType(HttpContext context)
+    {
+        var request = context.Request;
+        foreach (var endpoint in context.RequestServices.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>())
+        {
+            if (endpoint.Metadata.GetMetadata<Microsoft.AspNetCore.Http.Metadata.IAcceptsMetadata>() is not { ContentTypes.Count: > 0 } accepts) continue;
+            if (endpoint.Metadata.GetMetadata<HttpMethodMetadata>() is { } methods && !methods.HttpMethods.Contains(request.Method, StringComparer.OrdinalIgnoreCase)) continue;
+            var template = Microsoft.AspNetCore.Routing.Template.TemplateParser.Parse(endpoint.RoutePattern.RawText ?? "");
+            if (!new Microsoft.AspNetCore.Routing.Template.TemplateMatcher(template, new RouteValueDictionary()).TryMatch(request.Path, new RouteValueDictionary())) continue;
+            return new ApiException(StatusCodes.Status415UnsupportedMediaType,
+                $"{request.Method} {request.Path} takes {string.Join(" or ", accepts.ContentTypes)}; the request's content type is '{request.ContentType}'.",
+                ApiErrorTypes.InvalidRequest, code: "unsupported_media_type");
+        }
+        return null;
+    }
 
     /// <summary>serve's worker reports straight into the gateway's registry.</summary>
     private sealed class InProcessStateSink(WorkerRegistry registry) : IWorkerStateSink

@@ -6,15 +6,24 @@ namespace TuneGateway.Engine.Inference;
 /// <summary>A token chosen for one row, with its log-probability and the top alternatives.</summary>
 public readonly record struct SampledToken(int TokenId, float Logprob, (int TokenId, float Logprob)[]? TopLogprobs);
 
-/// <summary>Per-row sampling settings for one step.</summary>
-public readonly record struct RowSampling(double Temperature, int TopK, double TopP, int TopLogprobs, double Uniform);
+/// <summary>
+/// Per-row sampling settings for one step. <paramref name="Seen"/>: the row's prompt and output
+/// tokens, read when <paramref name="RepetitionPenalty"/> is not 1; <paramref name="Banned"/>:
+/// tokens the row may not pick this step (end-of-sequence before <c>min_tokens</c>).
+/// </summary>
+public readonly record struct RowSampling(double Temperature, int TopK, double TopP, int TopLogprobs, double Uniform,
+    double MinP = 0, double RepetitionPenalty = 1, IReadOnlyList<int>? Seen = null, IReadOnlyList<int>? Banned = null)
+{
+    internal bool Penalized => RepetitionPenalty != 1 && Seen is { Count: > 0 };
+    internal bool HasBanned => Banned is { Count: > 0 };
+}
 
 /// <summary>
 /// Picks the next token for every row of a step in a fixed number of batched tensor operations,
 /// whatever the mix of greedy and sampled rows. Randomness comes from each request's own seeded
 /// generator (a uniform number per step, drawn on the host), so a request's tokens do not depend
 /// on which other requests share its batch. Log-probabilities are those of the raw model
-/// distribution, before temperature and filtering.
+/// distribution, before penalties, temperature and filtering.
 /// </summary>
 public static class Sampler
 {
@@ -25,6 +34,7 @@ public static class Sampler
         using var scope = torch.NewDisposeScope();
         var device = logits.device;
         var logprobs = logits.log_softmax(-1);
+        logits = Penalize(logits, rows, device);
 
         var chosen = logits.argmax(-1);
         if (rows.Any(r => r.Temperature > 0))
@@ -61,13 +71,50 @@ public static class Sampler
         return result;
     }
 
-    /// <summary>Temperature, top-k and top-p, then inverse-CDF sampling with each row's uniform draw.</summary>
+    /// <summary>
+    /// The repetition penalty and banned tokens, on a copy of the logits; rows without either (the
+    /// common case) cost nothing. Each such row is a few small indexed operations on its own ids.
+    /// </summary>
+    private static Tensor Penalize(Tensor logits, IReadOnlyList<RowSampling> rows, Device device)
+    {
+        if (!rows.Any(r => r.Penalized || r.HasBanned)) return logits;
+        long vocab = logits.shape[1];
+        var result = logits.clone();
+        for (int i = 0; i < rows.Count; i++)
+        {
+            var r = rows[i];
+            if (!r.Penalized && !r.HasBanned) continue;
+            var row = result[i];
+            if (r.Penalized)
+            {
+                var ids = torch.tensor(r.Seen!.Where(t => t >= 0 && t < vocab).Distinct().Select(t => (long)t).ToArray(), device: device);
+                var values = row.index_select(0, ids);
+                float penalty = (float)r.RepetitionPenalty;
+                row.index_copy_(0, ids, torch.where(values > 0, values / penalty, values * penalty));
+            }
+            if (r.HasBanned)
+            {
+                var ids = torch.tensor(r.Banned!.Where(t => t >= 0 && t < vocab).Distinct().Select(t => (long)t).ToArray(), device: device);
+                row.index_fill_(0, ids, double.NegativeInfinity);
+            }
+        }
+        return result;
+    }
+
+    /// <summary>Temperature, min-p, top-k and top-p, then inverse-CDF sampling with each row's uniform draw.</summary>
     private static Tensor SampleRows(Tensor logits, IReadOnlyList<RowSampling> rows, Device device)
     {
         long vocab = logits.shape[1];
         var temperature = torch.tensor(rows.Select(r => (float)(r.Temperature > 0 ? r.Temperature : 1.0)).ToArray(), device: device).unsqueeze(1);
         var uniform = torch.tensor(rows.Select(r => (float)r.Uniform).ToArray(), device: device).unsqueeze(1);
         var scaled = logits / temperature;
+        if (rows.Any(r => r.Temperature > 0 && r.MinP > 0))
+        {
+            // min_p: drop tokens less likely than min_p times the most likely one (which always stays).
+            var all = scaled.softmax(-1);
+            var minP = torch.tensor(rows.Select(r => (float)r.MinP).ToArray(), device: device).unsqueeze(1);
+            scaled = scaled.masked_fill(all < minP * all.max(-1, keepdim: true).values, double.NegativeInfinity);
+        }
 
         bool filter = rows.Any(r => r.Temperature > 0 && ((r.TopK > 0 && r.TopK < vocab) || r.TopP < 1));
         if (!filter)

@@ -17,6 +17,23 @@ public sealed record SamplingParams
     public IReadOnlyList<int> StopTokenIds { get; init; } = [];
     /// <summary>Keep generating through end-of-sequence tokens (benchmarks, parity tests).</summary>
     public bool IgnoreEos { get; init; }
+    /// <summary>
+    /// Until this many tokens are generated, end-of-sequence and <see cref="StopTokenIds"/> cannot
+    /// be picked and stop strings are not looked for (vLLM's <c>min_tokens</c>).
+    /// </summary>
+    public int MinTokens { get; init; }
+    /// <summary>A matched stop string (or stop token's text) stays in the returned text.</summary>
+    public bool IncludeStopStringInOutput { get; init; }
+    /// <summary>
+    /// Sampled rows drop tokens whose probability (after temperature) is below this fraction of
+    /// the most likely token's; 0 disables it (vLLM's <c>min_p</c>).
+    /// </summary>
+    public double MinP { get; init; }
+    /// <summary>
+    /// Logits of tokens already in the prompt or the output are divided by this when positive and
+    /// multiplied by it when negative; 1 disables it (vLLM's <c>repetition_penalty</c>).
+    /// </summary>
+    public double RepetitionPenalty { get; init; } = 1.0;
     /// <summary>Number of most likely alternatives to report with each token (0 = none).</summary>
     public int TopLogprobs { get; init; }
     /// <summary>Report the chosen token's log-probability.</summary>
@@ -35,5 +52,8 @@ public sealed record SamplingParams
         if (TopK < -1) throw new ArgumentException("top_k must be -1, 0 (disabled) or positive.", "top_k");
         if (TopLogprobs is < 0 or > 20) throw new ArgumentException("logprobs must be between 0 and 20.", "logprobs");
         if (Stop.Any(string.IsNullOrEmpty)) throw new ArgumentException("stop strings must not be empty.", "stop");
+        if (MinTokens < 0 || MinTokens > MaxTokens) throw new ArgumentException("min_tokens must be between 0 and max_tokens.", "min_tokens");
+        if (!(MinP >= 0 && MinP <= 1)) throw new ArgumentException("min_p must be between 0 and 1.", "min_p");
+        if (!(RepetitionPenalty > 0 && double.IsFinite(RepetitionPenalty))) throw new ArgumentException("repetition_penalty must be greater than 0.", "repetition_penalty");
     }
 }

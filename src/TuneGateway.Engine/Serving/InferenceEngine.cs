@@ -143,7 +143,7 @@ public sealed class InferenceEngine : IDisposable
             Sampling = sampling,
             Adapter = model == ModelId ? null : model,
             RequestId = requestId ?? Guid.NewGuid().ToString("N"),
-            Text = new StopStringTextStream(decoder, sampling.Stop),
+            Text = new StopStringTextStream(decoder, sampling.Stop, sampling.MinTokens, sampling.IncludeStopStringInOutput),
         };
         return Scheduler.Submit(request, cancellationToken);
     }

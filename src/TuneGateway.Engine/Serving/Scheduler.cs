@@ -178,7 +178,9 @@ public sealed class Scheduler : IDisposable
             if (!chunks[i].WantLogits) continue;
             var s = owners[i];
             var p = s.Request.Sampling;
-            sampling.Add(new RowSampling(p.Temperature, p.TopK, p.TopP, p.TopLogprobs, p.IsGreedy ? 0 : s.Random.NextDouble()));
+            sampling.Add(new RowSampling(p.Temperature, p.TopK, p.TopP, p.TopLogprobs, p.IsGreedy ? 0 : s.Random.NextDouble(),
+                p.MinP, p.RepetitionPenalty, p.RepetitionPenalty != 1 ? s.Tokens : null,
+                s.Generated >= p.MinTokens ? null : p.IgnoreEos ? p.StopTokenIds : [.. _eos, .. p.StopTokenIds]));
             sampled.Add(s);
         }
 
@@ -303,7 +305,8 @@ public sealed class Scheduler : IDisposable
         var sampling = s.Request.Sampling;
         bool eos = !sampling.IgnoreEos && _eos.Contains(token.TokenId);
         bool stopToken = sampling.StopTokenIds.Contains(token.TokenId);
-        var text = s.Request.Text is { } stream && !eos && !stopToken ? stream.Append(token.TokenId) : new TextStep("", false);
+        // A stop token's text is kept only when asked for; end-of-sequence is a special token without text.
+        var text = s.Request.Text is { } stream && !eos && (!stopToken || sampling.IncludeStopStringInOutput) ? stream.Append(token.TokenId) : new TextStep("", false);
         s.Output.TryWrite(new TokenGenerated(token.TokenId, text.Text, token.Logprob, token.TopLogprobs));
 
         if (eos || stopToken) Finish(s, FinishReason.Stop, null);

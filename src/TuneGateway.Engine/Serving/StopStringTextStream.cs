@@ -7,7 +7,8 @@ namespace TuneGateway.Engine.Serving;
 /// Detokenizes a sequence as it grows and watches for stop strings. Text that could still turn
 /// out to be the start of a stop string is held back (at most the longest stop's length minus
 /// one character), so a client never receives part of a stop string; when one completes, the
-/// text before it is released and generation ends.
+/// text before it is released (with the stop string when asked for) and generation ends. Stop
+/// strings are looked for only from the <c>minTokens</c>-th token on.
 /// </summary>
 public sealed class StopStringTextStream : ITextStream
 {
@@ -15,10 +16,15 @@ public sealed class StopStringTextStream : ITextStream
     private readonly string[] _stops;
     private readonly int _holdBack;
     private readonly StringBuilder _text = new();
+    private readonly int _minTokens;
+    private readonly bool _includeStop;
     private int _released;
+    private int _tokens;
 
-    public StopStringTextStream(IncrementalDecoder decoder, IReadOnlyList<string> stops)
+    public StopStringTextStream(IncrementalDecoder decoder, IReadOnlyList<string> stops, int minTokens = 0, bool includeStop = false)
     {
+        _minTokens = minTokens;
+        _includeStop = includeStop;
         _decoder = decoder;
         _stops = stops.Where(s => s.Length > 0).Distinct().ToArray();
         _holdBack = _stops.Length == 0 ? 0 : _stops.Max(s => s.Length) - 1;
@@ -28,7 +34,8 @@ public sealed class StopStringTextStream : ITextStream
     {
         int searchFrom = Math.Max(_released, _text.Length - _holdBack);
         _text.Append(_decoder.Append(tokenId));
-        if (_stops.Length > 0)
+        _tokens++;
+        if (_stops.Length > 0 && _tokens >= _minTokens)
         {
             string window = _text.ToString(searchFrom, _text.Length - searchFrom);
             int best = -1;
@@ -44,7 +51,7 @@ public sealed class StopStringTextStream : ITextStream
             }
             if (matched is not null)
             {
-                string before = Release(searchFrom + best);
+                string before = Release(searchFrom + best + (_includeStop ? matched.Length : 0));
                 _released = _text.Length; // nothing after the stop string is ever released
                 return new TextStep(before, true, matched);
             }

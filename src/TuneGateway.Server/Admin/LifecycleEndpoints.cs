@@ -24,7 +24,7 @@ public static class LifecycleEndpoints
 
     public static void MapLifecycleApi(this IEndpointRouteBuilder app)
     {
-        var read = app.MapGroup("/admin").RequireAuthorization(Policies.Aliases);
+        var read = app.MapGroup("/admin").RequireAuthorization(Policies.Aliases).AddEndpointFilter(ValidatePathNames);
 
         // data: the adapters the lifecycle registry knows; served: what the workers serve now, registered or not.
         read.MapGet("/adapters", async (LifecycleManager lifecycle, IServiceProvider services, CancellationToken ct) =>
@@ -75,7 +75,7 @@ public static class LifecycleEndpoints
         read.MapGet("/audit", async (string? adapter, long? after, int? limit, LifecycleManager lifecycle, CancellationToken ct) =>
             Results.Json(new { data = await lifecycle.Registry.GetAuditAsync(adapter, after ?? 0, Math.Clamp(limit ?? 100, 1, 1000), ct) }, Json));
 
-        var operate = app.MapGroup("/admin").RequireAuthorization(Policies.Operator);
+        var operate = app.MapGroup("/admin").RequireAuthorization(Policies.Operator).AddEndpointFilter(ValidatePathNames);
         operate.MapPost("/adapters/{name}/promote", async (string name, ActionBody body, HttpContext http, LifecycleManager lifecycle, CancellationToken ct) =>
         {
             if (string.IsNullOrWhiteSpace(body.Version)) throw ApiException.Invalid("version", "'version' is required.");
@@ -89,7 +89,7 @@ public static class LifecycleEndpoints
             return await Guard(async () => Results.Json(await lifecycle.ResolveApprovalAsync(id, approve, AuditActor.Of(http), body.Comment, ct), Json));
         });
 
-        var mlops = app.MapGroup("/admin").RequireAuthorization(Policies.Aliases);
+        var mlops = app.MapGroup("/admin").RequireAuthorization(Policies.Aliases).AddEndpointFilter(ValidatePathNames);
         mlops.MapPost("/adapters/{name}/versions", RegisterVersionAsync);
         mlops.MapPut("/pipelines/{name}", async (string name, HttpContext http, LifecycleManager lifecycle, CancellationToken ct) =>
         {
@@ -237,6 +237,29 @@ public static class LifecycleEndpoints
         return stored is { ValueKind: JsonValueKind.Array } s ? s.Deserialize<List<DriftCheck>>(Json) ?? [] : [];
     }
 
+    /// <summary>
+    /// The adapter name and version in the path are checked before any store sees them: the stores
+    /// refuse bad ones (control characters, '..', '/') with an ArgumentException, which would be a 500.
+    /// </summary>
+    private static ValueTask<object?> ValidatePathNames(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        foreach (var (key, what) in new[] { ("name", "adapter name"), ("version", "version") })
+        {
+            if (context.HttpContext.Request.RouteValues.TryGetValue(key, out var value) && value is string text)
+            {
+                try
+                {
+                    LifecycleRules.ValidateName(text, what);
+                }
+                catch (ArgumentException ex)
+                {
+                    throw ApiException.Invalid(key, ex.Message.Split(" (Parameter")[0]);
+                }
+            }
+        }
+        return next(context);
+    }
+
     /// <summary>Runs a lifecycle action, mapping its failures to API errors.</summary>
     private static async Task<IResult> Guard(Func<Task<IResult>> action)
     {
@@ -251,6 +274,11 @@ public static class LifecycleEndpoints
         catch (StateConflictException ex)
         {
             throw new ApiException(409, ex.Message, ApiErrorTypes.InvalidRequest, null, "conflict");
+        }
+        catch (ArgumentException ex)
+        {
+            // The stores validate what the body names (a version, a reason) the same way.
+            throw ApiException.Invalid(ex.ParamName ?? "version", ex.Message.Split(" (Parameter")[0]);
         }
         catch (InvalidOperationException ex)
         {

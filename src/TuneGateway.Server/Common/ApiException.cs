@@ -1,5 +1,7 @@
 using System.Text.Json.Serialization;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 namespace TuneGateway.Server.Common;
 
@@ -97,6 +99,14 @@ public static class ApiErrors
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {
             // The client went away; nobody is left to answer.
+        }
+        catch (Exception error) when (!context.Response.HasStarted)
+        {
+            // A bug, but the client still gets an answer it can parse (Kestrel's own is an empty 500); the details stay in the log.
+            context.RequestServices.GetService<ILoggerFactory>()?.CreateLogger(typeof(ApiErrors)).LogError(error,
+                "Unhandled exception on {Method} {Path}", context.Request.Method, context.Request.Path);
+            await WriteAsync(context, new ApiException(StatusCodes.Status500InternalServerError, "The server failed to answer this request.", ApiErrorTypes.Server,
+                code: "internal_error")).ConfigureAwait(false);
         }
     }
 }

@@ -84,7 +84,8 @@ public static class GatewayEndpoints
         AliasBody? body;
         try
         {
-            body = await context.Request.ReadFromJsonAsync<AliasBody>(ServerJson.Options, ct).ConfigureAwait(false);
+            // Read whatever the content type says, like the OpenAI routes (ReadFromJsonAsync throws on a non-JSON one: a 500).
+            body = await JsonSerializer.DeserializeAsync<AliasBody>(context.Request.Body, ServerJson.Options, ct).ConfigureAwait(false);
         }
         catch (JsonException ex)
         {

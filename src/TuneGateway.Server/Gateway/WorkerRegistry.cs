@@ -207,9 +207,9 @@ public sealed class WorkerRegistry
 
     public static string Normalize(string url) => TryNormalize(url) ?? throw new ArgumentException($"'{url}' is not an http(s) URL.", nameof(url));
 
-    public static string? TryNormalize(string url)
-    {
-        if (!Uri.TryCreate(url.Trim(), UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps)) return null;
-        return uri.GetLeftPart(UriPartial.Path).TrimEnd('/');
-    }
+    /// <summary>The URL without query and trailing slash; null when it is no http(s) URL.</summary>
+    public static string? TryNormalize(string url) =>
+        Uri.TryCreate(url.Trim(), UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps)
+            ? uri.GetLeftPart(UriPartial.Path).TrimEnd('/')
+            : null;
 }

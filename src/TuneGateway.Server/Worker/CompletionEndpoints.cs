@@ -17,11 +17,42 @@ internal static class CompletionEndpoints
 {
     private const int MaxChoices = 64;
 
+    /// <summary>Parameters both endpoints take (see <see cref="ReadCommon"/>).</summary>
+    private static readonly string[] CommonParameters =
+    [
+        "model", "max_tokens", "n", "presence_penalty", "frequency_penalty", "logit_bias", "user", "stop", "stream", "stream_options",
+        "top_k", "temperature", "top_p", "seed", "stop_token_ids", "ignore_eos", "return_token_ids", "min_p", "repetition_penalty",
+        "min_tokens", "include_stop_str_in_output", "truncate_prompt_tokens", "response_format", "logprobs",
+    ];
+
+    /// <summary>Every parameter <c>/v1/completions</c> reads; anything else is refused with a 400 naming it.</summary>
+    internal static readonly IReadOnlySet<string> CompletionParameters = new HashSet<string>([.. CommonParameters, "prompt", "echo", "suffix", "best_of"], StringComparer.Ordinal);
+
+    /// <summary>Every parameter <c>/v1/chat/completions</c> reads; anything else is refused with a 400 naming it.</summary>
+    internal static readonly IReadOnlySet<string> ChatParameters = new HashSet<string>(
+        [.. CommonParameters, "messages", "tools", "top_logprobs", "chat_template_kwargs", "add_generation_prompt", "max_completion_tokens"], StringComparer.Ordinal);
+
+    /// <summary>Known parameters (vLLM's and OpenAI's) this server refuses, with why; a separate issue covers structured outputs.</summary>
+    internal static readonly IReadOnlyDictionary<string, string> UnsupportedParameters = new Dictionary<string, string>(StringComparer.Ordinal)
+    {
+        ["guided_json"] = "guided decoding (structured outputs) is not implemented",
+        ["guided_regex"] = "guided decoding (structured outputs) is not implemented",
+        ["guided_choice"] = "guided decoding (structured outputs) is not implemented",
+        ["guided_grammar"] = "guided decoding (structured outputs) is not implemented",
+        ["guided_decoding_backend"] = "guided decoding (structured outputs) is not implemented",
+        ["guided_whitespace_pattern"] = "guided decoding (structured outputs) is not implemented",
+        ["structured_outputs"] = "guided decoding (structured outputs) is not implemented",
+        ["functions"] = "legacy function calling is not implemented",
+        ["function_call"] = "legacy function calling is not implemented",
+        ["tool_choice"] = "tool calling is not implemented",
+        ["parallel_tool_calls"] = "tool calling is not implemented",
+    };
+
     public static async Task CompletionsAsync(HttpContext context, EngineHost host)
     {
         var engine = host.Require();
         using var document = await RequestFields.ReadBodyAsync(context.Request, context.RequestAborted).ConfigureAwait(false);
-        var f = RequestFields.Parse(document);
+        var f = RequestFields.Parse(document, CompletionParameters);
         string model = ResolveModel(context, engine, f);
         var prompts = ReadPrompts(f, engine);
         int? logprobs = f.Int("logprobs", 0, 20);
@@ -30,6 +61,7 @@ internal static class CompletionEndpoints
         var plan = ReadCommon(f, engine, model, prompts, defaultMaxTokens: _ => 16, logprobs is not null, logprobs ?? 0);
         if (f.Int("best_of", 1, MaxChoices) is int bestOf && bestOf != plan.N)
             throw ApiException.Invalid("best_of", "'best_of' other than n is not supported.");
+        f.RejectUnread(UnsupportedParameters);
 
         string id = "cmpl-" + Guid.NewGuid().ToString("N");
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
@@ -49,14 +81,11 @@ internal static class CompletionEndpoints
     {
         var engine = host.Require();
         using var document = await RequestFields.ReadBodyAsync(context.Request, context.RequestAborted).ConfigureAwait(false);
-        var f = RequestFields.Parse(document);
+        var f = RequestFields.Parse(document, ChatParameters);
         string model = ResolveModel(context, engine, f);
         var messages = ReadMessages(f);
         if (f.Get("tools") is { } tools && !RequestFields.IsEmpty(tools))
             throw ApiException.Invalid("tools", "Tool calling is not supported by this server.");
-        if (f.Get("response_format") is { } format &&
-            !(format.ValueKind == JsonValueKind.Object && format.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String && type.GetString() == "text"))
-            throw ApiException.Invalid("response_format", "Only response_format {\"type\": \"text\"} is supported.");
         bool logprobs = f.Bool("logprobs") ?? false;
         int? top = f.Int("top_logprobs", 0, 20);
         if (top is > 0 && !logprobs) throw ApiException.Invalid("top_logprobs", "'top_logprobs' requires 'logprobs': true.");
@@ -79,6 +108,7 @@ internal static class CompletionEndpoints
         var ids = engine.Encode(prompt, addSpecialTokens: false);
         var plan = ReadCommon(f, engine, model, [ids], defaultMaxTokens: length => Math.Max(1, engine.MaxModelLength - length), logprobs, top ?? 0,
             maxTokensFields: ["max_completion_tokens", "max_tokens"]);
+        f.RejectUnread(UnsupportedParameters);
 
         string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
@@ -132,9 +162,14 @@ internal static class CompletionEndpoints
     private static GenerationPlan ReadCommon(RequestFields f, InferenceEngine engine, string model, IReadOnlyList<IReadOnlyList<int>> prompts,
         Func<int, int> defaultMaxTokens, bool logprobs, int topLogprobs, string[]? maxTokensFields = null)
     {
+        // Every field is read (the first one given wins), so that none counts as ignored.
         int? maxTokens = null;
-        foreach (string field in maxTokensFields ?? ["max_tokens"])
-            maxTokens ??= f.Int(field, 1, int.MaxValue);
+        foreach (int? given in (maxTokensFields ?? ["max_tokens"]).Select(field => f.Int(field, 1, int.MaxValue)).ToArray())
+            maxTokens ??= given;
+        if (f.Get("response_format") is { } format &&
+            !(format.ValueKind == JsonValueKind.Object && format.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String && type.GetString() == "text"))
+            throw ApiException.Invalid("response_format", "Only response_format {\"type\": \"text\"} is supported: structured outputs are not implemented.");
+        prompts = Truncate(f, engine, prompts);
         int n = f.Int("n", 1, MaxChoices) ?? 1;
         if (n * prompts.Count > MaxChoices) throw ApiException.Invalid("n", $"At most {MaxChoices} choices per request (prompts × n).");
         f.RejectUnsupported("presence_penalty", RequestFields.IsZero, "penalties are not implemented");
@@ -165,6 +200,10 @@ internal static class CompletionEndpoints
             Stop = stop,
             StopTokenIds = f.Ints("stop_token_ids"),
             IgnoreEos = f.Bool("ignore_eos") ?? false,
+            MinTokens = f.Int("min_tokens", 0, int.MaxValue) ?? 0,
+            IncludeStopStringInOutput = f.Bool("include_stop_str_in_output") ?? false,
+            MinP = f.Double("min_p", 0, 1) ?? 0,
+            RepetitionPenalty = f.Double("repetition_penalty", 0, MaxRepetitionPenalty, minExclusive: true) ?? 1.0,
             Logprobs = logprobs,
             TopLogprobs = topLogprobs,
         };
@@ -181,6 +220,27 @@ internal static class CompletionEndpoints
         };
     }
 
+    /// <summary>
+    /// The message roles OpenAI's chat API takes (less the deprecated <c>function</c>, whose
+    /// legacy function calling this server does not implement).
+    /// </summary>
+    internal static readonly string[] ChatRoles = ["system", "developer", "user", "assistant", "tool"];
+
+    /// <summary>A generous bound (vLLM sets none) that keeps the penalty a finite float.</summary>
+    private const double MaxRepetitionPenalty = 1e6;
+
+    /// <summary>
+    /// <c>truncate_prompt_tokens</c>: keep the last k tokens of each prompt (-1: the model's context
+    /// length), as vLLM does; the end of a prompt is what the completion continues.
+    /// </summary>
+    private static IReadOnlyList<IReadOnlyList<int>> Truncate(RequestFields f, InferenceEngine engine, IReadOnlyList<IReadOnlyList<int>> prompts)
+    {
+        if (f.Int("truncate_prompt_tokens", -1, int.MaxValue) is not int keep) return prompts;
+        if (keep == 0) throw ApiException.Invalid("truncate_prompt_tokens", "'truncate_prompt_tokens' must be at least 1, or -1 for the model's context length.");
+        if (keep == -1) keep = engine.MaxModelLength;
+        return prompts.Select(p => p.Count <= keep ? p : (IReadOnlyList<int>)p.Skip(p.Count - keep).ToArray()).ToArray();
+    }
+
     /// <summary><c>messages</c> as the chat template sees them; text content parts are joined.</summary>
     private static IReadOnlyList<ChatMessage> ReadMessages(RequestFields f)
     {
@@ -194,7 +254,10 @@ internal static class CompletionEndpoints
             string where = $"messages[{index++}]";
             if (m.ValueKind != JsonValueKind.Object) throw ApiException.Invalid("messages", $"{where} must be an object.");
             if (!m.TryGetProperty("role", out var role) || role.ValueKind != JsonValueKind.String || role.GetString() is not { Length: > 0 } roleName)
-                throw ApiException.Invalid("messages", $"{where}.role is required.");
+                throw ApiException.Invalid($"{where}.role", $"{where}.role is required.");
+            // Templates render whatever role they are given; OpenAI refuses roles outside its list, and so does this server.
+            if (!ChatRoles.Contains(roleName))
+                throw ApiException.Invalid($"{where}.role", $"Invalid value for {where}.role: '{roleName}'. Supported values are: {string.Join(", ", ChatRoles.Select(r => $"'{r}'"))}.", "invalid_value");
             string? content = null;
             if (m.TryGetProperty("content", out var c))
             {

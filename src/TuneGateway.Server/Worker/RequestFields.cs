@@ -6,18 +6,59 @@ namespace TuneGateway.Server.Worker;
 /// <summary>
 /// Typed access to the fields of a JSON request body; a field of the wrong type or out of range is
 /// an <see cref="ApiException"/> (400) naming it. Absent and null fields read as null.
+/// With a set of declared fields, the reads are tracked: <see cref="RejectUnread"/> then refuses
+/// any field the endpoint did not read, so that no parameter is silently ignored.
 /// </summary>
-internal readonly struct RequestFields(JsonElement root)
+internal readonly struct RequestFields
 {
-    public JsonElement Root { get; } = root;
+    private readonly IReadOnlySet<string>? _declared;
+    private readonly HashSet<string>? _read;
 
-    public static RequestFields Parse(JsonDocument document) => document.RootElement.ValueKind == JsonValueKind.Object
-        ? new RequestFields(document.RootElement)
+    public RequestFields(JsonElement root, IReadOnlySet<string>? declared = null)
+    {
+        Root = root;
+        _declared = declared;
+        _read = declared is null ? null : new HashSet<string>(StringComparer.Ordinal);
+    }
+
+    public JsonElement Root { get; }
+
+    /// <param name="declared">The fields the endpoint reads (null: untracked).</param>
+    public static RequestFields Parse(JsonDocument document, IReadOnlySet<string>? declared = null) => document.RootElement.ValueKind == JsonValueKind.Object
+        ? new RequestFields(document.RootElement, declared)
         : throw new ApiException(400, "The request body must be a JSON object.", ApiErrorTypes.InvalidRequest);
 
-    public bool Has(string name) => Root.TryGetProperty(name, out var value) && value.ValueKind != JsonValueKind.Null;
+    private bool TryGet(string name, out JsonElement value)
+    {
+        if (_declared is not null)
+        {
+            // A programming error, not a client's: the declared list is what the accepted-parameters test checks.
+            if (!_declared.Contains(name)) throw new InvalidOperationException($"The endpoint reads '{name}', which it does not declare.");
+            _read!.Add(name);
+        }
+        return Root.TryGetProperty(name, out value);
+    }
 
-    public JsonElement? Get(string name) => Root.TryGetProperty(name, out var value) && value.ValueKind != JsonValueKind.Null ? value : null;
+    public bool Has(string name) => TryGet(name, out var value) && value.ValueKind != JsonValueKind.Null;
+
+    public JsonElement? Get(string name) => TryGet(name, out var value) && value.ValueKind != JsonValueKind.Null ? value : null;
+
+    /// <summary>
+    /// 400 naming the first non-null field the endpoint did not read: with the reason from
+    /// <paramref name="unsupported"/> when it is a known parameter this server does not implement,
+    /// else as OpenAI words an unknown argument.
+    /// </summary>
+    public void RejectUnread(IReadOnlyDictionary<string, string> unsupported)
+    {
+        if (_read is null) return;
+        foreach (var property in Root.EnumerateObject())
+        {
+            if (property.Value.ValueKind == JsonValueKind.Null || _read.Contains(property.Name)) continue;
+            throw ApiException.Invalid(property.Name, unsupported.TryGetValue(property.Name, out string? why)
+                ? $"'{property.Name}' is not supported by this server: {why}."
+                : $"Unrecognized request argument supplied: {property.Name}", "unsupported_parameter");
+        }
+    }
 
     public string? String(string name)
     {
@@ -57,8 +98,9 @@ internal readonly struct RequestFields(JsonElement root)
     public double? Double(string name, double min, double max, bool minExclusive = false)
     {
         if (Get(name) is not { } value) return null;
-        if (value.ValueKind != JsonValueKind.Number) throw ApiException.Invalid(name, $"'{name}' must be a number.");
-        double d = value.GetDouble();
+        // Numbers beyond double's range (1e400) do not parse: as wrong as a string.
+        if (value.ValueKind != JsonValueKind.Number || !value.TryGetDouble(out double d) || !double.IsFinite(d))
+            throw ApiException.Invalid(name, $"'{name}' must be a number.");
         if (d > max || d < min || (minExclusive && d == min))
             throw ApiException.Invalid(name, $"'{name}' must be {(minExclusive ? "greater than" : "at least")} {min} and at most {max}; got {d}.");
         return d;
@@ -88,7 +130,7 @@ internal readonly struct RequestFields(JsonElement root)
         if (Get(name) is { } value && !isNeutral(value)) throw ApiException.Invalid(name, $"'{name}' is not supported by this server: {what}.");
     }
 
-    public static bool IsZero(JsonElement e) => e.ValueKind == JsonValueKind.Number && e.GetDouble() == 0;
+    public static bool IsZero(JsonElement e) => e.ValueKind == JsonValueKind.Number && e.TryGetDouble(out double d) && d == 0;
     public static bool IsFalse(JsonElement e) => e.ValueKind == JsonValueKind.False;
     public static bool IsEmpty(JsonElement e) => e.ValueKind switch
     {

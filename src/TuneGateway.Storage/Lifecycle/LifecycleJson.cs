@@ -23,7 +23,7 @@ public static class LifecycleJson
 }
 
 /// <summary>Checks shared by both store implementations.</summary>
-internal static class LifecycleRules
+public static class LifecycleRules
 {
     public static void ValidateArms(string alias, IReadOnlyList<AliasArm> arms)
     {

@@ -26,6 +26,9 @@ public sealed class LifecycleServeHost : IAsyncDisposable
     public const string OperatorKey = "sk-dash-operator";
     public const string MlopsKey = "sk-dash-mlops";
     public const string InferenceKey = "sk-dash-inference";
+    public const string AdminKey = "sk-dash-admin";
+    /// <summary>The worker role: registering workers is its right alone.</summary>
+    public const string WorkerKey = "sk-dash-worker";
     public const string Adapter = "support-bot";
 
     private readonly string _root;
@@ -51,6 +54,8 @@ public sealed class LifecycleServeHost : IAsyncDisposable
             new() { Name = "operator", Key = OperatorKey, Roles = [Roles.Operator] },
             new() { Name = "mlops", Key = MlopsKey, Roles = [Roles.Mlops] },
             new() { Name = "inference", Key = InferenceKey, Roles = [Roles.Inference] },
+            new() { Name = "admin", Key = AdminKey, Roles = [Roles.Admin] },
+            new() { Name = "worker", Key = WorkerKey, Roles = [Roles.Worker] },
         ];
         var settings = ServerTestHost.Settings(keys) with { ConfigureServices = configureServices };
         // serve as `tunegw serve --data-dir` runs it: the embedded lifecycle store, the artifact directory searched for name@version.

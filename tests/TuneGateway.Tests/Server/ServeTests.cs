@@ -169,13 +169,38 @@ public sealed class ServeTests(ServeFixture serve) : IClassFixture<ServeFixture>
         AssertError(HttpStatusCode.BadRequest, await Send("/v1/completions", new { model = "llama-tiny", prompt = new[] { 100000 } }), "prompt");
         AssertError(HttpStatusCode.BadRequest, await Send("/v1/completions", new { model = "llama-tiny", prompt = "x", max_tokens = 100000 }), "max_tokens", "context_length_exceeded");
         AssertError(HttpStatusCode.BadRequest, await Send("/v1/chat/completions", new { model = "llama-tiny" }), "messages");
-        AssertError(HttpStatusCode.BadRequest, await Send("/v1/chat/completions", new { model = "llama-tiny", messages = new[] { new { content = "no role" } } }), "messages");
+        AssertError(HttpStatusCode.BadRequest, await Send("/v1/chat/completions", new { model = "llama-tiny", messages = new[] { new { content = "no role" } } }), "messages[0].role");
         AssertError(HttpStatusCode.BadRequest, await Send("/v1/chat/completions", new { model = "llama-tiny", messages = new[] { new { role = "user", content = "x" } }, top_logprobs = 2 }), "top_logprobs");
         AssertError(HttpStatusCode.BadRequest, await Send("/v1/completions", new { prompt = "x" }), "model");
         AssertError(HttpStatusCode.BadRequest, await Send("/v1/completions", "{not json"), null);
         AssertError(HttpStatusCode.NotFound, await Send("/v1/completions", new { model = "no-such-model", prompt = "x" }), "model", "model_not_found");
         AssertError(HttpStatusCode.NotFound, await Send("/v1/chat/completions", new { model = "no-such-model", messages = new[] { new { role = "user", content = "x" } } }), "model", "model_not_found");
         AssertError(HttpStatusCode.NotFound, await SendJsonAsync(_http, new HttpRequestMessage(HttpMethod.Get, Url("/v1/embeddings"))), null);
+    }
+
+    [Fact]
+    public async Task AChatMessageWithAnUnknownRoleIs400NamingIt()
+    {
+        var wizard = await SendJsonAsync(_http, Post(Url("/v1/chat/completions"), new
+        {
+            model = "llama-tiny",
+            messages = new[] { new { role = "user", content = "hi" }, new { role = "wizard", content = "abracadabra" } },
+            max_tokens = 1,
+        }, ServeFixture.AdminKey));
+        AssertError(HttpStatusCode.BadRequest, wizard, "messages[1].role", "invalid_value");
+        Assert.Contains("wizard", wizard.Body.GetProperty("error").GetProperty("message").GetString());
+
+        // Every role OpenAI documents (but the deprecated function role) still reaches the template.
+        foreach (string role in new[] { "system", "developer", "user", "assistant", "tool" })
+        {
+            var ok = await SendJsonAsync(_http, Post(Url("/v1/chat/completions"), new
+            {
+                model = "llama-tiny",
+                messages = new[] { new { role, content = "a" }, new { role = "user", content = "hi" } },
+                max_tokens = 1,
+            }, ServeFixture.AdminKey));
+            Assert.True(ok.Status == HttpStatusCode.OK, $"role {role}: {ok.Status} {ok.Body}");
+        }
     }
 
     [Fact]

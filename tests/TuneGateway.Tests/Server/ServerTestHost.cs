@@ -100,6 +100,22 @@ internal static class ServerTestHost
         if (code is not null) Assert.Equal(code, c.GetString());
     }
 
+    /// <summary>
+    /// Starts a streamed request, reads its first event, then goes away like a client that really
+    /// disconnects (HttpClient would otherwise drain the rest of the response to reuse the connection).
+    /// </summary>
+    public static async Task StreamThenDisconnectAsync(string url, object body, string? key = null)
+    {
+        using var client = new HttpClient(new SocketsHttpHandler { MaxResponseDrainSize = 0 });
+        using var cancel = new CancellationTokenSource();
+        var response = await client.SendAsync(Post(url, body, key), HttpCompletionOption.ResponseHeadersRead, cancel.Token);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancel.Token));
+        Assert.StartsWith("data: {", await reader.ReadLineAsync(cancel.Token));
+        cancel.Cancel();
+        response.Dispose();
+    }
+
     public static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);

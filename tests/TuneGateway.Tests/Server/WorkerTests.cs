@@ -60,15 +60,7 @@ public sealed class WorkerTests : IAsyncLifetime
     {
         var engine = _app.Services.GetRequiredService<EngineHost>().Engine!;
         long before = engine.Scheduler.Stats.GeneratedTokens;
-        // A client that really goes away: HttpClient would otherwise drain the rest of the response to reuse the connection.
-        using var client = new HttpClient(new SocketsHttpHandler { MaxResponseDrainSize = 0 });
-        using var cancel = new CancellationTokenSource();
-        var response = await client.SendAsync(Post(_url + "/v1/completions", new { model = "llama-tiny", prompt = "Hello", max_tokens = LongGeneration, ignore_eos = true, stream = true }),
-            HttpCompletionOption.ResponseHeadersRead, cancel.Token);
-        var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancel.Token));
-        Assert.StartsWith("data: {", await reader.ReadLineAsync(cancel.Token));
-        cancel.Cancel();
-        response.Dispose();
+        await StreamThenDisconnectAsync(_url + "/v1/completions", new { model = "llama-tiny", prompt = "Hello", max_tokens = LongGeneration, ignore_eos = true, stream = true });
 
         await WaitUntilAsync(async () => await StateAsync() == (0, 0), "the slot to be freed");
         long generated = engine.Scheduler.Stats.GeneratedTokens - before;
