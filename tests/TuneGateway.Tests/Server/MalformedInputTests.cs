@@ -234,6 +234,19 @@ public sealed class MalformedInputTests(AllRoutesServeFixture fixture) : IClassF
         AssertError(HttpStatusCode.UnsupportedMediaType, result, null, "unsupported_media_type");
     }
 
+    /// <summary>The gateway echoes the model in a response header: one a header cannot carry is left out, not a 502.</summary>
+    [Theory]
+    [InlineData("\\u0000", false)]
+    [InlineData("\\u0000", true)]
+    [InlineData("mod\\r\\nel", true)]
+    [InlineData("\\u00e9t\\u00e9", true)]
+    public async Task AModelNameNoHeaderCanCarryIsAnsweredNotFailed(string escapedModel, bool stream)
+    {
+        string body = $$"""{"model":"{{escapedModel}}","messages":[{"role":"user","content":"Hello"}],"max_tokens":1,"stream":{{(stream ? "true" : "false")}}}""";
+        var result = await SendJsonAsync(fixture.Http, fixture.Request(HttpMethod.Post, "/v1/chat/completions", Encoding.UTF8.GetBytes(body)));
+        AssertError(HttpStatusCode.NotFound, result, "model", "model_not_found");
+    }
+
     [Theory]
     [InlineData("not-a-url")]
     [InlineData("..%2F..%2Fetc")]
