@@ -1,3 +1,4 @@
+using TuneGateway.Storage;
 using System.Reflection;
 using System.Security.Cryptography;
 using Microsoft.AspNetCore.Builder;
@@ -48,7 +49,7 @@ public static class ServerHost
         typeof(ServerHost).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
 
     /// <summary>The serving worker's URL, on client responses only with <see cref="GatewayOptions.ExposeWorkerHeader"/>.</summary>
-    public const string WorkerHeader = "X-TuneGateway-Worker";
+    public const string WorkerHeader = WireHeaders.Worker;
 
     public static WebApplication CreateWorker(WorkerOptions worker, HostSettings settings)
     {
@@ -217,11 +218,11 @@ public static class ServerHost
                     // The names come from the client's body: only those a header can carry are echoed (a NUL in one failed the whole response).
                     if (transform.HttpContext.Features.Get<GatewayRoute>() is { } target && IsHeaderSafe(target.Model))
                     {
-                        headers["X-TuneGateway-Model"] = target.Model;
+                        headers[WireHeaders.Model] = target.Model;
                         if (target.Alias is not null && IsHeaderSafe(target.Alias))
                         {
-                            headers["X-TuneGateway-Alias"] = target.Alias;
-                            headers["X-TuneGateway-Arm"] = target.Model;
+                            headers[WireHeaders.Alias] = target.Alias;
+                            headers[WireHeaders.Arm] = target.Model;
                         }
                     }
                     if (gateway.ExposeWorkerHeader && transform.HttpContext.GetReverseProxyFeature().ProxiedDestination is { } destination)

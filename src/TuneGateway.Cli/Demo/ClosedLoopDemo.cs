@@ -1,3 +1,4 @@
+using TuneGateway.Storage;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
@@ -424,7 +425,7 @@ internal sealed class TrafficSimulation(HttpClient http, int seed, double newSha
         using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync(ct));
         string id = body.RootElement.GetProperty("id").GetString()!;
         string text = body.RootElement.GetProperty("choices")[0].GetProperty("text").GetString() ?? "";
-        string version = response.Headers.TryGetValues("X-TuneGateway-Arm", out var arms) ? arms.First() : "?";
+        string version = response.Headers.TryGetValues(WireHeaders.Arm, out var arms) ? arms.First() : "?";
         bool right = Evaluator.IsMatch(text, ticket.Completion);
         _byVersion.AddOrUpdate(version, (1, right ? 1 : 0), (_, v) => (v.Requests + 1, v.Correct + (right ? 1 : 0)));
         if (!rate) return;

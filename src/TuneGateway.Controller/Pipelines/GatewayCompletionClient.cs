@@ -1,3 +1,4 @@
+using TuneGateway.Storage;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
@@ -11,7 +12,7 @@ namespace TuneGateway.Controller.Pipelines;
 /// </summary>
 public sealed class GatewayCompletionClient(HttpClient http, string? apiKey) : ICompletionClient
 {
-    public const string EvaluationHeader = "X-TuneGateway-Evaluation";
+    public const string EvaluationHeader = WireHeaders.Evaluation;
 
     public async Task<string> CompleteAsync(string model, string prompt, int maxTokens, CancellationToken cancellationToken)
     {

@@ -1,3 +1,4 @@
+using TuneGateway.Storage;
 using System.Globalization;
 
 namespace TuneGateway.Server.Common;
@@ -11,7 +12,7 @@ namespace TuneGateway.Server.Common;
 public static class MeanLogprob
 {
     /// <summary>Response header of a non-streamed answer.</summary>
-    public const string Header = "X-TuneGateway-Mean-Logprob";
+    public const string Header = WireHeaders.MeanLogprob;
 
     /// <summary>Top-level field of the last data chunk of a stream.</summary>
     public const string StreamField = "tunegw_mean_logprob";

@@ -1,3 +1,4 @@
+using TuneGateway.Storage;
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -22,12 +23,12 @@ namespace TuneGateway.Server.Gateway;
 public sealed class GatewayProxyMiddleware(RequestDelegate next, AliasResolver aliases, WorkerRegistry registry, IRequestObserver observer,
     GatewayMetrics metrics, ILogger<GatewayProxyMiddleware> logger)
 {
-    public const string UserHeader = "X-TuneGateway-User";
+    public const string UserHeader = WireHeaders.User;
     /// <summary>
     /// <c>X-TuneGateway-Evaluation: true</c> marks a request as an offline evaluation (the retraining
     /// loop's), which the traffic log leaves out; honoured only from keys with the mlops, operator or admin role.
     /// </summary>
-    public const string EvaluationHeader = "X-TuneGateway-Evaluation";
+    public const string EvaluationHeader = WireHeaders.Evaluation;
     private const int MaxBody = 16 << 20;
 
     public async Task InvokeAsync(HttpContext context)
