@@ -21,10 +21,13 @@ public sealed record CanaryState
 }
 
 /// <summary>
-/// Every state change of adapters and their routing, for the pipelines, the operator API and
-/// the CLI: promote, roll back, start and end canaries, resolve approvals. Each action moves
-/// registry states with compare-and-set, flips alias weights, and leaves an audit event naming
-/// the actor and the reason. Production is only ever changed here.
+/// The one writer of lifecycle state, for the pipelines, the operator API and the CLI: register,
+/// evaluate and reject candidates, promote, roll back, start and end canaries, request and resolve
+/// approvals, edit pipelines, audit. Each action moves registry states with compare-and-set (along
+/// <see cref="VersionTransitions"/>), flips alias weights, and leaves an audit event naming the
+/// actor and the reason. Everyone else gets the stores' read interfaces only
+/// (<see cref="Registry"/>, <see cref="Aliases"/>, <see cref="Approvals"/>, <see cref="Pipelines"/>);
+/// a test checks that no other class of src/ calls a store's write methods.
 /// </summary>
 public sealed class LifecycleManager(IAdapterRegistry registry, IAliasStore aliases, IPipelineStore pipelines, IApprovalStore approvals,
     ILogger<LifecycleManager> logger, TimeProvider? time = null)
@@ -33,10 +36,75 @@ public sealed class LifecycleManager(IAdapterRegistry registry, IAliasStore alia
     internal const string CanaryKey = "canary";
     internal static readonly JsonSerializerOptions Json = PipelineDefinition.Json;
 
-    public IAdapterRegistry Registry => registry;
-    public IAliasStore Aliases => aliases;
-    public IApprovalStore Approvals => approvals;
-    public IPipelineStore Pipelines => pipelines;
+    public IAdapterRegistryReader Registry => registry;
+    public IAliasReader Aliases => aliases;
+    public IApprovalReader Approvals => approvals;
+    public IPipelineReader Pipelines => pipelines;
+
+    /// <summary>Next version name of an adapter ("v3"), allocated atomically across replicas.</summary>
+    public Task<string> AllocateVersionAsync(string adapter, CancellationToken cancellationToken = default) =>
+        registry.AllocateVersionAsync(adapter, cancellationToken);
+
+    /// <summary>Registers a version as a candidate (audited).</summary>
+    public Task<RegisteredVersion> RegisterCandidateAsync(RegisteredVersion version, string actor, string reason, CancellationToken cancellationToken = default) =>
+        registry.RegisterAsync(version with { State = VersionState.Candidate }, actor, reason, cancellationToken);
+
+    /// <summary>Attaches the offline evaluation to a version (audited).</summary>
+    public Task<RegisteredVersion> RecordEvaluationAsync(string adapter, string version, JsonElement evaluation, string actor, CancellationToken cancellationToken = default) =>
+        registry.SetEvaluationAsync(adapter, version, evaluation, actor, cancellationToken);
+
+    /// <summary>A candidate that failed a step or the gate: rejected for good, production untouched.</summary>
+    public Task<RegisteredVersion> RejectAsync(string adapter, string version, string actor, string reason, CancellationToken cancellationToken = default) =>
+        registry.TransitionAsync(adapter, version, VersionState.Rejected, actor, reason, [VersionState.Candidate], cancellationToken: cancellationToken);
+
+    /// <summary>Asks an operator to approve <paramref name="action"/> of a version (the pending one when already asked); audited.</summary>
+    public async Task<Approval> RequestApprovalAsync(string adapter, string version, ApprovalAction action, JsonElement? evidence, string actor, string reason,
+        CancellationToken cancellationToken = default)
+    {
+        var approval = await approvals.RequestAsync(adapter, version, action, evidence, cancellationToken).ConfigureAwait(false);
+        await registry.AppendAuditAsync(new AuditEvent { Actor = actor, Action = "approval.request", Adapter = adapter, Version = version, To = "pending", Reason = reason },
+            cancellationToken).ConfigureAwait(false);
+        return approval;
+    }
+
+    /// <summary>An audit event for an action that changes no version (a run requested, a pipeline edited elsewhere).</summary>
+    public Task<AuditEvent> AuditAsync(AuditEvent auditEvent, CancellationToken cancellationToken = default) => registry.AppendAuditAsync(auditEvent, cancellationToken);
+
+    /// <summary>Creates or replaces a pipeline definition (audited).</summary>
+    public async Task<PipelineRecord> PutPipelineAsync(string adapter, JsonElement definition, string actor, string? reason = null, CancellationToken cancellationToken = default)
+    {
+        var record = await pipelines.UpsertAsync(adapter, definition, actor, cancellationToken: cancellationToken).ConfigureAwait(false);
+        await registry.AppendAuditAsync(new AuditEvent { Actor = actor, Action = "pipeline.update", Adapter = adapter, To = $"revision {record.Revision}", Reason = reason },
+            cancellationToken).ConfigureAwait(false);
+        return record;
+    }
+
+    /// <summary>Deletes a pipeline (audited); false when there was none.</summary>
+    public async Task<bool> DeletePipelineAsync(string adapter, string actor, CancellationToken cancellationToken = default)
+    {
+        if (!await pipelines.DeleteAsync(adapter, actor, cancellationToken).ConfigureAwait(false)) return false;
+        await registry.AppendAuditAsync(new AuditEvent { Actor = actor, Action = "pipeline.delete", Adapter = adapter }, cancellationToken).ConfigureAwait(false);
+        return true;
+    }
+
+    /// <summary>Pauses or resumes a pipeline's schedule and triggers (audited).</summary>
+    public async Task<PipelineRecord> SetPipelinePausedAsync(string adapter, bool paused, string actor, CancellationToken cancellationToken = default)
+    {
+        var record = await pipelines.SetPausedAsync(adapter, paused, actor, cancellationToken).ConfigureAwait(false);
+        await registry.AppendAuditAsync(new AuditEvent { Actor = actor, Action = paused ? "pipeline.pause" : "pipeline.resume", Adapter = adapter }, cancellationToken).ConfigureAwait(false);
+        return record;
+    }
+
+    /// <summary>Asks the controller (any replica) to run a pipeline now; audited.</summary>
+    public async Task RequestRunAsync(string adapter, string actor, CancellationToken cancellationToken = default)
+    {
+        await Jobs.ControllerScheduler.RequestRunAsync(pipelines, adapter, actor, cancellationToken).ConfigureAwait(false);
+        await registry.AppendAuditAsync(new AuditEvent { Actor = actor, Action = "pipeline.run", Adapter = adapter, Reason = "run now" }, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The controller's own small state of a pipeline (drift history, reference profiles, cursors).</summary>
+    public Task SavePipelineStateAsync(string adapter, string key, JsonElement value, CancellationToken cancellationToken = default) =>
+        pipelines.SetStateAsync(adapter, key, value, cancellationToken);
 
     public async Task<RegisteredVersion?> ProductionAsync(string adapter, CancellationToken cancellationToken = default) =>
         (await registry.ListVersionsAsync(adapter, cancellationToken).ConfigureAwait(false)).LastOrDefault(v => v.State == VersionState.Production);

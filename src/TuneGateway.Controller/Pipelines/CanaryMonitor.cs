@@ -44,13 +44,9 @@ public sealed class CanaryMonitor(LifecycleManager lifecycle, ITrafficReader tra
                 await RecordAsync(adapter, state, PipelineStep.Decide, StepStatus.Succeeded, $"promoted {adapter}@{state.Candidate}: {reasons}", verdict, cancellationToken).ConfigureAwait(false);
                 break;
             case CanaryAction.Promote when state.ApprovalId is null:
-                var approval = await lifecycle.Approvals.RequestAsync(adapter, state.Candidate, ApprovalAction.Promote,
-                    JsonSerializer.SerializeToElement(verdict, PipelineDefinition.Json), cancellationToken).ConfigureAwait(false);
+                var approval = await lifecycle.RequestApprovalAsync(adapter, state.Candidate, ApprovalAction.Promote,
+                    JsonSerializer.SerializeToElement(verdict, PipelineDefinition.Json), Actor, reasons, cancellationToken).ConfigureAwait(false);
                 await lifecycle.SaveCanaryAsync(adapter, state with { ApprovalId = approval.Id }, cancellationToken).ConfigureAwait(false);
-                await lifecycle.Registry.AppendAuditAsync(new AuditEvent
-                {
-                    Actor = Actor, Action = "approval.request", Adapter = adapter, Version = state.Candidate, To = "pending", Reason = reasons,
-                }, cancellationToken).ConfigureAwait(false);
                 await RecordAsync(adapter, state, PipelineStep.Decide, StepStatus.Waiting, $"{adapter}@{state.Candidate} won its canary; waiting for approval {approval.Id}: {reasons}", verdict, cancellationToken).ConfigureAwait(false);
                 logger.LogInformation("{Adapter}@{Candidate} won its canary; approval {Id} requested", adapter, state.Candidate, approval.Id);
                 break;

@@ -105,7 +105,7 @@ public sealed class DriftMonitor(LifecycleManager lifecycle, ITrafficReader traf
         var history = (await HistoryAsync(adapter, cancellationToken).ConfigureAwait(false)).ToList();
         history.Add(check);
         if (history.Count > HistoryLength) history.RemoveRange(0, history.Count - HistoryLength);
-        await lifecycle.Pipelines.SetStateAsync(adapter, HistoryKey, JsonSerializer.SerializeToElement(history, PipelineDefinition.Json), cancellationToken).ConfigureAwait(false);
+        await lifecycle.SavePipelineStateAsync(adapter, HistoryKey, JsonSerializer.SerializeToElement(history, PipelineDefinition.Json), cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>The reference for the current production version, built once and stored.</summary>
@@ -138,7 +138,7 @@ public sealed class DriftMonitor(LifecycleManager lifecycle, ITrafficReader traf
             profile = DriftProfile.FromWindow(await WindowAsync(first.Select(r => r.Entry).ToArray(), cancellationToken).ConfigureAwait(false), createdAt: _time.GetUtcNow());
             source = $"first production window of {production?.Version ?? "the base model"} ({first.Count} requests)";
         }
-        await lifecycle.Pipelines.SetStateAsync(adapter, key, JsonSerializer.SerializeToElement(new { profile = profile.ToJson(), source }), cancellationToken).ConfigureAwait(false);
+        await lifecycle.SavePipelineStateAsync(adapter, key, JsonSerializer.SerializeToElement(new { profile = profile.ToJson(), source }), cancellationToken).ConfigureAwait(false);
         return (profile, source);
     }
 

@@ -75,7 +75,6 @@ public sealed class PipelineRunner(
     {
         string adapter = pipeline.Adapter;
         string runId = $"{_time.GetUtcNow():yyyyMMddTHHmmss}-{Guid.NewGuid().ToString("N")[..6]}";
-        var registry = lifecycle.Registry;
 
         if (await lifecycle.CanaryAsync(adapter, cancellationToken).ConfigureAwait(false) is { } canary)
             return await SkipAsync(runId, adapter, trigger, $"{canary.Candidate} is still in canary; a new candidate waits for its decision.", cancellationToken).ConfigureAwait(false);
@@ -120,9 +119,9 @@ public sealed class PipelineRunner(
                 pipeline.Training with { ValidationSplit = data.Validation.Count > 0 ? 0 : pipeline.Training.ValidationSplit },
                 options.TrainingDevice), cancellationToken).ConfigureAwait(false);
 
-            string version = await registry.AllocateVersionAsync(adapter, cancellationToken).ConfigureAwait(false);
+            string version = await lifecycle.AllocateVersionAsync(adapter, cancellationToken).ConfigureAwait(false);
             var published = await artifacts.PublishAsync(workDirectory, adapter, version, cancellationToken).ConfigureAwait(false);
-            candidate = await registry.RegisterAsync(new RegisteredVersion
+            candidate = await lifecycle.RegisterCandidateAsync(new RegisteredVersion
             {
                 Adapter = adapter,
                 Version = version,
@@ -155,18 +154,18 @@ public sealed class PipelineRunner(
             var golden = pipeline.Evaluation.GoldenSet is { } goldenPath ? Curator.ReadJsonLines(goldenPath) : [];
             gate = await Evaluator.GateAsync(completions, candidate.ModelName, production?.ModelName, data.Holdout, golden, pipeline.Evaluation,
                 options.EvaluationParallelism, cancellationToken).ConfigureAwait(false);
-            await registry.SetEvaluationAsync(adapter, candidate.Version, JsonSerializer.SerializeToElement(gate, PipelineDefinition.Json), Actor, cancellationToken).ConfigureAwait(false);
+            await lifecycle.RecordEvaluationAsync(adapter, candidate.Version, JsonSerializer.SerializeToElement(gate, PipelineDefinition.Json), Actor, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
             await EndAsync(evaluateStep, StepStatus.Failed, ex.Message, null, cancellationToken, candidate.Version).ConfigureAwait(false);
-            await registry.TransitionAsync(adapter, candidate.Version, VersionState.Rejected, Actor, $"evaluation failed: {ex.Message}", [VersionState.Candidate], cancellationToken: cancellationToken).ConfigureAwait(false);
+            await lifecycle.RejectAsync(adapter, candidate.Version, Actor, $"evaluation failed: {ex.Message}", cancellationToken).ConfigureAwait(false);
             return new PipelineRunResult(runId, RunOutcome.Failed, candidate.Version, $"evaluation failed: {ex.Message}");
         }
         if (!gate.Passed)
         {
             await EndAsync(evaluateStep, StepStatus.Failed, $"offline gate: {gate.Reason}", gate, cancellationToken, candidate.Version).ConfigureAwait(false);
-            await registry.TransitionAsync(adapter, candidate.Version, VersionState.Rejected, Actor, $"offline gate: {gate.Reason}", [VersionState.Candidate], cancellationToken: cancellationToken).ConfigureAwait(false);
+            await lifecycle.RejectAsync(adapter, candidate.Version, Actor, $"offline gate: {gate.Reason}", cancellationToken).ConfigureAwait(false);
             logger.LogInformation("{Adapter}@{Version} rejected by the offline gate: {Reason}", adapter, candidate.Version, gate.Reason);
             return new PipelineRunResult(runId, RunOutcome.Rejected, candidate.Version, gate.Reason);
         }

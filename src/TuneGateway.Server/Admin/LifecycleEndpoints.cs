@@ -94,14 +94,11 @@ public static class LifecycleEndpoints
         mlops.MapPut("/pipelines/{name}", async (string name, HttpContext http, LifecycleManager lifecycle, CancellationToken ct) =>
         {
             var definition = await ReadDefinitionAsync(http, name, ct);
-            var record = await lifecycle.Pipelines.UpsertAsync(name, definition.ToJson(), AuditActor.Of(http), cancellationToken: ct);
-            await lifecycle.Registry.AppendAuditAsync(new AuditEvent { Actor = AuditActor.Of(http), Action = "pipeline.update", Adapter = name, To = $"revision {record.Revision}" }, ct);
-            return Results.Json(record, Json);
+            return Results.Json(await lifecycle.PutPipelineAsync(name, definition.ToJson(), AuditActor.Of(http), cancellationToken: ct), Json);
         });
         mlops.MapDelete("/pipelines/{name}", async (string name, HttpContext http, LifecycleManager lifecycle, CancellationToken ct) =>
         {
-            if (!await lifecycle.Pipelines.DeleteAsync(name, AuditActor.Of(http), ct)) throw NotFound($"No pipeline for '{name}'.", "name");
-            await lifecycle.Registry.AppendAuditAsync(new AuditEvent { Actor = AuditActor.Of(http), Action = "pipeline.delete", Adapter = name }, ct);
+            if (!await lifecycle.DeletePipelineAsync(name, AuditActor.Of(http), ct)) throw NotFound($"No pipeline for '{name}'.", "name");
             return Results.NoContent();
         });
         mlops.MapPost("/pipelines/{name}/pause", (string name, HttpContext http, LifecycleManager lifecycle, CancellationToken ct) => PauseAsync(name, true, http, lifecycle, ct));
@@ -110,9 +107,8 @@ public static class LifecycleEndpoints
         {
             _ = await lifecycle.Pipelines.GetAsync(name, ct) ?? throw NotFound($"No pipeline for '{name}'.", "name");
             string actor = AuditActor.Of(http);
-            await ControllerScheduler.RequestRunAsync(lifecycle.Pipelines, name, actor, ct);
+            await lifecycle.RequestRunAsync(name, actor, ct);
             if (services.GetService<ControllerScheduler>() is { } scheduler) await scheduler.SyncAsync(false, ct);
-            await lifecycle.Registry.AppendAuditAsync(new AuditEvent { Actor = actor, Action = "pipeline.run", Adapter = name, Reason = "run now" }, ct);
             return Results.Accepted(value: new { status = "requested" });
         });
     }
@@ -154,7 +150,7 @@ public static class LifecycleEndpoints
             throw ApiException.Invalid("path", ex.Message);
         }
         string actor = AuditActor.Of(http);
-        string version = body.Version ?? await lifecycle.Registry.AllocateVersionAsync(name, ct);
+        string version = body.Version ?? await lifecycle.AllocateVersionAsync(name, ct);
         PublishedArtifact published;
         try
         {
@@ -168,7 +164,7 @@ public static class LifecycleEndpoints
         {
             throw new ApiException(409, ex.Message, ApiErrorTypes.InvalidRequest, "version", "conflict");
         }
-        var registered = await Guard(async () => Results.Json(await lifecycle.Registry.RegisterAsync(new RegisteredVersion
+        var registered = await Guard(async () => Results.Json(await lifecycle.RegisterCandidateAsync(new RegisteredVersion
         {
             Adapter = name,
             Version = version,
@@ -186,9 +182,7 @@ public static class LifecycleEndpoints
     private static async Task<IResult> PauseAsync(string name, bool paused, HttpContext http, LifecycleManager lifecycle, CancellationToken ct)
     {
         _ = await lifecycle.Pipelines.GetAsync(name, ct) ?? throw NotFound($"No pipeline for '{name}'.", "name");
-        var record = await lifecycle.Pipelines.SetPausedAsync(name, paused, AuditActor.Of(http), ct);
-        await lifecycle.Registry.AppendAuditAsync(new AuditEvent { Actor = AuditActor.Of(http), Action = paused ? "pipeline.pause" : "pipeline.resume", Adapter = name }, ct);
-        return Results.Json(record, Json);
+        return Results.Json(await lifecycle.SetPipelinePausedAsync(name, paused, AuditActor.Of(http), ct), Json);
     }
 
     private static async Task<PipelineDefinition> ReadDefinitionAsync(HttpContext http, string name, CancellationToken ct)

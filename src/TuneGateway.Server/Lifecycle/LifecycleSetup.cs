@@ -109,11 +109,7 @@ public sealed class PipelineSeeder(PipelineSeed seed, LifecycleManager lifecycle
             var definition = pipeline.ToJson();
             var stored = await lifecycle.Pipelines.GetAsync(pipeline.Adapter, cancellationToken).ConfigureAwait(false);
             if (stored is not null && System.Text.Json.JsonElement.DeepEquals(stored.Definition, definition)) continue;
-            var record = await lifecycle.Pipelines.UpsertAsync(pipeline.Adapter, definition, "config", cancellationToken: cancellationToken).ConfigureAwait(false);
-            await lifecycle.Registry.AppendAuditAsync(new AuditEvent
-            {
-                Actor = "config", Action = "pipeline.update", Adapter = pipeline.Adapter, To = $"revision {record.Revision}", Reason = "from the configuration file",
-            }, cancellationToken).ConfigureAwait(false);
+            var record = await lifecycle.PutPipelineAsync(pipeline.Adapter, definition, "config", "from the configuration file", cancellationToken).ConfigureAwait(false);
             logger.LogInformation("Pipeline {Adapter}: revision {Revision} from the configuration file", pipeline.Adapter, record.Revision);
         }
     }

@@ -2,21 +2,28 @@ using System.Text.Json;
 
 namespace TuneGateway.Storage.Lifecycle;
 
-/// <summary>Adapter names, versions with states and lineage, and the audit trail of every change.</summary>
-public interface IAdapterRegistry
+/// <summary>What may be read of the registry by anyone (the lifecycle service hands out only this).</summary>
+public interface IAdapterRegistryReader
 {
-    /// <summary>Next version name for an adapter ("v1", "v2", ...), allocated atomically across replicas.</summary>
-    Task<string> AllocateVersionAsync(string adapter, CancellationToken cancellationToken = default);
-
-    /// <summary>Registers a version (usually as Candidate); audited. Throws if it exists.</summary>
-    Task<RegisteredVersion> RegisterAsync(RegisteredVersion version, string actor, string reason, CancellationToken cancellationToken = default);
-
     Task<RegisteredVersion?> GetAsync(string adapter, string version, CancellationToken cancellationToken = default);
 
     /// <summary>All versions of an adapter, oldest first.</summary>
     Task<IReadOnlyList<RegisteredVersion>> ListVersionsAsync(string adapter, CancellationToken cancellationToken = default);
 
     Task<IReadOnlyList<string>> ListAdaptersAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>Audit events, newest last, optionally for one adapter, after a sequence number.</summary>
+    Task<IReadOnlyList<AuditEvent>> GetAuditAsync(string? adapter = null, long afterSequence = 0, int limit = 100, CancellationToken cancellationToken = default);
+}
+
+/// <summary>Adapter names, versions with states and lineage, and the audit trail of every change.</summary>
+public interface IAdapterRegistry : IAdapterRegistryReader
+{
+    /// <summary>Next version name for an adapter ("v1", "v2", ...), allocated atomically across replicas.</summary>
+    Task<string> AllocateVersionAsync(string adapter, CancellationToken cancellationToken = default);
+
+    /// <summary>Registers a version (usually as Candidate); audited. Throws if it exists.</summary>
+    Task<RegisteredVersion> RegisterAsync(RegisteredVersion version, string actor, string reason, CancellationToken cancellationToken = default);
 
     /// <summary>
     /// Moves a version to <paramref name="to"/> atomically, if its current state is one of
@@ -31,20 +38,22 @@ public interface IAdapterRegistry
 
     /// <summary>Appends an audit event for actions that are not version transitions (alias changes, approvals, pipeline edits).</summary>
     Task<AuditEvent> AppendAuditAsync(AuditEvent auditEvent, CancellationToken cancellationToken = default);
+}
 
-    /// <summary>Audit events, newest last, optionally for one adapter, after a sequence number.</summary>
-    Task<IReadOnlyList<AuditEvent>> GetAuditAsync(string? adapter = null, long afterSequence = 0, int limit = 100, CancellationToken cancellationToken = default);
+/// <summary>What may be read of the alias routes by anyone.</summary>
+public interface IAliasReader
+{
+    Task<AliasRoute?> GetAsync(string alias, CancellationToken cancellationToken = default);
+
+    Task<IReadOnlyList<AliasRoute>> ListAsync(CancellationToken cancellationToken = default);
 }
 
 /// <summary>
 /// Alias routes (weighted A/B arms). Gateways read them on every request from a local cache that
 /// <see cref="WatchAsync"/> keeps fresh: a change made on any replica reaches every gateway within a second.
 /// </summary>
-public interface IAliasStore
+public interface IAliasStore : IAliasReader
 {
-    Task<AliasRoute?> GetAsync(string alias, CancellationToken cancellationToken = default);
-
-    Task<IReadOnlyList<AliasRoute>> ListAsync(CancellationToken cancellationToken = default);
 
     /// <summary>
     /// Replaces an alias's arms (weights must be non-negative and sum to 1 within 1e-6). With
@@ -59,12 +68,20 @@ public interface IAliasStore
     IAsyncEnumerable<AliasRoute> WatchAsync(CancellationToken cancellationToken);
 }
 
-/// <summary>Pipeline definitions, their paused flag, and revisions.</summary>
-public interface IPipelineStore
+/// <summary>What may be read of the pipeline store by anyone.</summary>
+public interface IPipelineReader
 {
     Task<PipelineRecord?> GetAsync(string adapter, CancellationToken cancellationToken = default);
 
     Task<IReadOnlyList<PipelineRecord>> ListAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>Small per-pipeline state the controller keeps between runs (cursors, last fire time, canary analysis state), by key.</summary>
+    Task<JsonElement?> GetStateAsync(string adapter, string key, CancellationToken cancellationToken = default);
+}
+
+/// <summary>Pipeline definitions, their paused flag, and revisions.</summary>
+public interface IPipelineStore : IPipelineReader
+{
 
     Task<PipelineRecord> UpsertAsync(string adapter, JsonElement definition, string actor, long? expectedRevision = null, CancellationToken cancellationToken = default);
 
@@ -72,21 +89,22 @@ public interface IPipelineStore
 
     Task<bool> DeleteAsync(string adapter, string actor, CancellationToken cancellationToken = default);
 
-    /// <summary>Small per-pipeline state the controller keeps between runs (cursors, last fire time, canary analysis state), by key.</summary>
-    Task<JsonElement?> GetStateAsync(string adapter, string key, CancellationToken cancellationToken = default);
-
     Task SetStateAsync(string adapter, string key, JsonElement value, CancellationToken cancellationToken = default);
 }
 
-/// <summary>Pending promotions and rollbacks that wait for an operator.</summary>
-public interface IApprovalStore
+/// <summary>What may be read of the approvals by anyone.</summary>
+public interface IApprovalReader
 {
-    /// <summary>Creates a pending approval, or returns the pending one for the same adapter, version and action.</summary>
-    Task<Approval> RequestAsync(string adapter, string version, ApprovalAction action, JsonElement? evidence, CancellationToken cancellationToken = default);
-
     Task<Approval?> GetAsync(string id, CancellationToken cancellationToken = default);
 
     Task<IReadOnlyList<Approval>> ListAsync(ApprovalStatus? status = ApprovalStatus.Pending, string? adapter = null, CancellationToken cancellationToken = default);
+}
+
+/// <summary>Pending promotions and rollbacks that wait for an operator.</summary>
+public interface IApprovalStore : IApprovalReader
+{
+    /// <summary>Creates a pending approval, or returns the pending one for the same adapter, version and action.</summary>
+    Task<Approval> RequestAsync(string adapter, string version, ApprovalAction action, JsonElement? evidence, CancellationToken cancellationToken = default);
 
     /// <summary>Resolves a pending approval exactly once (a second resolve throws <see cref="StateConflictException"/>).</summary>
     Task<Approval> ResolveAsync(string id, bool approve, string actor, string? comment, CancellationToken cancellationToken = default);

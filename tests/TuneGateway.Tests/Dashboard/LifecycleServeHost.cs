@@ -92,11 +92,11 @@ public sealed class LifecycleServeHost : IAsyncDisposable
 
         var verdict = Verdict(requestsPerArmUnit: 1000, TimeSpan.FromHours(6));
         var evidence = JsonSerializer.SerializeToElement(verdict, PipelineDefinition.Json);
-        var approval = await lifecycle.Approvals.RequestAsync(Adapter, v2.Version, ApprovalAction.Promote, evidence);
+        var approval = await lifecycle.RequestApprovalAsync(Adapter, v2.Version, ApprovalAction.Promote, evidence, "canary", "won its canary");
         await lifecycle.SaveCanaryAsync(Adapter, canary with { LastVerdict = verdict, ApprovalId = approval.Id }, CancellationToken.None);
 
         var pipeline = new PipelineDefinition { Adapter = Adapter, Schedule = new ScheduleSettings { Cron = "0 0 3 * * ?" } };
-        await lifecycle.Pipelines.UpsertAsync(Adapter, pipeline.ToJson(), "key:mlops");
+        await lifecycle.PutPipelineAsync(Adapter, pipeline.ToJson(), "key:mlops");
         var started = DateTimeOffset.UtcNow.AddHours(-7);
         PipelineStep[] steps = [PipelineStep.Curate, PipelineStep.Train, PipelineStep.Evaluate, PipelineStep.Canary];
         for (int i = 0; i < steps.Length; i++)
@@ -108,7 +108,7 @@ public sealed class LifecycleServeHost : IAsyncDisposable
                 Message = i == 3 ? "waiting for approval" : null,
             });
         }
-        await lifecycle.Pipelines.SetStateAsync(Adapter, DriftMonitor.HistoryKey, JsonSerializer.SerializeToElement(DriftHistory(), PipelineDefinition.Json));
+        await lifecycle.SavePipelineStateAsync(Adapter, DriftMonitor.HistoryKey, JsonSerializer.SerializeToElement(DriftHistory(), PipelineDefinition.Json));
         return approval;
     }
 
@@ -150,7 +150,7 @@ public sealed class LifecycleServeHost : IAsyncDisposable
             passed = true, reason = "hold-out accuracy improved",
             candidate_holdout = new { model = $"{Adapter}@{version}", set = "holdout", examples = accuracy.Examples, correct = accuracy.Correct },
         });
-        return await Lifecycle.Registry.RegisterAsync(new RegisteredVersion
+        return await Lifecycle.RegisterCandidateAsync(new RegisteredVersion
         {
             Adapter = Adapter, Version = version, ArtifactPath = directory, Sha256 = sha, ParentVersion = parent,
             DatasetId = dataset, DatasetSha256 = Hash(dataset), BaseModel = "llama-tiny", TrainingReport = report, Evaluation = evaluation,

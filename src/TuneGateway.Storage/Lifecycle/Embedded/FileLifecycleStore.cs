@@ -166,12 +166,12 @@ public sealed class FileLifecycleStore : IAdapterRegistry, IAliasStore, IPipelin
 
     // ---------------------------------------------------------------- aliases
 
-    Task<AliasRoute?> IAliasStore.GetAsync(string alias, CancellationToken cancellationToken)
+    Task<AliasRoute?> IAliasReader.GetAsync(string alias, CancellationToken cancellationToken)
     {
         lock (_lock) return Task.FromResult(_state.Aliases.GetValueOrDefault(alias));
     }
 
-    Task<IReadOnlyList<AliasRoute>> IAliasStore.ListAsync(CancellationToken cancellationToken)
+    Task<IReadOnlyList<AliasRoute>> IAliasReader.ListAsync(CancellationToken cancellationToken)
     {
         lock (_lock) return Task.FromResult<IReadOnlyList<AliasRoute>>(_state.Aliases.Values.OrderBy(a => a.Alias, StringComparer.Ordinal).ToArray());
     }
@@ -235,12 +235,12 @@ public sealed class FileLifecycleStore : IAdapterRegistry, IAliasStore, IPipelin
 
     // ---------------------------------------------------------------- pipelines
 
-    Task<PipelineRecord?> IPipelineStore.GetAsync(string adapter, CancellationToken cancellationToken)
+    Task<PipelineRecord?> IPipelineReader.GetAsync(string adapter, CancellationToken cancellationToken)
     {
         lock (_lock) return Task.FromResult(_state.Pipelines.GetValueOrDefault(adapter));
     }
 
-    Task<IReadOnlyList<PipelineRecord>> IPipelineStore.ListAsync(CancellationToken cancellationToken)
+    Task<IReadOnlyList<PipelineRecord>> IPipelineReader.ListAsync(CancellationToken cancellationToken)
     {
         lock (_lock) return Task.FromResult<IReadOnlyList<PipelineRecord>>(_state.Pipelines.Values.OrderBy(p => p.Adapter, StringComparer.Ordinal).ToArray());
     }
@@ -327,12 +327,12 @@ public sealed class FileLifecycleStore : IAdapterRegistry, IAliasStore, IPipelin
         }
     }
 
-    Task<Approval?> IApprovalStore.GetAsync(string id, CancellationToken cancellationToken)
+    Task<Approval?> IApprovalReader.GetAsync(string id, CancellationToken cancellationToken)
     {
         lock (_lock) return Task.FromResult(_state.Approvals.GetValueOrDefault(id));
     }
 
-    Task<IReadOnlyList<Approval>> IApprovalStore.ListAsync(ApprovalStatus? status, string? adapter, CancellationToken cancellationToken)
+    Task<IReadOnlyList<Approval>> IApprovalReader.ListAsync(ApprovalStatus? status, string? adapter, CancellationToken cancellationToken)
     {
         lock (_lock)
         {

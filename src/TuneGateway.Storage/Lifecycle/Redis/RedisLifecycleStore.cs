@@ -211,13 +211,13 @@ public sealed class RedisLifecycleStore(IConnectionMultiplexer redis, string pre
 
     // ---------------------------------------------------------------- aliases
 
-    async Task<AliasRoute?> IAliasStore.GetAsync(string alias, CancellationToken cancellationToken)
+    async Task<AliasRoute?> IAliasReader.GetAsync(string alias, CancellationToken cancellationToken)
     {
         var value = await Db.StringGetAsync(Key($"alias:{alias}")).ConfigureAwait(false);
         return value.IsNull ? null : LifecycleJson.Deserialize<AliasRoute>(value!);
     }
 
-    async Task<IReadOnlyList<AliasRoute>> IAliasStore.ListAsync(CancellationToken cancellationToken)
+    async Task<IReadOnlyList<AliasRoute>> IAliasReader.ListAsync(CancellationToken cancellationToken)
     {
         var names = (await Db.SetMembersAsync(Key("aliases")).ConfigureAwait(false)).Select(n => n.ToString()).Order(StringComparer.Ordinal).ToArray();
         if (names.Length == 0) return [];
@@ -314,7 +314,7 @@ public sealed class RedisLifecycleStore(IConnectionMultiplexer redis, string pre
     /// <summary>The part of a pipeline record its scripts compare and change.</summary>
     private sealed record PipelineMeta(long Revision, bool Paused, DateTimeOffset UpdatedAt, string? UpdatedBy);
 
-    async Task<PipelineRecord?> IPipelineStore.GetAsync(string adapter, CancellationToken cancellationToken)
+    async Task<PipelineRecord?> IPipelineReader.GetAsync(string adapter, CancellationToken cancellationToken)
     {
         var definition = Db.StringGetAsync(Key($"pipeline:{adapter}"));
         var meta = Db.StringGetAsync(Key($"pipeline-meta:{adapter}"));
@@ -322,7 +322,7 @@ public sealed class RedisLifecycleStore(IConnectionMultiplexer redis, string pre
         return definition.Result.IsNull || meta.Result.IsNull ? null : Pipeline(adapter, definition.Result!, meta.Result!);
     }
 
-    async Task<IReadOnlyList<PipelineRecord>> IPipelineStore.ListAsync(CancellationToken cancellationToken)
+    async Task<IReadOnlyList<PipelineRecord>> IPipelineReader.ListAsync(CancellationToken cancellationToken)
     {
         var names = (await Db.SetMembersAsync(Key("pipelines")).ConfigureAwait(false)).Select(n => n.ToString()).Order(StringComparer.Ordinal).ToArray();
         if (names.Length == 0) return [];
@@ -443,7 +443,7 @@ public sealed class RedisLifecycleStore(IConnectionMultiplexer redis, string pre
         return await ((IApprovalStore)this).GetAsync(id.ToString()!, cancellationToken).ConfigureAwait(false) ?? approval;
     }
 
-    async Task<Approval?> IApprovalStore.GetAsync(string id, CancellationToken cancellationToken)
+    async Task<Approval?> IApprovalReader.GetAsync(string id, CancellationToken cancellationToken)
     {
         var values = await Db.StringGetAsync([Key($"approval:{id}"), Key($"approval-status:{id}")]).ConfigureAwait(false);
         return values[0].IsNull ? null : MergeApproval(values[0]!, values[1]);
@@ -457,7 +457,7 @@ public sealed class RedisLifecycleStore(IConnectionMultiplexer redis, string pre
         return a with { Status = s.Status, ResolvedBy = s.ResolvedBy, ResolvedAt = s.ResolvedAt, Comment = s.Comment };
     }
 
-    async Task<IReadOnlyList<Approval>> IApprovalStore.ListAsync(ApprovalStatus? status, string? adapter, CancellationToken cancellationToken)
+    async Task<IReadOnlyList<Approval>> IApprovalReader.ListAsync(ApprovalStatus? status, string? adapter, CancellationToken cancellationToken)
     {
         var ids = await Db.SortedSetRangeByRankAsync(Key("approvals"), -2000, -1).ConfigureAwait(false);
         if (ids.Length == 0) return [];
