@@ -12,6 +12,8 @@ internal static class CliErrors
     public static bool IsUserError(Exception ex) => ex is ModelLoadException or AdapterLoadException or TokenizerLoadException
         or ChatTemplateException or ArgumentException or RequestTooLongException or UnknownAdapterException
         or FileNotFoundException or DirectoryNotFoundException or InvalidDataException
+        // tunegw train --out over an existing adapter without --overwrite.
+        or TuneGateway.Training.AdapterExistsException
         // Invalid configuration (for example TuneGateway:TrafficLog), found when the host starts.
         or Microsoft.Extensions.Options.OptionsValidationException;
 }

@@ -57,12 +57,12 @@ public sealed class FeedbackService : IFeedbackService
     {
         if (request is null || !TrafficEntry.IsValidName(request.Id))
         {
-            return new FeedbackResult(FeedbackStatus.Invalid, Error: "id must be the completion id the API returned.");
+            return new FeedbackResult(FeedbackStatus.Invalid, Error: "id must be the completion id the API returned.", Param: "id");
         }
 
-        if (!FeedbackRating.TryNormalize(request.Rating, request.Scale, out var scale, out var score, out var ratingError))
+        if (!FeedbackRating.TryNormalize(request, out var rating, out var ratingParam, out var ratingError))
         {
-            return new FeedbackResult(FeedbackStatus.Invalid, Error: ratingError);
+            return new FeedbackResult(FeedbackStatus.Invalid, Error: ratingError, Param: ratingParam);
         }
 
         if (_policy.IsOptedOut(apiKeyId) || !_policy.IsSampled(request.Id))
@@ -80,9 +80,9 @@ public sealed class FeedbackService : IFeedbackService
 
             var input = new FeedbackInput(
                 request.Id,
-                request.Rating,
-                scale,
-                score,
+                rating.Value,
+                rating.Scale,
+                rating.Score,
                 _policy.RedactText(request.Correction),
                 _policy.RedactText(request.Comment),
                 apiKeyId);

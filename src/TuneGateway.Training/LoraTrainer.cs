@@ -11,8 +11,9 @@ namespace TuneGateway.Training;
 /// <summary>
 /// Fine-tunes LoRA factors on a frozen base model: AdamW, warm-up then cosine or linear decay,
 /// gradient clipping and accumulation, loss on completion tokens only, validation loss each
-/// epoch with early stopping, a checkpoint per epoch that a later run can resume from, and the
-/// best epoch's adapter written in PEFT's format with a training report.
+/// epoch with early stopping, checkpoints a later run can resume from when asked for
+/// (<see cref="LoraTrainingOptions.CheckpointEvery"/>), and the best epoch's adapter written in
+/// PEFT's format with a training report.
 /// </summary>
 public static class LoraTrainer
 {
@@ -62,8 +63,11 @@ public static class LoraTrainer
             steps.AddRange(state.Steps);
             curve.AddRange(state.Validation);
         }
+        // The best epoch's factors, kept in memory (an adapter is small) so that no checkpoint is needed to write the result.
+        var bestWeights = resumeFrom is null ? null : ResumedBest(lora, resumeFrom);
 
         string checkpoints = Path.Combine(outputDirectory, "checkpoints");
+        (string Directory, double? Loss)? kept = null;
         string stopped = "completed all epochs";
         int epoch = startEpoch - 1;
         for (epoch = startEpoch; epoch <= options.Epochs; epoch++)
@@ -114,22 +118,31 @@ public static class LoraTrainer
                 best = validationLoss ?? best;
                 bestEpoch = epoch;
                 sinceBest = 0;
+                Dispose(bestWeights);
+                bestWeights = Copy(lora.Export());
             }
             else
             {
                 sinceBest++;
             }
-            SaveCheckpoint(Path.Combine(checkpoints, $"epoch-{epoch}"), lora, optimizer, options, baseModelId ?? model.Directory,
-                new TrainerState(epoch, step, bestEpoch, sinceBest, best, steps, curve));
+            if (options.CheckpointEvery > 0 && epoch % options.CheckpointEvery == 0)
+                kept = Checkpoint(checkpoints, epoch, validationLoss, kept, lora, optimizer, options, baseModelId ?? model.Directory,
+                    new TrainerState(epoch, step, bestEpoch, sinceBest, best, steps, curve), bestEpoch == epoch ? null : bestWeights);
 
             if (options.MaxSteps > 0 && step >= options.MaxSteps) { stopped = $"reached --max-steps {options.MaxSteps}"; break; }
             if (options.Patience > 0 && sinceBest >= options.Patience) { stopped = $"early stop: no validation improvement for {sinceBest} epochs"; break; }
         }
 
         // The adapter of the best epoch (by validation loss; the last one without validation).
-        string bestDirectory = Path.Combine(checkpoints, $"epoch-{Math.Max(bestEpoch, 1)}");
-        foreach (string file in new[] { "adapter_config.json", "adapter_model.safetensors" })
-            File.Copy(Path.Combine(bestDirectory, file), Path.Combine(outputDirectory, file), overwrite: true);
+        bestWeights ??= Copy(lora.Export());
+        try
+        {
+            PeftWriter.Write(outputDirectory, options.Rank, options.Alpha, options.Targets, bestWeights, baseModelId ?? model.Directory, options.UseRsLora);
+        }
+        finally
+        {
+            Dispose(bestWeights);
+        }
 
         var report = new TrainingReport
         {
@@ -224,7 +237,54 @@ public static class LoraTrainer
         return order;
     }
 
-    private static void SaveCheckpoint(string directory, TrainableLora lora, TorchSharp.Modules.OptimizerHelper optimizer, LoraTrainingOptions options, string baseModel, TrainerState state)
+    /// <summary>The checkpoint subdirectory with the best epoch's adapter, when that epoch is not the checkpoint's own.</summary>
+    private const string BestSubdirectory = "best";
+
+    /// <summary>
+    /// Writes the checkpoint of <paramref name="epoch"/>; with <see cref="LoraTrainingOptions.KeepBestCheckpoint"/>
+    /// only when it beats the checkpoint kept so far, which it then replaces. Returns the checkpoint kept.
+    /// </summary>
+    private static (string Directory, double? Loss)? Checkpoint(string checkpoints, int epoch, double? validationLoss, (string Directory, double? Loss)? kept,
+        TrainableLora lora, TorchSharp.Modules.OptimizerHelper optimizer, LoraTrainingOptions options, string baseModel, TrainerState state,
+        IReadOnlyList<PeftModuleWeights>? bestWeights)
+    {
+        // Without validation there is nothing to compare: the latest checkpoint is the best one.
+        if (options.KeepBestCheckpoint && kept is { Loss: double keptLoss } && validationLoss is double loss && loss >= keptLoss) return kept;
+        string directory = Path.Combine(checkpoints, $"epoch-{epoch}");
+        SaveCheckpoint(directory, lora, optimizer, options, baseModel, state, bestWeights);
+        if (options.KeepBestCheckpoint && kept is { } previous && previous.Directory != directory) Directory.Delete(previous.Directory, recursive: true);
+        return (directory, validationLoss);
+    }
+
+    /// <summary>On resume: the best epoch's factors, from the checkpoint's best/ copy, else the checkpoint itself.</summary>
+    private static IReadOnlyList<PeftModuleWeights> ResumedBest(TrainableLora lora, string resumeFrom)
+    {
+        string best = Path.Combine(resumeFrom, BestSubdirectory);
+        if (!File.Exists(Path.Combine(best, "adapter_model.safetensors"))) return Copy(lora.Export());
+        lora.Import(best);
+        var weights = Copy(lora.Export());
+        lora.Import(resumeFrom);
+        return weights;
+    }
+
+    /// <summary>
+    /// Copies of exported factors that later optimizer steps cannot change (on CPU, an export shares
+    /// the parameters' storage); the exported handles are released.
+    /// </summary>
+    private static IReadOnlyList<PeftModuleWeights> Copy(IReadOnlyList<PeftModuleWeights> exported)
+    {
+        var copies = exported.Select(w => new PeftModuleWeights(w.ModulePath, w.A.clone(), w.B.clone())).ToArray();
+        Dispose(exported);
+        return copies;
+    }
+
+    private static void Dispose(IReadOnlyList<PeftModuleWeights>? weights)
+    {
+        foreach (var w in weights ?? []) { w.A.Dispose(); w.B.Dispose(); }
+    }
+
+    private static void SaveCheckpoint(string directory, TrainableLora lora, TorchSharp.Modules.OptimizerHelper optimizer, LoraTrainingOptions options, string baseModel,
+        TrainerState state, IReadOnlyList<PeftModuleWeights>? bestWeights)
     {
         Directory.CreateDirectory(directory);
         var weights = lora.Export();
@@ -234,8 +294,12 @@ public static class LoraTrainer
         }
         finally
         {
-            foreach (var w in weights) { w.A.Dispose(); w.B.Dispose(); }
+            Dispose(weights);
         }
+        // A run resumed from here must still end on the best epoch's adapter, which may be an earlier one.
+        string best = Path.Combine(directory, BestSubdirectory);
+        if (bestWeights is not null) PeftWriter.Write(best, options.Rank, options.Alpha, options.Targets, bestWeights, baseModel, options.UseRsLora);
+        else if (Directory.Exists(best)) Directory.Delete(best, recursive: true);
         string optimizerPath = Path.Combine(directory, "optimizer.bin");
         optimizer.save_state_dict(optimizerPath + ".tmp");
         File.Move(optimizerPath + ".tmp", optimizerPath, overwrite: true);

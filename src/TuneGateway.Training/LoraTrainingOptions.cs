@@ -35,6 +35,14 @@ public sealed record LoraTrainingOptions
     public long Seed { get; init; } = 42;
     /// <summary>CPU threads for libtorch (0: its default). Keeps training from starving a server on the same machine.</summary>
     public int Threads { get; init; }
+    /// <summary>
+    /// Write a resumable checkpoint (<c>OUT/checkpoints/epoch-N</c>: adapter, optimizer state, trainer
+    /// state) every this many epochs; 0: none. Off by default: a checkpoint carries the optimizer's
+    /// moments, several times the adapter's size, and most runs are never resumed.
+    /// </summary>
+    public int CheckpointEvery { get; init; }
+    /// <summary>Of the checkpoints <see cref="CheckpointEvery"/> writes, keep only the one with the best validation loss (the latest without validation).</summary>
+    public bool KeepBestCheckpoint { get; init; }
 
     public void Validate()
     {
@@ -46,6 +54,8 @@ public sealed record LoraTrainingOptions
         if (GradientAccumulation < 1) throw new ArgumentException("--grad-accum must be at least 1.");
         if (ValidationSplit is < 0 or >= 1) throw new ArgumentException("--val-split must be in [0, 1).");
         if (Dropout is < 0 or >= 1) throw new ArgumentException("--lora-dropout must be in [0, 1).");
+        if (CheckpointEvery < 0) throw new ArgumentException("--checkpoint-every must not be negative (0: no checkpoints).");
+        if (KeepBestCheckpoint && CheckpointEvery == 0) throw new ArgumentException("--keep-best keeps the best of the checkpoints written; it needs --checkpoint-every N.");
         if (Targets.Count == 0) throw new ArgumentException("--targets must name at least one projection.");
         string[] known = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
         foreach (string t in Targets)

@@ -37,6 +37,9 @@ internal static class TrainCommand
         var seed = new Option<long>("--seed") { DefaultValueFactory = _ => 42 };
         var threads = new Option<int>("--threads") { DefaultValueFactory = _ => 0, Description = "CPU threads for libtorch (0: default); leave cores to a server on the same machine." };
         var resume = new Option<string?>("--resume") { Description = "Checkpoint directory (OUT/checkpoints/epoch-N) to resume from." };
+        var overwrite = new Option<bool>("--overwrite") { Description = "Replace an adapter already in --out (refused otherwise; nothing is written)." };
+        var checkpointEvery = new Option<int>("--checkpoint-every") { DefaultValueFactory = _ => 0, Description = "Write a resumable checkpoint (OUT/checkpoints/epoch-N) every N epochs (0: none)." };
+        var keepBest = new Option<bool>("--keep-best") { Description = "Keep only the checkpoint with the best validation loss (with --checkpoint-every)." };
         var device = CommonOptions.Device();
         var dtype = CommonOptions.Dtype();
         var chatTemplate = new Option<string?>("--chat-template") { Description = "Chat template file for {\"messages\"} data (default: the model's)." };
@@ -44,10 +47,12 @@ internal static class TrainCommand
         var command = new Command("train", "Fine-tune a LoRA adapter in TorchSharp; writes PEFT files HF PEFT loads as is.")
         {
             model, data, validationData, output, rank, alpha, rslora, targets, dropout, lr, weightDecay, schedule, warmup, epochs, batchSize, gradAccum,
-            maxSteps, valSplit, patience, maxGradNorm, maxLength, seed, threads, resume, device, dtype, chatTemplate,
+            maxSteps, valSplit, patience, maxGradNorm, maxLength, seed, threads, resume, overwrite, checkpointEvery, keepBest, device, dtype, chatTemplate,
         };
         command.SetAction((parse, cancellationToken) =>
         {
+            // First, before any file is read or written: a run must not replace an adapter (perhaps one being served) by accident.
+            TrainingOutput.EnsureWritable(parse.GetValue(output)!, parse.GetValue(overwrite));
             string modelDirectory = parse.GetValue(model) ?? BundledModel.Directory;
             var options = new LoraTrainingOptions
             {
@@ -70,6 +75,8 @@ internal static class TrainCommand
                 MaxLength = parse.GetValue(maxLength),
                 Seed = parse.GetValue(seed),
                 Threads = parse.GetValue(threads),
+                CheckpointEvery = parse.GetValue(checkpointEvery),
+                KeepBestCheckpoint = parse.GetValue(keepBest),
             };
             options.Validate();
             var dev = TorchRuntime.ResolveDevice(parse.GetValue(device));

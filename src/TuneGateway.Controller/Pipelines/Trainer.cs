@@ -47,7 +47,11 @@ public sealed class ProcessTrainer(string fileName, IReadOnlyList<string> prefix
             "--warmup-ratio", Num(o.WarmupRatio), "--epochs", Num(o.Epochs), "--batch-size", Num(o.BatchSize), "--grad-accum", Num(o.GradientAccumulation),
             "--max-steps", Num(o.MaxSteps), "--patience", Num(o.Patience), "--max-grad-norm", Num(o.MaxGradNorm), "--max-length", Num(o.MaxLength),
             "--seed", Num(o.Seed), "--threads", Num(o.Threads), "--device", request.Device,
+            // Explicit, so that a change of the CLI's defaults does not change what pipelines write (none by default: a run is never resumed).
+            "--checkpoint-every", Num(o.CheckpointEvery),
         };
+        // No --overwrite: each run trains into its own new directory, and one that already holds an adapter is a failed step, not something to replace.
+        if (o.KeepBestCheckpoint) args.Add("--keep-best");
         if (o.UseRsLora) args.Add("--rslora");
         if (request.ValidationData is not null) { args.Add("--val-data"); args.Add(request.ValidationData); }
         else { args.Add("--val-split"); args.Add(Num(o.ValidationSplit)); }

@@ -13,7 +13,7 @@ namespace TuneGateway.Server.Gateway;
 /// <summary>
 /// The traffic log's HTTP endpoints on the gateway (and serve):
 /// <list type="bullet">
-/// <item><c>POST /v1/feedback</c> <c>{id, rating, correction?, comment?, scale?}</c> (any role): feedback on a
+/// <item><c>POST /v1/feedback</c> <c>{id, rating | stars, correction?, comment?}</c> (any role): feedback on a
 /// completion the caller's key received. 201 created, 200 updated (the same id again replaces the earlier
 /// feedback), 202 accepted but not stored (the key opted out, the request was not sampled, or the log is
 /// off); errors in OpenAI's shape: 400 naming the field, 404 for an id that was not logged (or was logged
@@ -34,7 +34,7 @@ public static class TrafficEndpoints
     }
 
     private const string FeedbackShape =
-        "Expected {\"id\": the completion id, \"rating\": -1 or 1 (thumbs) or 1-5 (stars), \"correction\"?: text, \"comment\"?: text, \"scale\"?: \"thumbs\" or \"stars\"}.";
+        "Expected {\"id\": the completion id, either \"rating\": -1, 0 or 1 (thumbs) or \"stars\": 1-5, \"correction\"?: text, \"comment\"?: text}.";
 
     private static async Task<IResult> FeedbackAsync(HttpContext context, ApiKeyStore keys)
     {
@@ -60,7 +60,7 @@ public static class TrafficEndpoints
         {
             FeedbackStatus.Created or FeedbackStatus.Updated => Results.Json(FeedbackBody(request.Id, result), ServerJson.OmitNulls, statusCode: result.StatusCode),
             FeedbackStatus.NotRecorded => Results.Json(new { id = request.Id, status = result.Status, message = result.Error }, ServerJson.OmitNulls, statusCode: result.StatusCode),
-            FeedbackStatus.Invalid => throw ApiException.Invalid(TrafficEntry.IsValidName(request.Id) ? "rating" : "id", result.Error ?? "Invalid feedback."),
+            FeedbackStatus.Invalid => throw ApiException.Invalid(result.Param ?? (TrafficEntry.IsValidName(request.Id) ? "rating" : "id"), result.Error ?? "Invalid feedback."),
             FeedbackStatus.NotFound => throw new ApiException(result.StatusCode, result.Error ?? $"No logged request has id '{request.Id}'.", ApiErrorTypes.NotFound, "id", "not_found"),
             _ => throw new ApiException(result.StatusCode, result.Error ?? "Feedback could not be stored; try again later.", ApiErrorTypes.Unavailable,
                 code: "feedback_unavailable", retryAfter: TimeSpan.FromSeconds(1)),
@@ -69,8 +69,8 @@ public static class TrafficEndpoints
 
     /// <summary>With the traffic log off, feedback is validated like any other and answered as not recorded.</summary>
     private static FeedbackResult NotLogged(FeedbackRequest request) =>
-        !TrafficEntry.IsValidName(request.Id) ? new FeedbackResult(FeedbackStatus.Invalid, Error: "id must be the completion id the API returned.")
-        : !FeedbackRating.TryNormalize(request.Rating, request.Scale, out _, out _, out string? error) ? new FeedbackResult(FeedbackStatus.Invalid, Error: error)
+        !TrafficEntry.IsValidName(request.Id) ? new FeedbackResult(FeedbackStatus.Invalid, Error: "id must be the completion id the API returned.", Param: "id")
+        : !FeedbackRating.TryNormalize(request, out _, out string? param, out string? error) ? new FeedbackResult(FeedbackStatus.Invalid, Error: error, Param: param)
         : new FeedbackResult(FeedbackStatus.NotRecorded, Error: "Feedback accepted; the traffic log is off on this server.");
 
     private static object FeedbackBody(string id, FeedbackResult result)
@@ -81,8 +81,9 @@ public static class TrafficEndpoints
             id,
             @object = "feedback",
             status = result.Status,
-            rating = f.Rating,
-            scale = f.Scale,
+            // The request's shape: thumbs come back as rating, stars as stars.
+            rating = f.Scale == RatingScale.Thumbs ? f.Rating : (int?)null,
+            stars = f.Scale == RatingScale.Stars ? f.Rating : (int?)null,
             score = f.Score,
             correction = f.Correction,
             comment = f.Comment,

@@ -1,4 +1,7 @@
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using TuneGateway.Engine.Serving;
@@ -20,14 +23,20 @@ public sealed class EngineHost : IHostedService, IDisposable
     private volatile InferenceEngine? _engine;
     private volatile bool _stopping;
     private Task? _loading;
+    private readonly IServiceProvider? _services;
+    private int _announced;
 
-    public EngineHost(WorkerOptions options, ILoggerFactory loggers, IHostApplicationLifetime lifetime)
+    public EngineHost(WorkerOptions options, ILoggerFactory loggers, IHostApplicationLifetime lifetime, IServiceProvider? services = null)
     {
         _options = options;
         _loggers = loggers;
         _lifetime = lifetime;
+        _services = services;
         _logger = loggers.CreateLogger<EngineHost>();
     }
+
+    /// <summary>The start of the line logged once the model serves (<see cref="AnnounceReady"/>).</summary>
+    public const string ReadyLinePrefix = "ready: serving";
 
     /// <summary>The engine once loaded, else null.</summary>
     public InferenceEngine? Engine => _engine;
@@ -77,8 +86,10 @@ public sealed class EngineHost : IHostedService, IDisposable
                 _engine = null;
                 return;
             }
-            _logger.LogInformation("Ready to serve {Model}", engine.ModelId);
             StateChanged?.Invoke();
+            // "Now listening" comes when the port opens, long before a large model has loaded; this line
+            // comes when both have happened, whichever is last, so it is the one to wait for.
+            _lifetime.ApplicationStarted.Register(AnnounceReady);
         }
         catch (OperationCanceledException) when (_lifetime.ApplicationStopping.IsCancellationRequested)
         {
@@ -89,6 +100,20 @@ public sealed class EngineHost : IHostedService, IDisposable
             _logger.LogCritical("The model could not be loaded: {Message}", ex.Message);
             _lifetime.StopApplication();
         }
+    }
+
+    /// <summary>Logs, once, that the model serves: its name, its adapters and the addresses (the same moment <c>/readyz</c> turns 200).</summary>
+    private void AnnounceReady()
+    {
+        var engine = _engine;
+        if (engine is null || _stopping || Interlocked.Exchange(ref _announced, 1) == 1) return;
+        var adapters = _options.Engine.Adapters;
+        string loaded = string.Join(", ", engine.Adapters.List().Select(a => a.Name).Order(StringComparer.Ordinal));
+        string[] directories = [.. new[] { adapters.LoraDirectory }.Concat(adapters.AdditionalLoraDirectories).OfType<string>()];
+        string adapterText = (loaded.Length > 0 ? loaded : "none loaded") + (directories.Length > 0 ? $" (more on demand from {string.Join(", ", directories)})" : "");
+        var addresses = _services?.GetService<IServer>()?.Features.Get<IServerAddressesFeature>()?.Addresses;
+        string urls = addresses is { Count: > 0 } ? string.Join(", ", addresses) : "this host";
+        _logger.LogInformation(ReadyLinePrefix + " {Model} with adapters {Adapters} on {Urls}", engine.ModelId, adapterText, urls);
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)

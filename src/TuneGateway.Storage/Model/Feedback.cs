@@ -6,7 +6,7 @@ namespace TuneGateway.Storage;
 [JsonConverter(typeof(JsonStringEnumConverter<RatingScale>))]
 public enum RatingScale
 {
-    /// <summary>Thumbs up (+1) or down (-1).</summary>
+    /// <summary>Thumbs up (+1), neutral (0) or down (-1).</summary>
     [JsonStringEnumMemberName("thumbs")]
     Thumbs,
 
@@ -16,23 +16,30 @@ public enum RatingScale
 }
 
 /// <summary>
-/// The body of <c>POST /v1/feedback</c>: <c>{ "id", "rating", "correction"?, "comment"?, "scale"? }</c>.
+/// The body of <c>POST /v1/feedback</c>: <c>{ "id", "rating" | "stars", "correction"?, "comment"? }</c>.
+/// Exactly one of <see cref="Rating"/> (thumbs: -1, 0 or 1) and <see cref="Stars"/> (1-5); see
+/// <see cref="FeedbackRating"/>.
 /// </summary>
 /// <remarks>
-/// Without <see cref="Scale"/>, -1 and 1 are read as thumbs and 2-5 as stars; a one-star rating therefore
-/// needs <c>"scale": "stars"</c>.
+/// Until this contract, <c>rating</c> also carried stars, and <c>rating: 1</c> was a thumbs up unless
+/// the client added <c>"scale": "stars"</c>, so a one-star rating trained as a positive. Stars now
+/// have their own field, and <see cref="Scale"/> is read only to refuse it with a clear error.
 /// </remarks>
 /// <param name="Id">The completion id the API returned.</param>
-/// <param name="Rating">Thumbs (+1/-1) or stars (1-5).</param>
+/// <param name="Rating">Thumbs: -1 (bad), 0 (neutral) or 1 (good).</param>
 /// <param name="Correction">The answer the user wanted instead.</param>
 /// <param name="Comment">Free-text comment.</param>
-/// <param name="Scale">The rating's scale, when the client states it.</param>
+/// <param name="Stars">One (worst) to five (best) stars.</param>
 public sealed record FeedbackRequest(
     string Id,
-    int Rating,
+    int? Rating = null,
     string? Correction = null,
     string? Comment = null,
-    RatingScale? Scale = null);
+    int? Stars = null)
+{
+    /// <summary>The old contract's <c>scale</c> field, kept only so that a client still sending it is told what to send instead.</summary>
+    public System.Text.Json.JsonElement? Scale { get; init; }
+}
 
 /// <summary>Feedback as stored, linked to the logged request by <see cref="Id"/>.</summary>
 public sealed record Feedback
@@ -43,10 +50,14 @@ public sealed record Feedback
     /// <summary>The log partition of the rated request.</summary>
     public required string Adapter { get; init; }
 
-    /// <summary>The rating as the client sent it.</summary>
+    /// <summary>
+    /// The rating as the client sent it, on <see cref="Scale"/>: thumbs -1/0/1 (the request's <c>rating</c>)
+    /// or 1-5 stars (the request's <c>stars</c>). Records stored before the <c>stars</c> field existed
+    /// keep the scale they were read on then (docs/OPERATIONS.md, "Feedback ratings").
+    /// </summary>
     public required int Rating { get; init; }
 
-    /// <summary>The scale <see cref="Rating"/> was read on.</summary>
+    /// <summary>The scale <see cref="Rating"/> is on.</summary>
     public required RatingScale Scale { get; init; }
 
     /// <summary>The rating on the common scale -1 (worst) … +1 (best); see <see cref="FeedbackRating"/>.</summary>
@@ -137,7 +148,8 @@ public enum FeedbackStatus
 /// <param name="Status">What happened.</param>
 /// <param name="Feedback">The stored feedback for <see cref="FeedbackStatus.Created"/> and <see cref="FeedbackStatus.Updated"/>.</param>
 /// <param name="Error">A message for the client for the other outcomes.</param>
-public sealed record FeedbackResult(FeedbackStatus Status, Feedback? Feedback = null, string? Error = null)
+/// <param name="Param">For <see cref="FeedbackStatus.Invalid"/>: the request field at fault (<c>id</c>, <c>rating</c>, <c>stars</c>, <c>scale</c>).</param>
+public sealed record FeedbackResult(FeedbackStatus Status, Feedback? Feedback = null, string? Error = null, string? Param = null)
 {
     /// <summary>HTTP status code for the outcome: 201, 200, 404, 202, 400 or 503.</summary>
     [JsonIgnore]
@@ -157,37 +169,53 @@ public sealed record FeedbackResult(FeedbackStatus Status, Feedback? Feedback = 
 /// <param name="Cursor">Cursor to pass next time to count only what is newer.</param>
 public sealed record FeedbackCount(long Count, string Cursor);
 
-/// <summary>Maps client ratings onto the common score scale.</summary>
+/// <summary>A valid rating: its scale, the value the client sent and the common score in [-1, 1].</summary>
+/// <param name="Scale">Thumbs or stars.</param>
+/// <param name="Value">-1/0/1 for thumbs, 1-5 for stars.</param>
+/// <param name="Score">The normalised score every consumer (curation, canary analysis) reads.</param>
+public readonly record struct NormalizedRating(RatingScale Scale, int Value, double Score);
+
+/// <summary>Validates a feedback request's rating and maps it onto the common score scale.</summary>
 public static class FeedbackRating
 {
+    /// <summary>Thumbs: worst and best.</summary>
+    public const int MinThumbs = -1, MaxThumbs = 1;
+
+    /// <summary>Stars: worst and best.</summary>
+    public const int MinStars = 1, MaxStars = 5;
+
     /// <summary>
-    /// Validates <paramref name="rating"/> and maps it to a score in [-1, 1]: thumbs -1/+1 map to -1/+1;
-    /// stars 1…5 map linearly to -1, -0.5, 0, 0.5, 1.
+    /// Exactly one of <c>rating</c> (thumbs -1, 0, 1: score -1, 0, 1) and <c>stars</c> (1-5: score
+    /// -1, -0.5, 0, 0.5, 1); both, neither, a value out of range or the retired <c>scale</c> field are
+    /// refused, naming the field in <paramref name="param"/>.
     /// </summary>
-    /// <param name="rating">The raw rating.</param>
-    /// <param name="scale">The stated scale, or <see langword="null"/> to infer it (-1/1 thumbs, 2-5 stars).</param>
-    /// <param name="resolvedScale">The scale the rating was read on.</param>
-    /// <param name="score">The normalised score.</param>
-    /// <param name="error">Why the rating is invalid.</param>
+    /// <param name="request">The request.</param>
+    /// <param name="rating">The normalised rating when valid.</param>
+    /// <param name="param">The field at fault.</param>
+    /// <param name="error">Why the request is invalid.</param>
     /// <returns><see langword="true"/> when the rating is valid.</returns>
-    public static bool TryNormalize(int rating, RatingScale? scale, out RatingScale resolvedScale, out double score, out string? error)
+    public static bool TryNormalize(FeedbackRequest request, out NormalizedRating rating, out string? param, out string? error)
     {
-        resolvedScale = scale ?? (rating is -1 or 1 ? RatingScale.Thumbs : RatingScale.Stars);
-        score = 0;
-        error = null;
-        switch (resolvedScale)
+        ArgumentNullException.ThrowIfNull(request);
+        rating = default;
+        // "scale": null is what a client with an optional field sends: absent, not the retired field.
+        bool scale = request.Scale is { ValueKind: not (System.Text.Json.JsonValueKind.Null or System.Text.Json.JsonValueKind.Undefined) };
+        (param, error) = (scale, request.Rating, request.Stars) switch
         {
-            case RatingScale.Thumbs when rating is -1 or 1:
-                score = rating;
-                return true;
-            case RatingScale.Stars when rating is >= 1 and <= 5:
-                score = (rating - 3) / 2.0;
-                return true;
-            default:
-                error = scale is null
-                    ? "rating must be -1 or 1 (thumbs) or 1-5 (stars)."
-                    : resolvedScale == RatingScale.Thumbs ? "A thumbs rating must be -1 or 1." : "A star rating must be 1-5.";
-                return false;
-        }
+            (true, _, _) => ("scale", "'scale' is no longer accepted: send thumbs as 'rating' (-1, 0 or 1) or 1-5 stars as 'stars'."),
+            (false, { }, { }) => ("stars", "Send either 'rating' (thumbs: -1, 0 or 1) or 'stars' (1-5), not both."),
+            (false, null, null) => ("rating", "'rating' (thumbs: -1, 0 or 1) or 'stars' (1-5) is required."),
+            (false, { } r, null) when r is < MinThumbs or > MaxThumbs => ("rating", $"'rating' is thumbs and must be -1, 0 or 1 (got {r}); send 1-5 stars as 'stars'."),
+            (false, null, { } st) when st is < MinStars or > MaxStars => ("stars", $"'stars' must be 1-5 (got {st})."),
+            _ => ((string?)null, (string?)null),
+        };
+        if (error is not null) return false;
+        rating = request.Rating is { } thumbs
+            ? new NormalizedRating(RatingScale.Thumbs, thumbs, thumbs)
+            : new NormalizedRating(RatingScale.Stars, request.Stars!.Value, StarsScore(request.Stars!.Value));
+        return true;
     }
+
+    /// <summary>1-5 stars onto [-1, 1]: linear, three stars neutral.</summary>
+    public static double StarsScore(int stars) => (stars - 3) / 2.0;
 }

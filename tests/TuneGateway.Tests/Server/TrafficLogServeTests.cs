@@ -250,14 +250,16 @@ public abstract class TrafficLogServeTests(TrafficServeFixture serve)
         Assert.Equal(HttpStatusCode.Created, status);
         Assert.Equal("created", created.GetProperty("status").GetString());
         Assert.Equal(answer.Id, created.GetProperty("id").GetString());
-        Assert.Equal("thumbs", created.GetProperty("scale").GetString());
+        Assert.Equal(1, created.GetProperty("rating").GetInt32());
+        Assert.False(created.TryGetProperty("stars", out _));
         Assert.Equal(1, created.GetProperty("score").GetDouble());
 
         var (again, updated, _) = await SendJsonAsync(_http, Post(Url("/v1/feedback"),
-            new { id = answer.Id, rating = 4, correction = "The answer I wanted.", comment = "close" }, TrafficServeFixture.AliceKey));
+            new { id = answer.Id, stars = 4, correction = "The answer I wanted.", comment = "close" }, TrafficServeFixture.AliceKey));
         Assert.Equal(HttpStatusCode.OK, again);
         Assert.Equal("updated", updated.GetProperty("status").GetString());
-        Assert.Equal("stars", updated.GetProperty("scale").GetString());
+        Assert.Equal(4, updated.GetProperty("stars").GetInt32());
+        Assert.False(updated.TryGetProperty("rating", out _));
         Assert.Equal(0.5, updated.GetProperty("score").GetDouble());
         Assert.Equal(created.GetProperty("created_at").GetDateTimeOffset(), updated.GetProperty("created_at").GetDateTimeOffset());
 
@@ -269,9 +271,12 @@ public abstract class TrafficLogServeTests(TrafficServeFixture serve)
         var page = await serve.Reader.QueryAsync(new TrafficQuery { Adapter = "support-bot", Since = answer.Before.AddSeconds(-1), Limit = TrafficQuery.MaxLimit });
         Assert.Single(page.Items, r => r.Entry.Id == answer.Id);
 
-        // "1" alone is a thumbs up; with "scale": "stars" it is one star.
-        var (_, oneStar, _) = await SendJsonAsync(_http, Post(Url("/v1/feedback"), new { id = answer.Id, rating = 1, scale = "stars" }, TrafficServeFixture.AliceKey));
-        Assert.Equal(("stars", -1.0), (oneStar.GetProperty("scale").GetString(), oneStar.GetProperty("score").GetDouble()));
+        // One star is the worst rating; rating 1 is always a thumbs up.
+        var (_, oneStar, _) = await SendJsonAsync(_http, Post(Url("/v1/feedback"), new { id = answer.Id, stars = 1 }, TrafficServeFixture.AliceKey));
+        Assert.Equal((1, -1.0), (oneStar.GetProperty("stars").GetInt32(), oneStar.GetProperty("score").GetDouble()));
+        var (_, neutral, _) = await SendJsonAsync(_http, Post(Url("/v1/feedback"), new { id = answer.Id, rating = 0 }, TrafficServeFixture.AliceKey));
+        Assert.Equal((0, 0.0), (neutral.GetProperty("rating").GetInt32(), neutral.GetProperty("score").GetDouble()));
+        Assert.Equal(HttpStatusCode.OK, (await SendJsonAsync(_http, Post(Url("/v1/feedback"), new { id = answer.Id, rating = 1 }, TrafficServeFixture.AliceKey))).Status);
 
         AssertError(HttpStatusCode.NotFound, await SendJsonAsync(_http, Post(Url("/v1/feedback"), new { id = "cmpl-" + Guid.NewGuid().ToString("N"), rating = 1 }, TrafficServeFixture.AliceKey)), "id", "not_found");
         // Another key's request is unknown to this key (ids cannot be probed), and its feedback is left alone.
@@ -279,12 +284,45 @@ public abstract class TrafficLogServeTests(TrafficServeFixture serve)
         Assert.Equal(1, (await serve.Reader.GetAsync(answer.Id))!.Feedback!.Rating);
 
         AssertError(HttpStatusCode.BadRequest, await SendJsonAsync(_http, Post(Url("/v1/feedback"), new { id = answer.Id, rating = 7 }, TrafficServeFixture.AliceKey)), "rating");
-        AssertError(HttpStatusCode.BadRequest, await SendJsonAsync(_http, Post(Url("/v1/feedback"), new { id = answer.Id, rating = -1, scale = "stars" }, TrafficServeFixture.AliceKey)), "rating");
         AssertError(HttpStatusCode.BadRequest, await SendJsonAsync(_http, Post(Url("/v1/feedback"), new { id = answer.Id, rating = "great" }, TrafficServeFixture.AliceKey)), "rating");
         AssertError(HttpStatusCode.BadRequest, await SendJsonAsync(_http, Post(Url("/v1/feedback"), new { id = answer.Id, rating = 1, scale = "moons" }, TrafficServeFixture.AliceKey)), "scale");
+        // The ambiguous forms are refused, naming the field: no silent guess on what "4" or "1" meant.
+        AssertError(HttpStatusCode.BadRequest, await SendJsonAsync(_http, Post(Url("/v1/feedback"), new { id = answer.Id, rating = 4 }, TrafficServeFixture.AliceKey)), "rating");
+        AssertError(HttpStatusCode.BadRequest, await SendJsonAsync(_http, Post(Url("/v1/feedback"), new { id = answer.Id, rating = 1, scale = "stars" }, TrafficServeFixture.AliceKey)), "scale");
+        AssertError(HttpStatusCode.BadRequest, await SendJsonAsync(_http, Post(Url("/v1/feedback"), new { id = answer.Id, rating = 1, stars = 5 }, TrafficServeFixture.AliceKey)), "stars");
+        AssertError(HttpStatusCode.BadRequest, await SendJsonAsync(_http, Post(Url("/v1/feedback"), new { id = answer.Id, comment = "no rating" }, TrafficServeFixture.AliceKey)), "rating");
+        AssertError(HttpStatusCode.BadRequest, await SendJsonAsync(_http, Post(Url("/v1/feedback"), new { id = answer.Id, stars = 0 }, TrafficServeFixture.AliceKey)), "stars");
+        AssertError(HttpStatusCode.BadRequest, await SendJsonAsync(_http, Post(Url("/v1/feedback"), new { id = answer.Id, stars = 6 }, TrafficServeFixture.AliceKey)), "stars");
+        AssertError(HttpStatusCode.BadRequest, await SendJsonAsync(_http, Post(Url("/v1/feedback"), new { id = answer.Id, rating = -2 }, TrafficServeFixture.AliceKey)), "rating");
         AssertError(HttpStatusCode.BadRequest, await SendJsonAsync(_http, Post(Url("/v1/feedback"), new { rating = 1 }, TrafficServeFixture.AliceKey)), "id");
         AssertError(HttpStatusCode.BadRequest, await SendJsonAsync(_http, Post(Url("/v1/feedback"), "{not json", TrafficServeFixture.AliceKey)), "body");
         AssertError(HttpStatusCode.Unauthorized, await SendJsonAsync(_http, Post(Url("/v1/feedback"), new { id = answer.Id, rating = 1 })), null, "missing_api_key");
+    }
+
+    [Fact]
+    public async Task OneStarTrainsAsNegativeAndFiveStarsAsPositive()
+    {
+        // Unique prompts: other tests of this fixture log support-bot traffic too.
+        string tag = Guid.NewGuid().ToString("N")[..8];
+        var oneStar = await CompleteAsync(new { model = "support-bot@v3", prompt = $"one star {tag}", max_tokens = 2 }, TrafficServeFixture.AliceKey);
+        var fiveStars = await CompleteAsync(new { model = "support-bot@v3", prompt = $"five stars {tag}", max_tokens = 2 }, TrafficServeFixture.AliceKey);
+        var thumbsUp = await CompleteAsync(new { model = "support-bot@v3", prompt = $"thumbs up {tag}", max_tokens = 2 }, TrafficServeFixture.AliceKey);
+        foreach (var answer in new[] { oneStar, fiveStars, thumbsUp }) await serve.LoggedAsync(answer.Id);
+        Assert.Equal(HttpStatusCode.Created, (await SendJsonAsync(_http, Post(Url("/v1/feedback"), new { id = oneStar.Id, stars = 1 }, TrafficServeFixture.AliceKey))).Status);
+        Assert.Equal(HttpStatusCode.Created, (await SendJsonAsync(_http, Post(Url("/v1/feedback"), new { id = fiveStars.Id, stars = 5 }, TrafficServeFixture.AliceKey))).Status);
+        Assert.Equal(HttpStatusCode.Created, (await SendJsonAsync(_http, Post(Url("/v1/feedback"), new { id = thumbsUp.Id, rating = 1 }, TrafficServeFixture.AliceKey))).Status);
+
+        Assert.Equal((RatingScale.Stars, 1, -1.0), Stored(await serve.Reader.GetAsync(oneStar.Id)));
+        Assert.Equal((RatingScale.Stars, 5, 1.0), Stored(await serve.Reader.GetAsync(fiveStars.Id)));
+        Assert.Equal((RatingScale.Thumbs, 1, 1.0), Stored(await serve.Reader.GetAsync(thumbsUp.Id)));
+
+        // Curation over the real log: the default min_score keeps the five-star and thumbs-up answers only.
+        var pipeline = new TuneGateway.Controller.Pipelines.PipelineDefinition { Adapter = "support-bot", Data = new TuneGateway.Controller.Pipelines.DataRules { MinExamples = 1, Window = TimeSpan.FromHours(1) } };
+        var data = await new TuneGateway.Controller.Pipelines.Curator(serve.Reader).CurateAsync(pipeline, [], DateTimeOffset.UtcNow.AddSeconds(1));
+        var prompts = data.Train.Concat(data.Validation).Concat(data.Holdout).Select(e => e.Prompt).Where(p => p.EndsWith(tag, StringComparison.Ordinal)).Order().ToArray();
+        Assert.Equal([$"five stars {tag}", $"thumbs up {tag}"], prompts);
+
+        static (RatingScale, int, double) Stored(TrafficRecord? record) => (record!.Feedback!.Scale, record.Feedback.Rating, record.Feedback.Score);
     }
 
     [Fact]

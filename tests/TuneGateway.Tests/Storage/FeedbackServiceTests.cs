@@ -22,7 +22,7 @@ public sealed class FeedbackServiceTests : IDisposable
         var entry = Entries.Full(Entries.NewId(), "alpha", DateTimeOffset.UtcNow);
         await store.AppendAsync([entry]);
 
-        var result = await service.SubmitAsync(new FeedbackRequest(entry.Id, 2, "Email me at jane@example.com", "Phone 555-123-4567"), "key-1");
+        var result = await service.SubmitAsync(new FeedbackRequest(entry.Id, Stars: 2, Correction: "Email me at jane@example.com", Comment: "Phone 555-123-4567"), "key-1");
 
         Assert.Equal(FeedbackStatus.Created, result.Status);
         Assert.Equal(201, result.StatusCode);
@@ -34,7 +34,7 @@ public sealed class FeedbackServiceTests : IDisposable
         Assert.Equal("Phone [PHONE]", stored.Comment);
         Assert.Equal("key-1", stored.ApiKeyId);
 
-        var again = await service.SubmitAsync(new FeedbackRequest(entry.Id, 1, Scale: RatingScale.Thumbs), "key-1");
+        var again = await service.SubmitAsync(new FeedbackRequest(entry.Id, Rating: 1), "key-1");
         Assert.Equal(FeedbackStatus.Updated, again.Status);
         Assert.Equal(200, again.StatusCode);
     }
@@ -48,12 +48,49 @@ public sealed class FeedbackServiceTests : IDisposable
 
         var badRating = await service.SubmitAsync(new FeedbackRequest(entry.Id, 7), "key-1");
         var badId = await service.SubmitAsync(new FeedbackRequest("", 1), "key-1");
+        var both = await service.SubmitAsync(new FeedbackRequest(entry.Id, Rating: 1, Stars: 1), "key-1");
 
         Assert.Equal(FeedbackStatus.Invalid, badRating.Status);
         Assert.Equal(400, badRating.StatusCode);
         Assert.NotNull(badRating.Error);
+        Assert.Equal("rating", badRating.Param);
         Assert.Equal(FeedbackStatus.Invalid, badId.Status);
+        Assert.Equal("id", badId.Param);
+        Assert.Equal(("stars", FeedbackStatus.Invalid), (both.Param, both.Status));
         Assert.Null((await store.GetAsync(entry.Id))!.Feedback);
+    }
+
+    [Fact]
+    public async Task FeedbackStoredUnderTheOldContractIsReadAsItWasStored()
+    {
+        // Lines the embedded store wrote before 'stars' existed: 'rating' with the 'scale' it was read on and its score.
+        var (_, store, _) = Create();
+        var t = DateTimeOffset.UtcNow.AddMinutes(-5);
+        var oneStar = Entries.Full(Entries.NewId(), "alpha", t) with { Prompt = "one star" };
+        var fourStars = Entries.Full(Entries.NewId(), "alpha", t) with { Prompt = "four stars" };
+        var thumbsUp = Entries.Full(Entries.NewId(), "alpha", t) with { Prompt = "thumbs up" };
+        await store.AppendAsync([oneStar, fourStars, thumbsUp]);
+        store.Dispose();
+        string feedbackLog = Directory.EnumerateFiles(_directory.Path, "feedback.jsonl", SearchOption.AllDirectories).Single();
+        string at = t.ToString("O", System.Globalization.CultureInfo.InvariantCulture);
+        await File.AppendAllLinesAsync(feedbackLog,
+        [
+            $$$"""{"seq":1,"feedback":{"id":"{{{oneStar.Id}}}","adapter":"alpha","rating":1,"scale":"stars","score":-1,"created_at":"{{{at}}}","updated_at":"{{{at}}}"}}""",
+            $$$"""{"seq":2,"feedback":{"id":"{{{fourStars.Id}}}","adapter":"alpha","rating":4,"scale":"stars","score":0.5,"created_at":"{{{at}}}","updated_at":"{{{at}}}"}}""",
+            $$$"""{"seq":3,"feedback":{"id":"{{{thumbsUp.Id}}}","adapter":"alpha","rating":1,"scale":"thumbs","score":1,"created_at":"{{{at}}}","updated_at":"{{{at}}}"}}""",
+        ]);
+
+        var (_, reopened, _) = Create();
+        var read = (await reopened.GetAsync(oneStar.Id))!.Feedback!;
+        Assert.Equal((1, RatingScale.Stars, -1.0), (read.Rating, read.Scale, read.Score));
+        Assert.Equal(0.5, (await reopened.GetAsync(fourStars.Id))!.Feedback!.Score);
+        Assert.Equal(1.0, (await reopened.GetAsync(thumbsUp.Id))!.Feedback!.Score);
+
+        // Curation reads the stored score: the old one-star record stays a negative.
+        var pipeline = new TuneGateway.Controller.Pipelines.PipelineDefinition { Adapter = "alpha", Data = new TuneGateway.Controller.Pipelines.DataRules { MinExamples = 1 } };
+        var data = await new TuneGateway.Controller.Pipelines.Curator(reopened).CurateAsync(pipeline, [], DateTimeOffset.UtcNow);
+        Assert.Equal(["four stars", "thumbs up"], data.Train.Concat(data.Validation).Concat(data.Holdout).Select(e => e.Prompt).Order());
+        Assert.Equal(1, data.Stats.DroppedLowScore);
     }
 
     [Fact]

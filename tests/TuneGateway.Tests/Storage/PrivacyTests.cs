@@ -119,29 +119,32 @@ public sealed class PrivacyTests
 
     [Theory]
     [InlineData(1, null, RatingScale.Thumbs, 1.0)]
+    [InlineData(0, null, RatingScale.Thumbs, 0.0)]
     [InlineData(-1, null, RatingScale.Thumbs, -1.0)]
-    [InlineData(2, null, RatingScale.Stars, -0.5)]
-    [InlineData(5, null, RatingScale.Stars, 1.0)]
-    [InlineData(1, RatingScale.Stars, RatingScale.Stars, -1.0)]
-    [InlineData(3, RatingScale.Stars, RatingScale.Stars, 0.0)]
-    [InlineData(-1, RatingScale.Thumbs, RatingScale.Thumbs, -1.0)]
-    public void RatingsMapOntoTheCommonScale(int rating, RatingScale? scale, RatingScale expectedScale, double expectedScore)
+    [InlineData(null, 1, RatingScale.Stars, -1.0)]
+    [InlineData(null, 2, RatingScale.Stars, -0.5)]
+    [InlineData(null, 3, RatingScale.Stars, 0.0)]
+    [InlineData(null, 5, RatingScale.Stars, 1.0)]
+    public void RatingsMapOntoTheCommonScale(int? rating, int? stars, RatingScale expectedScale, double expectedScore)
     {
-        Assert.True(FeedbackRating.TryNormalize(rating, scale, out var resolved, out var score, out var error));
-        Assert.Equal(expectedScale, resolved);
-        Assert.Equal(expectedScore, score);
+        Assert.True(FeedbackRating.TryNormalize(new FeedbackRequest("chatcmpl-1", rating, Stars: stars), out var normalized, out var param, out var error));
+        Assert.Equal((expectedScale, rating ?? stars!.Value, expectedScore), (normalized.Scale, normalized.Value, normalized.Score));
+        Assert.Null(param);
         Assert.Null(error);
     }
 
     [Theory]
-    [InlineData(0, null)]
-    [InlineData(6, null)]
-    [InlineData(-2, null)]
-    [InlineData(3, RatingScale.Thumbs)]
-    [InlineData(-1, RatingScale.Stars)]
-    public void InvalidRatingsAreRejected(int rating, RatingScale? scale)
+    [InlineData(2, null, "rating")]
+    [InlineData(5, null, "rating")]
+    [InlineData(-2, null, "rating")]
+    [InlineData(null, 0, "stars")]
+    [InlineData(null, 6, "stars")]
+    [InlineData(1, 1, "stars")]
+    [InlineData(null, null, "rating")]
+    public void InvalidOrAmbiguousRatingsAreRejectedNamingTheField(int? rating, int? stars, string field)
     {
-        Assert.False(FeedbackRating.TryNormalize(rating, scale, out _, out _, out var error));
+        Assert.False(FeedbackRating.TryNormalize(new FeedbackRequest("chatcmpl-1", rating, Stars: stars), out _, out var param, out var error));
+        Assert.Equal(field, param);
         Assert.NotNull(error);
     }
 }

@@ -157,7 +157,7 @@ public sealed class RedisTrafficStoreTests(RedisServerFixture redis) : IClassFix
         await hosted.StartAsync(CancellationToken.None);
         var entry = Entries.Full(Entries.NewId(), "alpha", DateTimeOffset.UtcNow) with { ApiKeyId = "key-1" };
         Assert.Equal(TrafficLogDecision.Accepted, log.Record(entry));
-        var result = await feedback.SubmitAsync(new FeedbackRequest(entry.Id, 5, "better"), "key-1");
+        var result = await feedback.SubmitAsync(new FeedbackRequest(entry.Id, Stars: 5, Correction: "better"), "key-1");
         await hosted.StopAsync(CancellationToken.None);
 
         Assert.Equal(FeedbackStatus.Created, result.Status);

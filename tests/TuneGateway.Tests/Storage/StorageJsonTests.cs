@@ -9,12 +9,16 @@ public sealed class StorageJsonTests
     [Fact]
     public void TheFeedbackBodyBindsFromTheApiShape()
     {
-        const string body = """{"id":"chatcmpl-1","rating":-1,"correction":"Say no.","comment":"wrong","scale":"thumbs"}""";
+        const string body = """{"id":"chatcmpl-1","rating":-1,"correction":"Say no.","comment":"wrong"}""";
 
         var request = JsonSerializer.Deserialize<FeedbackRequest>(body, JsonSerializerOptions.Web);
 
-        Assert.Equal(new FeedbackRequest("chatcmpl-1", -1, "Say no.", "wrong", RatingScale.Thumbs), request);
-        Assert.Equal(new FeedbackRequest("chatcmpl-2", 4), JsonSerializer.Deserialize<FeedbackRequest>("""{"id":"chatcmpl-2","rating":4}""", JsonSerializerOptions.Web));
+        Assert.Equal(new FeedbackRequest("chatcmpl-1", -1, "Say no.", "wrong"), request);
+        Assert.Equal(new FeedbackRequest("chatcmpl-2", Stars: 4), JsonSerializer.Deserialize<FeedbackRequest>("""{"id":"chatcmpl-2","stars":4}""", JsonSerializerOptions.Web));
+        // The retired field still binds, so that it can be refused by name.
+        var old = JsonSerializer.Deserialize<FeedbackRequest>("""{"id":"chatcmpl-3","rating":1,"scale":"stars"}""", JsonSerializerOptions.Web)!;
+        Assert.False(FeedbackRating.TryNormalize(old, out _, out string? param, out _));
+        Assert.Equal("scale", param);
     }
 
     [Fact]

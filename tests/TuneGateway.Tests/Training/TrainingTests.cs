@@ -69,7 +69,8 @@ public sealed class TrainingTests : IDisposable
         Assert.True(last < first * 0.5, $"training loss should fall by half: first steps {first:F3}, last steps {last:F3}");
         Assert.True(report.Validation.Last().Loss < report.Validation.First().Loss);
         Assert.True(File.Exists(Path.Combine(dir.Path, "training_report.json")));
-        Assert.True(File.Exists(Path.Combine(dir.Path, "checkpoints", "epoch-4", "optimizer.bin")));
+        // No checkpoints unless asked for.
+        Assert.False(Directory.Exists(Path.Combine(dir.Path, "checkpoints")));
 
         // The PEFT files load through the serving path and give the training path's logits.
         var config = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir.Path, "adapter_config.json"))).RootElement;
@@ -93,7 +94,7 @@ public sealed class TrainingTests : IDisposable
     public void ResumingFromACheckpointContinuesTheSameRun()
     {
         var data = TrainingData.FromExamples(ShoutExamples(24), _tokenizer, 128);
-        var options = new LoraTrainingOptions { Rank = 4, Alpha = 8, LearningRate = 2e-3, Epochs = 2, BatchSize = 4, ValidationSplit = 0, Patience = 0, Dropout = 0.1, Seed = 3 };
+        var options = new LoraTrainingOptions { Rank = 4, Alpha = 8, LearningRate = 2e-3, Epochs = 2, BatchSize = 4, ValidationSplit = 0, Patience = 0, Dropout = 0.1, Seed = 3, CheckpointEvery = 1 };
         using var full = new TempDirectory();
         LoraTrainer.Train(_model, data, options, full.Path);
 
@@ -131,6 +132,31 @@ public sealed class TrainingTests : IDisposable
         Assert.StartsWith("early stop", report.Stopped);
         Assert.True(report.EpochsRun < 6);
         Assert.Equal(report.Validation.MinBy(v => v.Loss)!.Epoch, report.BestEpoch);
+    }
+
+    [Fact]
+    public void CheckpointsAreWrittenEveryNEpochsAndKeepBestKeepsOnlyTheBest()
+    {
+        var data = TrainingData.FromExamples(ShoutExamples(16), _tokenizer, 128);
+        var options = new LoraTrainingOptions { Rank = 4, Alpha = 8, LearningRate = 1e-2, Epochs = 4, BatchSize = 8, ValidationSplit = 0, Patience = 0, Seed = 2, CheckpointEvery = 2 };
+        using var every = new TempDirectory();
+        LoraTrainer.Train(_model, data, options, every.Path);
+        Assert.Equal(["epoch-2", "epoch-4"], Directory.GetDirectories(Path.Combine(every.Path, "checkpoints")).Select(Path.GetFileName).Order());
+
+        // Validation that only gets worse (see below): epoch 1 is the best, and its checkpoint the only one left.
+        var train = ShoutExamples(32).ToList();
+        var validation = TrainingData.FromExamples(train.Take(8).Select(e => e with { Completion = " " + e.Completion.Trim().ToLowerInvariant() + "!" }), _tokenizer, 128);
+        var keepBest = new LoraTrainingOptions { Rank = 8, Alpha = 16, LearningRate = 1e-2, Epochs = 3, BatchSize = 8, Patience = 0, Seed = 5, CheckpointEvery = 1, KeepBestCheckpoint = true };
+        using var best = new TempDirectory();
+        var report = LoraTrainer.Train(_model, TrainingData.FromExamples(train, _tokenizer, 128), keepBest, best.Path, validationData: validation);
+        Assert.Equal(1, report.BestEpoch);
+        Assert.Equal(3, report.EpochsRun);
+        Assert.Equal(["epoch-1"], Directory.GetDirectories(Path.Combine(best.Path, "checkpoints")).Select(Path.GetFileName));
+        // The adapter written is the best epoch's, not the last one's.
+        Assert.Equal(File.ReadAllBytes(Path.Combine(best.Path, "checkpoints", "epoch-1", "adapter_model.safetensors")),
+            File.ReadAllBytes(Path.Combine(best.Path, "adapter_model.safetensors")));
+
+        Assert.Throws<ArgumentException>(() => (options with { CheckpointEvery = 0, KeepBestCheckpoint = true }).Validate());
     }
 
     [Fact]
