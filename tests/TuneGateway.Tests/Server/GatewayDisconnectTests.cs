@@ -47,9 +47,13 @@ public sealed class GatewayDisconnectTests : IAsyncLifetime
     {
         var engine = _app.Services.GetRequiredService<EngineHost>().Engine!;
         long before = engine.Scheduler.Stats.GeneratedTokens;
+        // 480 tokens is near the tiny model's 512 positions, and on an idle machine it can finish
+        // before the disconnect has crossed both hops; 20 top log-probabilities a token make each
+        // step (and each event) heavier, so the generation outlasts the cancellation's trip.
         object body = path.Contains("chat")
-            ? new { model = "llama-tiny", messages = new[] { new { role = "user", content = "Hello" } }, max_tokens = LongGeneration, ignore_eos = true, stream = true }
-            : new { model = "llama-tiny", prompt = "Hello", max_tokens = LongGeneration, ignore_eos = true, stream = true };
+            ? new { model = "llama-tiny", messages = new[] { new { role = "user", content = "Hello" } }, max_tokens = LongGeneration, ignore_eos = true, stream = true,
+                logprobs = true, top_logprobs = 20 }
+            : (object)new { model = "llama-tiny", prompt = "Hello", max_tokens = LongGeneration, ignore_eos = true, stream = true, logprobs = 20 };
         await StreamThenDisconnectAsync(_url + path, body);
 
         await WaitUntilAsync(async () => await RunningAsync() == 0, "the engine's running sequences to drop to 0");
