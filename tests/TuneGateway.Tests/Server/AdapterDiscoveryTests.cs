@@ -37,16 +37,13 @@ public sealed class AdapterDiscoveryTests : IAsyncLifetime
         ];
         _app = ServerHost.CreateServe(new WorkerOptions { Engine = TinyEngine(loraDirectory: _root) }, new GatewayOptions(), Settings(keys),
             lifecycle: new LifecycleSettings { DataDirectory = Path.Combine(_root, ".state"), ArtifactDirectory = _root });
-        await _app.StartAsync();
-        _url = BaseUrl(_app);
-        await WaitReadyAsync(_http, _url);
+        _url = await StartReadyAsync(_app, _http);
     }
 
     public async Task DisposeAsync()
     {
         _http.Dispose();
-        await _app.StopAsync();
-        await _app.DisposeAsync();
+        await StopAsync(_app);
         Directory.Delete(_root, recursive: true);
     }
 

@@ -25,16 +25,13 @@ public sealed class GatewayDisconnectTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _app = ServerHost.CreateServe(new WorkerOptions { Engine = TinyEngine(maxNumSeqs: 1, maxQueue: 1) }, new GatewayOptions(), Settings());
-        await _app.StartAsync();
-        _url = BaseUrl(_app);
-        await WaitReadyAsync(_http, _url);
+        _url = await StartReadyAsync(_app, _http);
     }
 
     public async Task DisposeAsync()
     {
         _http.Dispose();
-        await _app.StopAsync();
-        await _app.DisposeAsync();
+        await StopAsync(_app);
     }
 
     /// <summary>The in-process worker's running sequences, as its state reports them (its routes are not for clients).</summary>

@@ -52,6 +52,22 @@ internal static class ServerTestHost
         }
     }
 
+    /// <summary>Starts <paramref name="app"/> and waits until it serves; returns its base URL.</summary>
+    public static async Task<string> StartReadyAsync(WebApplication app, HttpClient http)
+    {
+        await app.StartAsync();
+        string url = BaseUrl(app);
+        await WaitReadyAsync(http, url);
+        return url;
+    }
+
+    /// <summary>Stops and disposes a host started by <see cref="StartReadyAsync"/>.</summary>
+    public static async Task StopAsync(WebApplication app)
+    {
+        await app.StopAsync();
+        await app.DisposeAsync();
+    }
+
     public static async Task WaitReadyAsync(HttpClient http, string baseUrl)
     {
         await WaitUntilAsync(async () =>

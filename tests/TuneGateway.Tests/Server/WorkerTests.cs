@@ -20,16 +20,13 @@ public sealed class WorkerTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _app = ServerHost.CreateWorker(new WorkerOptions { Engine = TinyEngine(maxNumSeqs: 1, maxQueue: 1) }, Settings());
-        await _app.StartAsync();
-        _url = BaseUrl(_app);
-        await WaitReadyAsync(_http, _url);
+        _url = await StartReadyAsync(_app, _http);
     }
 
     public async Task DisposeAsync()
     {
         _http.Dispose();
-        await _app.StopAsync();
-        await _app.DisposeAsync();
+        await StopAsync(_app);
     }
 
     private async Task<(int Running, int QueueDepth)> StateAsync()

@@ -89,16 +89,13 @@ public sealed class WorkerTrustTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _serve = ServerHost.CreateServe(new WorkerOptions { Engine = TinyEngine() }, new GatewayOptions { WorkerKey = WorkerSide }, Settings(Keys), observer: _observer);
-        await _serve.StartAsync();
-        _url = BaseUrl(_serve);
-        await WaitReadyAsync(_http, _url);
+        _url = await StartReadyAsync(_serve, _http);
     }
 
     public async Task DisposeAsync()
     {
         _http.Dispose();
-        await _serve.StopAsync();
-        await _serve.DisposeAsync();
+        await StopAsync(_serve);
     }
 
     /// <summary>A state report that claims <paramref name="adapter"/> is resident at <paramref name="url"/>.</summary>
