@@ -58,6 +58,15 @@ internal sealed class AdminCommands(Func<string, string?> environment)
             foreach (var a in Items(json))
                 table.Add(Text(a, "adapter"), Text(a, "production"), Text(a, "canary"), Text(a, "versions"), Routing(a));
             Write(o, table, "No adapters are registered.");
+            // What the workers hold now, registered or not (the bundled adapters, --lora-dir ones).
+            var served = new TextTable("SERVED", "BASE", "STATUS", "WORKERS");
+            if (json.TryGetProperty("served", out var s) && s.ValueKind == JsonValueKind.Array)
+                foreach (var a in s.EnumerateArray()) served.Add(Text(a, "name"), Text(a, "base_model"), Text(a, "status"), Text(a, "workers"));
+            if (served.Count > 0)
+            {
+                o.WriteLine();
+                served.WriteTo(o);
+            }
         }, ct));
 
         var show = new Command("show", "Versions, states and lineage of an adapter, its routing and canary.") { name };

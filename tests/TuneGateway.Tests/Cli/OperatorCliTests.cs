@@ -53,6 +53,17 @@ public sealed class OperatorCliTests : IAsyncLifetime
         var adapter = JsonDocument.Parse(json.Out).RootElement.GetProperty("data").EnumerateArray().Single();
         Assert.Equal(("support-bot", "v1", "v2"), (adapter.GetProperty("adapter").GetString(), adapter.GetProperty("production").GetString(), adapter.GetProperty("canary").GetString()));
 
+        // What the workers serve is listed too, registered or not: a request loads the bundled-style adapter under the artifact root.
+        using (var http = new HttpClient())
+        {
+            var completion = await http.SendAsync(Server.ServerTestHost.Post(_host.BaseUrl + "/v1/completions",
+                new { model = "support-bot@v1", prompt = "hi", max_tokens = 1 }, LifecycleServeHost.InferenceKey));
+            Assert.Equal(System.Net.HttpStatusCode.OK, completion.StatusCode);
+        }
+        await Server.ServerTestHost.WaitUntilAsync(async () =>
+            Lines((await AsOperatorAsync("adapters", "list")).Out).Any(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^support-bot@v1\s+\S+\s+(resident|loaded)\s+1$")),
+            "adapters list to show support-bot@v1 as served");
+
         var show = await AsOperatorAsync("adapters", "show", LifecycleServeHost.Adapter);
         Assert.True(show.Code == CliExitCode.Ok, show.Err);
         Assert.Contains(Lines(show.Out), l => l.StartsWith("v1") && l.Contains("production"));
