@@ -236,17 +236,17 @@ public sealed class AdapterManager : IDisposable
     /// </summary>
     public IReadOnlyList<DiscoveredAdapter> Discover()
     {
+        (DateTimeOffset At, IReadOnlyList<DiscoveredAdapter> Adapters)? cached;
+        lock (_lock) cached = _discovered;
         IReadOnlyList<DiscoveredAdapter> all;
-        lock (_lock)
+        if (cached is { } fresh && DateTimeOffset.UtcNow - fresh.At < _options.DiscoveryInterval) all = fresh.Adapters;
+        else
         {
-            if (_discovered is { } cached && DateTimeOffset.UtcNow - cached.At < _options.DiscoveryInterval) all = cached.Adapters;
-            else
-            {
-                all = ScanLoraDirectories();
-                _discovered = (DateTimeOffset.UtcNow, all);
-            }
-            return all.Where(a => !_current.ContainsKey(a.Name) && !_withdrawn.Contains(a.Name)).ToArray();
+            // The directories are read outside the lock: requests acquire adapters under it.
+            all = ScanLoraDirectories();
+            lock (_lock) _discovered = (DateTimeOffset.UtcNow, all);
         }
+        lock (_lock) return all.Where(a => !_current.ContainsKey(a.Name) && !_withdrawn.Contains(a.Name)).ToArray();
     }
 
     private List<DiscoveredAdapter> ScanLoraDirectories()
