@@ -202,13 +202,16 @@ public static class ServerHost
             .LoadFromMemory(GatewayProxyConfig.Routes, [])
             .AddTransforms(context =>
             {
+                // Resolved once per route, not per request (both are singletons).
+                var registry = context.Services.GetRequiredService<WorkerRegistry>();
+                var credentials = context.Services.GetRequiredService<WorkerCredentials>();
                 context.AddRequestTransform(transform =>
                 {
                     // The gateway has checked the client's key; what the worker sees depends on how it joined.
                     var http = transform.HttpContext;
                     var destination = http.GetReverseProxyFeature().ProxiedDestination;
-                    var worker = destination is null ? null : http.RequestServices.GetRequiredService<WorkerRegistry>().Find(destination.DestinationId);
-                    http.RequestServices.GetRequiredService<WorkerCredentials>().Apply(transform.ProxyRequest.Headers, worker,
+                    var worker = destination is null ? null : registry.Find(destination.DestinationId);
+                    credentials.Apply(transform.ProxyRequest.Headers, worker,
                         http.Request.Headers.Authorization.FirstOrDefault(), http.Request.Headers["X-Api-Key"].FirstOrDefault());
                     return ValueTask.CompletedTask;
                 });

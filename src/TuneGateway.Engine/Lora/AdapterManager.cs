@@ -252,12 +252,11 @@ public sealed class AdapterManager : IDisposable
     private List<DiscoveredAdapter> ScanLoraDirectories()
     {
         var found = new Dictionary<string, DiscoveredAdapter>(StringComparer.Ordinal);
-        IEnumerable<string> roots = _options.LoraDirectory is { } first ? [first, .. _options.AdditionalLoraDirectories] : _options.AdditionalLoraDirectories;
         static bool IsAdapter(string dir) => File.Exists(System.IO.Path.Combine(dir, "adapter_config.json"));
         // Staging and hidden directories (the artifact store's ".v3.tmp") are not adapters yet.
         static IEnumerable<string> Children(string dir) => Directory.EnumerateDirectories(dir).Where(d => !System.IO.Path.GetFileName(d).StartsWith('.'))
             .OrderBy(d => d, StringComparer.Ordinal);
-        foreach (string root in roots.Where(Directory.Exists))
+        foreach (string root in LoraRoots.Where(Directory.Exists))
         {
             try
             {
@@ -562,8 +561,7 @@ public sealed class AdapterManager : IDisposable
     {
         if (!IsSafeName(name)) return null;
         int at = name.IndexOf('@', StringComparison.Ordinal);
-        IEnumerable<string> roots = _options.LoraDirectory is { } first ? [first, .. _options.AdditionalLoraDirectories] : _options.AdditionalLoraDirectories;
-        foreach (string root in roots)
+        foreach (string root in LoraRoots)
         {
             string[] candidates = at > 0
                 ? [System.IO.Path.Combine(root, name[..at], name[(at + 1)..]), System.IO.Path.Combine(root, name)]
@@ -573,6 +571,10 @@ public sealed class AdapterManager : IDisposable
         }
         return null;
     }
+
+    /// <summary>The adapter directories in the order a name is looked up: <c>--lora-dir</c>, then the additional ones.</summary>
+    private IEnumerable<string> LoraRoots =>
+        _options.LoraDirectory is { } first ? [first, .. _options.AdditionalLoraDirectories] : _options.AdditionalLoraDirectories;
 
     private static bool IsSafeName(string name) =>
         name.Length is > 0 and <= 200 && !name.Contains("..", StringComparison.Ordinal) && name.IndexOfAny(['/', '\\', '\0']) < 0;

@@ -22,10 +22,15 @@ public sealed class GatewayMetrics
         var meter = meters.Create(ServerTelemetry.Name);
         _requests = meter.CreateCounter<long>("tunegw.gateway.requests", "{request}", "Requests proxied, by requested model, resolved model (the A/B arm) and status.");
         _retries = meter.CreateCounter<long>("tunegw.gateway.retries", "{request}", "Requests retried on another worker after a failure before any response.");
-        meter.CreateObservableGauge("tunegw.gateway.workers", () => new[]
+        meter.CreateObservableGauge("tunegw.gateway.workers", () =>
         {
-            new Measurement<int>(registry.Routable.Count, new KeyValuePair<string, object?>("state", "ready")),
-            new Measurement<int>(registry.All.Count - registry.Routable.Count, new KeyValuePair<string, object?>("state", "unknown")),
+            var all = registry.All;
+            int ready = all.Count(w => w.IsRoutable);
+            return new[]
+            {
+                new Measurement<int>(ready, new KeyValuePair<string, object?>("state", "ready")),
+                new Measurement<int>(all.Count - ready, new KeyValuePair<string, object?>("state", "unknown")),
+            };
         }, "{worker}", "Workers in the pool.");
     }
 

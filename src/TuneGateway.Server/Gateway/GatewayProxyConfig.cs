@@ -104,7 +104,7 @@ public sealed class GatewayProxyConfig(InMemoryConfigProvider provider, WorkerRe
     private async Task PollSilentWorkersAsync(CancellationToken cancellationToken)
     {
         // Half the silence after which /admin/workers calls a worker silent: a polled worker answers well before.
-        var silent = registry.All.Where(w => w.Trust == WorkerTrust.Configured && DateTimeOffset.UtcNow - w.LastSeen > options.SilentAfter / 2).ToArray();
+        var silent = registry.All.Where(w => w.Trust == WorkerTrust.Configured && registry.SinceLastReport(w) > options.SilentAfter / 2).ToArray();
         await Task.WhenAll(silent.Select(async worker =>
         {
             try

@@ -176,8 +176,11 @@ public sealed class WorkerRegistry
     {
         if (entry.State is not { Ready: true }) return WorkerAvailability.NotReady;
         if (entry.UnreachableSince is not null) return WorkerAvailability.Unreachable;
-        return _time.GetUtcNow() - entry.LastSeen > _options.SilentAfter ? WorkerAvailability.Silent : WorkerAvailability.Ready;
+        return SinceLastReport(entry) > _options.SilentAfter ? WorkerAvailability.Silent : WorkerAvailability.Ready;
     }
+
+    /// <summary>How long since <paramref name="entry"/> last reported, on the registry's clock.</summary>
+    public TimeSpan SinceLastReport(WorkerEntry entry) => _time.GetUtcNow() - entry.LastSeen;
 
     /// <summary>Drops registered workers silent for longer than <paramref name="staleAfter"/>; forgets static ones' state.</summary>
     public void Prune(TimeSpan staleAfter, TimeSpan routeWindow)
