@@ -14,9 +14,9 @@ internal static class TrainCommand
     public static Command Create()
     {
         var model = new Option<string?>("--model") { Description = "Base model directory (default: the bundled tiny model)." };
-        var data = new Option<string>("--data") { Description = "JSON Lines: {\"prompt\", \"completion\"} or {\"messages\": [...]}.", Required = true };
+        var data = new Option<string?>("--data") { Description = "JSON Lines: {\"prompt\", \"completion\"} or {\"messages\": [...]} (required without --request)." };
         var validationData = new Option<string?>("--val-data") { Description = "Validation JSON Lines (instead of --val-split)." };
-        var output = new Option<string>("--out") { Description = "Output directory for the PEFT adapter and training_report.json.", Required = true };
+        var output = new Option<string?>("--out") { Description = "Output directory for the PEFT adapter and training_report.json (required without --request)." };
         var rank = new Option<int>("--rank") { DefaultValueFactory = _ => 8, Description = "LoRA rank." };
         var alpha = new Option<double>("--alpha") { DefaultValueFactory = _ => 16, Description = "LoRA alpha (scale alpha/rank)." };
         var rslora = new Option<bool>("--rslora") { Description = "Scale by alpha/sqrt(rank)." };
@@ -43,62 +43,88 @@ internal static class TrainCommand
         var device = CommonOptions.Device();
         var dtype = CommonOptions.Dtype();
         var chatTemplate = new Option<string?>("--chat-template") { Description = "Chat template file for {\"messages\"} data (default: the model's)." };
+        var request = new Option<string?>("--request")
+        {
+            Description = "A training request file (JSON, as the controller writes it) holding every setting; no other training flag goes with it.",
+        };
 
         var command = new Command("train", "Fine-tune a LoRA adapter in TorchSharp; writes PEFT files HF PEFT loads as is.")
         {
             model, data, validationData, output, rank, alpha, rslora, targets, dropout, lr, weightDecay, schedule, warmup, epochs, batchSize, gradAccum,
-            maxSteps, valSplit, patience, maxGradNorm, maxLength, seed, threads, resume, overwrite, checkpointEvery, keepBest, device, dtype, chatTemplate,
+            maxSteps, valSplit, patience, maxGradNorm, maxLength, seed, threads, resume, overwrite, checkpointEvery, keepBest, device, dtype, chatTemplate, request,
         };
+        // What a request file already says; --resume and --overwrite are about this invocation, not the run's settings.
+        Option[] settings = [model, data, validationData, output, rank, alpha, rslora, targets, dropout, lr, weightDecay, schedule, warmup, epochs, batchSize,
+            gradAccum, maxSteps, valSplit, patience, maxGradNorm, maxLength, seed, threads, checkpointEvery, keepBest, device, dtype, chatTemplate];
         command.SetAction((parse, cancellationToken) =>
         {
-            // First, before any file is read or written: a run must not replace an adapter (perhaps one being served) by accident.
-            TrainingOutput.EnsureWritable(parse.GetValue(output)!, parse.GetValue(overwrite));
-            string modelDirectory = parse.GetValue(model) ?? BundledModel.Directory;
-            var options = new LoraTrainingOptions
+            TrainingRequest run;
+            if (parse.GetValue(request) is { } file)
             {
-                Rank = parse.GetValue(rank),
-                Alpha = parse.GetValue(alpha),
-                UseRsLora = parse.GetValue(rslora),
-                Targets = parse.GetValue(targets)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries),
-                Dropout = parse.GetValue(dropout),
-                LearningRate = parse.GetValue(lr),
-                WeightDecay = parse.GetValue(weightDecay),
-                Schedule = parse.GetValue(schedule),
-                WarmupRatio = parse.GetValue(warmup),
-                Epochs = parse.GetValue(epochs),
-                BatchSize = parse.GetValue(batchSize),
-                GradientAccumulation = parse.GetValue(gradAccum),
-                MaxSteps = parse.GetValue(maxSteps),
-                ValidationSplit = parse.GetValue(validationData) is null ? parse.GetValue(valSplit) : 0,
-                Patience = parse.GetValue(patience),
-                MaxGradNorm = parse.GetValue(maxGradNorm),
-                MaxLength = parse.GetValue(maxLength),
-                Seed = parse.GetValue(seed),
-                Threads = parse.GetValue(threads),
-                CheckpointEvery = parse.GetValue(checkpointEvery),
-                KeepBestCheckpoint = parse.GetValue(keepBest),
-            };
-            options.Validate();
-            var dev = TorchRuntime.ResolveDevice(parse.GetValue(device));
-            var type = TorchRuntime.ResolveDtype(parse.GetValue(dtype), dev);
-            var tokenizer = HfTokenizer.FromDirectory(modelDirectory);
-            var template = parse.GetValue(chatTemplate) is { } file ? ChatTemplate.FromFile(file) : ChatTemplate.FromModelDirectory(modelDirectory);
-            var trainData = TrainingData.Load(parse.GetValue(data)!, tokenizer, template, options.MaxLength);
-            var validation = parse.GetValue(validationData) is { } v ? TrainingData.Load(v, tokenizer, template, options.MaxLength) : null;
-
-            using var baseModel = CausalLanguageModel.Load(modelDirectory, dev, type, options.MaxLength);
-            Console.Error.WriteLine($"Training rank-{options.Rank} LoRA on {modelDirectory} ({dev}, {TorchRuntime.DtypeName(type)}): " +
-                $"{trainData.Examples.Count} examples ({trainData.Skipped} skipped as too long)");
-            var bar = new ProgressBar(Console.Error);
-            var report = LoraTrainer.Train(baseModel, trainData, options, parse.GetValue(output)!, bar, parse.GetValue(resume),
-                baseModelId: Path.GetFullPath(modelDirectory), validationData: validation, cancellationToken: cancellationToken);
-            bar.Done();
-            Console.Error.WriteLine($"{report.Stopped}; best epoch {report.BestEpoch}" +
-                (report.BestValidationLoss is double best ? $" (validation loss {best:F4})" : "") +
-                $"; {report.Steps.Count} steps in {report.Seconds:F1} s. Adapter: {Path.GetFullPath(parse.GetValue(output)!)}");
+                if (settings.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false }) is { } extra)
+                    throw new ArgumentException($"--request holds every training setting; drop {extra.Name} (or drop --request).");
+                run = TrainingRequest.Load(file);
+            }
+            else
+            {
+                if (parse.GetValue(data) is null || parse.GetValue(output) is null) throw new ArgumentException("--data and --out are required (or give --request FILE).");
+                var options = new LoraTrainingOptions
+                {
+                    Rank = parse.GetValue(rank),
+                    Alpha = parse.GetValue(alpha),
+                    UseRsLora = parse.GetValue(rslora),
+                    Targets = parse.GetValue(targets)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries),
+                    Dropout = parse.GetValue(dropout),
+                    LearningRate = parse.GetValue(lr),
+                    WeightDecay = parse.GetValue(weightDecay),
+                    Schedule = parse.GetValue(schedule),
+                    WarmupRatio = parse.GetValue(warmup),
+                    Epochs = parse.GetValue(epochs),
+                    BatchSize = parse.GetValue(batchSize),
+                    GradientAccumulation = parse.GetValue(gradAccum),
+                    MaxSteps = parse.GetValue(maxSteps),
+                    ValidationSplit = parse.GetValue(validationData) is null ? parse.GetValue(valSplit) : 0,
+                    Patience = parse.GetValue(patience),
+                    MaxGradNorm = parse.GetValue(maxGradNorm),
+                    MaxLength = parse.GetValue(maxLength),
+                    Seed = parse.GetValue(seed),
+                    Threads = parse.GetValue(threads),
+                    CheckpointEvery = parse.GetValue(checkpointEvery),
+                    KeepBestCheckpoint = parse.GetValue(keepBest),
+                };
+                options.Validate();
+                run = new TrainingRequest(parse.GetValue(model) ?? BundledModel.Directory, parse.GetValue(data)!, parse.GetValue(validationData), parse.GetValue(output)!,
+                    options, parse.GetValue(device)!) { Dtype = parse.GetValue(dtype), ChatTemplate = parse.GetValue(chatTemplate) };
+            }
+            Train(run, parse.GetValue(resume), parse.GetValue(overwrite), cancellationToken);
             return Task.FromResult(0);
         });
         return command;
+    }
+
+    private static void Train(TrainingRequest run, string? resume, bool overwrite, CancellationToken cancellationToken)
+    {
+        // First, before any file is read or written: a run must not replace an adapter (perhaps one being served) by accident.
+        TrainingOutput.EnsureWritable(run.OutputDirectory, overwrite);
+        var options = run.Options;
+        string modelDirectory = run.BaseModelDirectory;
+        var dev = TorchRuntime.ResolveDevice(run.Device);
+        var type = TorchRuntime.ResolveDtype(run.Dtype, dev);
+        var tokenizer = HfTokenizer.FromDirectory(modelDirectory);
+        var template = run.ChatTemplate is { } file ? ChatTemplate.FromFile(file) : ChatTemplate.FromModelDirectory(modelDirectory);
+        var trainData = TrainingData.Load(run.TrainData, tokenizer, template, options.MaxLength);
+        var validation = run.ValidationData is { } v ? TrainingData.Load(v, tokenizer, template, options.MaxLength) : null;
+
+        using var baseModel = CausalLanguageModel.Load(modelDirectory, dev, type, options.MaxLength);
+        Console.Error.WriteLine($"Training rank-{options.Rank} LoRA on {modelDirectory} ({dev}, {TorchRuntime.DtypeName(type)}): " +
+            $"{trainData.Examples.Count} examples ({trainData.Skipped} skipped as too long)");
+        var bar = new ProgressBar(Console.Error);
+        var report = LoraTrainer.Train(baseModel, trainData, options, run.OutputDirectory, bar, resume,
+            baseModelId: Path.GetFullPath(modelDirectory), validationData: validation, cancellationToken: cancellationToken);
+        bar.Done();
+        Console.Error.WriteLine($"{report.Stopped}; best epoch {report.BestEpoch}" +
+            (report.BestValidationLoss is double best ? $" (validation loss {best:F4})" : "") +
+            $"; {report.Steps.Count} steps in {report.Seconds:F1} s. Adapter: {Path.GetFullPath(run.OutputDirectory)}");
     }
 
     /// <summary>A one-line progress bar redrawn in place (plain lines when output is redirected).</summary>

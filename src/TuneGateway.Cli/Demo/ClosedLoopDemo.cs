@@ -247,7 +247,7 @@ internal sealed class ClosedLoopDemo(DemoOptions options, TextWriter output)
         Curator.WriteJsonLines(Path.Combine(dataset, "validation.jsonl"), examples[(OldTrainingSize * 9 / 10)..]);
         string output = Path.Combine(dataset, "training");
         var clock = Stopwatch.StartNew();
-        await ProcessTrainer.ForCurrentProcess().TrainAsync(new TrainRequest(BundledModel.Directory, Path.Combine(dataset, "train.jsonl"),
+        await ProcessTrainer.ForCurrentProcess().TrainAsync(new TrainingRequest(BundledModel.Directory, Path.Combine(dataset, "train.jsonl"),
             Path.Combine(dataset, "validation.jsonl"), output, Training with { ValidationSplit = 0 }, "cpu"), ct);
         Say($"tunegw train (a child process) trained the first adapter in {clock.Elapsed.TotalSeconds:F1} s");
         using var registered = await PostAsync(http, $"admin/adapters/{Adapter}/versions",

@@ -37,7 +37,7 @@ public sealed class PipelineRunJob(PipelineRunner runner, IPipelineStore pipelin
     {
         var data = context.MergedJobDataMap;
         string adapter = data.GetString(JobKeys.Adapter)!;
-        string trigger = data.GetString(JobKeys.Trigger) ?? "schedule";
+        var trigger = data.GetString(JobKeys.Trigger) is { } text ? RunTrigger.Parse(text) : RunTrigger.Schedule();
         string claim = data.GetString(JobKeys.Claim) ?? $"run:{adapter}:{context.ScheduledFireTimeUtc?.ToUnixTimeSeconds()}";
         await RunFiringAsync(adapter, trigger, claim, cancellationToken).ConfigureAwait(false);
     }
@@ -46,7 +46,7 @@ public sealed class PipelineRunJob(PipelineRunner runner, IPipelineStore pipelin
     /// One firing: claimed once across replicas, skipped when paused (unless manual), run under the
     /// adapter's lease. Null when this replica did not run it (claimed elsewhere, paused, leased elsewhere).
     /// </summary>
-    public async Task<PipelineRunResult?> RunFiringAsync(string adapter, string trigger, string claim, CancellationToken cancellationToken)
+    public async Task<PipelineRunResult?> RunFiringAsync(string adapter, RunTrigger trigger, string claim, CancellationToken cancellationToken)
     {
         if (!await leases.TryClaimOnceAsync(claim, options.Instance, options.FiringClaimRetention, cancellationToken).ConfigureAwait(false))
         {
@@ -56,7 +56,7 @@ public sealed class PipelineRunJob(PipelineRunner runner, IPipelineStore pipelin
 
         var record = await pipelines.GetAsync(adapter, cancellationToken).ConfigureAwait(false);
         if (record is null) return null;
-        bool manual = trigger.StartsWith("manual", StringComparison.Ordinal);
+        bool manual = trigger.Kind == TriggerKind.Manual;
         if (record.Paused && !manual)
         {
             logger.LogInformation("{Adapter}: pipeline paused; {Trigger} run skipped", adapter, trigger);
@@ -77,7 +77,7 @@ public sealed class PipelineRunJob(PipelineRunner runner, IPipelineStore pipelin
         PipelineRunResult? result = null;
         using var activity = ControllerTelemetry.Source.StartActivity("pipeline.run");
         activity?.SetTag("tunegw.adapter", adapter);
-        activity?.SetTag("tunegw.trigger", trigger);
+        activity?.SetTag("tunegw.trigger", LifecycleJson.Name(trigger.Kind));
         try
         {
             result = await runner.RunAsync(PipelineDefinition.FromJson(record.Definition), trigger, fenced.Token).ConfigureAwait(false);
@@ -173,7 +173,7 @@ public sealed class MonitorJob(CanaryMonitor canary, DriftMonitor drift, IPipeli
         string adapter = pipeline.Adapter;
         if (pipeline.Triggers.OnDrift && await drift.CheckAsync(pipeline, cancellationToken).ConfigureAwait(false) is { Report.DriftDetected: true } check)
         {
-            await scheduler.RunNowAsync(adapter, $"drift: {string.Join("; ", check.Report.Alarms)}", cancellationToken).ConfigureAwait(false);
+            await scheduler.RunNowAsync(adapter, RunTrigger.Drift(check.Report.Alarms), cancellationToken).ConfigureAwait(false);
             return;
         }
         if (pipeline.Triggers.FeedbackCount > 0)
@@ -183,7 +183,7 @@ public sealed class MonitorJob(CanaryMonitor canary, DriftMonitor drift, IPipeli
             if (count.Count >= pipeline.Triggers.FeedbackCount)
             {
                 await pipelines.SetStateAsync(adapter, FeedbackCursorKey, JsonSerializer.SerializeToElement(count.Cursor), cancellationToken).ConfigureAwait(false);
-                await scheduler.RunNowAsync(adapter, $"feedback: {count.Count} new items", cancellationToken).ConfigureAwait(false);
+                await scheduler.RunNowAsync(adapter, RunTrigger.Feedback(count.Count), cancellationToken).ConfigureAwait(false);
             }
         }
     }

@@ -40,17 +40,17 @@ public sealed class ControllerScheduler(ISchedulerFactory schedulers, IPipelineS
     private sealed record RunRequest(string Id, string Actor, DateTimeOffset At);
 
     /// <summary>Runs a pipeline now (manual, drift or feedback trigger), whatever its schedule.</summary>
-    public Task RunNowAsync(string adapter, string trigger, CancellationToken cancellationToken = default) =>
+    public Task RunNowAsync(string adapter, RunTrigger trigger, CancellationToken cancellationToken = default) =>
         RunNowAsync(adapter, trigger, $"run:{adapter}:now:{Guid.NewGuid():N}", cancellationToken);
 
-    private async Task RunNowAsync(string adapter, string trigger, string claim, CancellationToken cancellationToken)
+    private async Task RunNowAsync(string adapter, RunTrigger trigger, string claim, CancellationToken cancellationToken)
     {
         var scheduler = await SchedulerAsync(cancellationToken).ConfigureAwait(false);
         await EnsureJobsAsync(scheduler, adapter, cancellationToken).ConfigureAwait(false);
         await scheduler.TriggerJob(JobKeys.Run(adapter), new JobDataMap
         {
             [JobKeys.Adapter] = adapter,
-            [JobKeys.Trigger] = trigger,
+            [JobKeys.Trigger] = trigger.ToString(),
             [JobKeys.Claim] = claim,
         }, cancellationToken).ConfigureAwait(false);
         logger.LogInformation("{Adapter}: run requested ({Trigger})", adapter, trigger);
@@ -121,7 +121,7 @@ public sealed class ControllerScheduler(ISchedulerFactory schedulers, IPipelineS
         var stored = await pipelines.GetStateAsync(adapter, RunRequestKey, cancellationToken).ConfigureAwait(false);
         if (stored is not { ValueKind: JsonValueKind.Object } value || value.Deserialize<RunRequest>() is not { } request) return;
         // Every replica may see the request; the claim key makes exactly one of them run it.
-        await RunNowAsync(adapter, $"manual by {request.Actor}", $"run:{adapter}:request:{request.Id}", cancellationToken).ConfigureAwait(false);
+        await RunNowAsync(adapter, RunTrigger.Manual(request.Actor), $"run:{adapter}:request:{request.Id}", cancellationToken).ConfigureAwait(false);
         await pipelines.SetStateAsync(adapter, RunRequestKey, JsonSerializer.SerializeToElement<object?>(null), cancellationToken).ConfigureAwait(false);
     }
 
@@ -138,7 +138,7 @@ public sealed class ControllerScheduler(ISchedulerFactory schedulers, IPipelineS
                 .WithIdentity(JobKeys.Cron(adapter))
                 .ForJob(JobKeys.Run(adapter))
                 .UsingJobData(JobKeys.Adapter, adapter)
-                .UsingJobData(JobKeys.Trigger, $"schedule ({cron} {pipeline.Schedule.TimeZone})")
+                .UsingJobData(JobKeys.Trigger, RunTrigger.Schedule($"{cron} {pipeline.Schedule.TimeZone}").ToString())
                 .WithSchedule(CronScheduleBuilder.Create(cron).InTimeZone(zone).WithMisfireInstruction(CronTriggerMisfireInstruction.FireAndProceed))
                 .Build();
             await scheduler.ScheduleJob(trigger, cancellationToken: cancellationToken).ConfigureAwait(false);
@@ -179,7 +179,7 @@ public sealed class ControllerScheduler(ISchedulerFactory schedulers, IPipelineS
         var expression = CronExpression.Parse(cron).WithTimeZone(TimeZoneInfo.FindSystemTimeZoneById(pipeline.Schedule.TimeZone));
         var previous = expression.GetPreviousValidTimeBefore(DateTimeOffset.UtcNow);
         if (previous is { } due && due > value.GetDateTimeOffset())
-            await RunNowAsync(pipeline.Adapter, $"missed firing of {due:u} (misfire: fire once now)", cancellationToken).ConfigureAwait(false);
+            await RunNowAsync(pipeline.Adapter, RunTrigger.Misfire(due), cancellationToken).ConfigureAwait(false);
     }
 
     private async Task<IScheduler> SchedulerAsync(CancellationToken cancellationToken) =>

@@ -84,7 +84,7 @@ public sealed class CanaryMonitor(LifecycleManager lifecycle, ITrafficReader tra
             Status = status,
             StartedAt = _time.GetUtcNow(),
             FinishedAt = status == StepStatus.Waiting ? null : _time.GetUtcNow(),
-            Trigger = "canary check",
+            Trigger = RunTrigger.CanaryCheck,
             Version = state.Candidate,
             Message = message,
             Details = JsonSerializer.SerializeToElement(verdict, PipelineDefinition.Json),

@@ -71,17 +71,51 @@ public sealed class PipelineRunner(
     private readonly TimeProvider _time = time ?? TimeProvider.System;
     private const string Actor = "pipeline";
 
-    public async Task<PipelineRunResult> RunAsync(PipelineDefinition pipeline, string trigger, CancellationToken cancellationToken)
+    public async Task<PipelineRunResult> RunAsync(PipelineDefinition pipeline, RunTrigger trigger, CancellationToken cancellationToken)
     {
-        string adapter = pipeline.Adapter;
-        string runId = $"{_time.GetUtcNow():yyyyMMddTHHmmss}-{Guid.NewGuid().ToString("N")[..6]}";
+        var run = new RunProgress($"{_time.GetUtcNow():yyyyMMddTHHmmss}-{Guid.NewGuid().ToString("N")[..6]}", pipeline.Adapter, trigger);
+        try
+        {
+            return await RunStepsAsync(pipeline, run, cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            await CancelAsync(run).ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// A run stopped midway (shutdown, lost lease) closes the step it was in as cancelled instead of
+    /// leaving it "running" forever, and rejects a candidate it registered but did not get to judge.
+    /// Uses no cancellation token: the run's own is cancelled already.
+    /// </summary>
+    private async Task CancelAsync(RunProgress run)
+    {
+        const string why = "cancelled: the controller stopped or lost the run's lease";
+        if (run.Current is { } step) await EndAsync(run, step, StepStatus.Cancelled, why, null, CancellationToken.None).ConfigureAwait(false);
+        if (run.Candidate is not { } candidate) return;
+        try
+        {
+            await lifecycle.RejectAsync(run.Adapter, candidate, Actor, why, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (StateConflictException ex)
+        {
+            // The canary had started (the run's last write): the canary monitor owns the candidate now.
+            logger.LogInformation("{Adapter}@{Version} left as is after the cancelled run: {Message}", run.Adapter, candidate, ex.Message);
+        }
+    }
+
+    private async Task<PipelineRunResult> RunStepsAsync(PipelineDefinition pipeline, RunProgress run, CancellationToken cancellationToken)
+    {
+        string adapter = run.Adapter, runId = run.RunId;
 
         if (await lifecycle.CanaryAsync(adapter, cancellationToken).ConfigureAwait(false) is { } canary)
-            return await SkipAsync(runId, adapter, trigger, $"{canary.Candidate} is still in canary; a new candidate waits for its decision.", cancellationToken).ConfigureAwait(false);
+            return await SkipAsync(run, $"{canary.Candidate} is still in canary; a new candidate waits for its decision.", cancellationToken).ConfigureAwait(false);
         var production = await lifecycle.ProductionAsync(adapter, cancellationToken).ConfigureAwait(false);
 
         // 1. Curate.
-        var curateStep = await BeginAsync(runId, adapter, PipelineStep.Curate, trigger, null, cancellationToken).ConfigureAwait(false);
+        var curateStep = await BeginAsync(run, PipelineStep.Curate, null, cancellationToken).ConfigureAwait(false);
         CuratedDataset data;
         string datasetDirectory = Path.Combine(options.ArtifactDirectory, adapter, "datasets", runId);
         try
@@ -93,28 +127,28 @@ public sealed class PipelineRunner(
             data = await curator.CurateAsync(pipeline, parent, _time.GetUtcNow(), cancellationToken).ConfigureAwait(false);
             if (data.Count < pipeline.Data.MinExamples || data.Train.Count == 0 || data.Holdout.Count == 0)
             {
-                await EndAsync(curateStep, StepStatus.Skipped, $"{data.Count} examples curated ({data.Train.Count} train, {data.Holdout.Count} hold-out); the pipeline needs {pipeline.Data.MinExamples}.",
+                await EndAsync(run, curateStep, StepStatus.Skipped, $"{data.Count} examples curated ({data.Train.Count} train, {data.Holdout.Count} hold-out); the pipeline needs {pipeline.Data.MinExamples}.",
                     data.Stats, cancellationToken).ConfigureAwait(false);
                 return new PipelineRunResult(runId, RunOutcome.Skipped, null, "not enough data");
             }
             Curator.WriteJsonLines(Path.Combine(datasetDirectory, "train.jsonl"), data.Train);
             Curator.WriteJsonLines(Path.Combine(datasetDirectory, "validation.jsonl"), data.Validation);
             Curator.WriteJsonLines(Path.Combine(datasetDirectory, "holdout.jsonl"), data.Holdout);
-            await EndAsync(curateStep, StepStatus.Succeeded, $"{data.Train.Count} train, {data.Validation.Count} validation, {data.Holdout.Count} hold-out examples", data.Stats, cancellationToken).ConfigureAwait(false);
+            await EndAsync(run, curateStep, StepStatus.Succeeded, $"{data.Train.Count} train, {data.Validation.Count} validation, {data.Holdout.Count} hold-out examples", data.Stats, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            await EndAsync(curateStep, StepStatus.Failed, ex.Message, null, cancellationToken).ConfigureAwait(false);
+            await EndAsync(run, curateStep, StepStatus.Failed, ex.Message, null, cancellationToken).ConfigureAwait(false);
             return new PipelineRunResult(runId, RunOutcome.Failed, null, $"curation failed: {ex.Message}");
         }
 
         // 2. Train (a separate process) and register the candidate.
-        var trainStep = await BeginAsync(runId, adapter, PipelineStep.Train, trigger, null, cancellationToken).ConfigureAwait(false);
+        var trainStep = await BeginAsync(run, PipelineStep.Train, null, cancellationToken).ConfigureAwait(false);
         RegisteredVersion candidate;
         string workDirectory = Path.Combine(datasetDirectory, "training");
         try
         {
-            var report = await trainer.TrainAsync(new TrainRequest(options.BaseModelDirectory, Path.Combine(datasetDirectory, "train.jsonl"),
+            var report = await trainer.TrainAsync(new TrainingRequest(options.BaseModelDirectory, Path.Combine(datasetDirectory, "train.jsonl"),
                 data.Validation.Count > 0 ? Path.Combine(datasetDirectory, "validation.jsonl") : null, workDirectory,
                 pipeline.Training with { ValidationSplit = data.Validation.Count > 0 ? 0 : pipeline.Training.ValidationSplit },
                 options.TrainingDevice), cancellationToken).ConfigureAwait(false);
@@ -137,17 +171,18 @@ public sealed class PipelineRunner(
                     report.TrainExamples, report.ValidationExamples, report.BestEpoch, report.BestValidationLoss, report.EpochsRun, report.Stopped, report.Seconds,
                     FinalLoss = report.Steps.LastOrDefault()?.Loss,
                 }, PipelineDefinition.Json),
-            }, Actor, $"trained by run {runId} ({trigger})", cancellationToken).ConfigureAwait(false);
-            await EndAsync(trainStep, StepStatus.Succeeded, $"{candidate.ModelName}: {report.Stopped}, best validation loss {report.BestValidationLoss:F4}", null, cancellationToken, candidate.Version).ConfigureAwait(false);
+            }, Actor, $"trained by run {runId} ({run.Trigger})", cancellationToken).ConfigureAwait(false);
+            run.Candidate = candidate.Version;
+            await EndAsync(run, trainStep, StepStatus.Succeeded, $"{candidate.ModelName}: {report.Stopped}, best validation loss {report.BestValidationLoss:F4}", null, cancellationToken, candidate.Version).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            await EndAsync(trainStep, StepStatus.Failed, ex.Message, null, cancellationToken).ConfigureAwait(false);
+            await EndAsync(run, trainStep, StepStatus.Failed, ex.Message, null, cancellationToken).ConfigureAwait(false);
             return new PipelineRunResult(runId, RunOutcome.Failed, null, $"training failed: {ex.Message}");
         }
 
         // 3. Offline gate.
-        var evaluateStep = await BeginAsync(runId, adapter, PipelineStep.Evaluate, trigger, candidate.Version, cancellationToken).ConfigureAwait(false);
+        var evaluateStep = await BeginAsync(run, PipelineStep.Evaluate, candidate.Version, cancellationToken).ConfigureAwait(false);
         GateResult gate;
         try
         {
@@ -158,49 +193,57 @@ public sealed class PipelineRunner(
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            await EndAsync(evaluateStep, StepStatus.Failed, ex.Message, null, cancellationToken, candidate.Version).ConfigureAwait(false);
+            await EndAsync(run, evaluateStep, StepStatus.Failed, ex.Message, null, cancellationToken, candidate.Version).ConfigureAwait(false);
             await lifecycle.RejectAsync(adapter, candidate.Version, Actor, $"evaluation failed: {ex.Message}", cancellationToken).ConfigureAwait(false);
             return new PipelineRunResult(runId, RunOutcome.Failed, candidate.Version, $"evaluation failed: {ex.Message}");
         }
         if (!gate.Passed)
         {
-            await EndAsync(evaluateStep, StepStatus.Failed, $"offline gate: {gate.Reason}", gate, cancellationToken, candidate.Version).ConfigureAwait(false);
+            await EndAsync(run, evaluateStep, StepStatus.Failed, $"offline gate: {gate.Reason}", gate, cancellationToken, candidate.Version).ConfigureAwait(false);
             await lifecycle.RejectAsync(adapter, candidate.Version, Actor, $"offline gate: {gate.Reason}", cancellationToken).ConfigureAwait(false);
             logger.LogInformation("{Adapter}@{Version} rejected by the offline gate: {Reason}", adapter, candidate.Version, gate.Reason);
             return new PipelineRunResult(runId, RunOutcome.Rejected, candidate.Version, gate.Reason);
         }
-        await EndAsync(evaluateStep, StepStatus.Succeeded, gate.Reason, gate, cancellationToken, candidate.Version).ConfigureAwait(false);
+        await EndAsync(run, evaluateStep, StepStatus.Succeeded, gate.Reason, gate, cancellationToken, candidate.Version).ConfigureAwait(false);
 
         // 4. Canary (or straight to production when nothing serves yet).
-        var canaryStep = await BeginAsync(runId, adapter, PipelineStep.Canary, trigger, candidate.Version, cancellationToken).ConfigureAwait(false);
+        var canaryStep = await BeginAsync(run, PipelineStep.Canary, candidate.Version, cancellationToken).ConfigureAwait(false);
         if (production is null)
         {
             await lifecycle.PromoteAsync(adapter, candidate.Version, Actor, $"first version; offline gate: {gate.Reason}", cancellationToken).ConfigureAwait(false);
-            await EndAsync(canaryStep, StepStatus.Skipped, "no production version to compare against: promoted directly", null, cancellationToken, candidate.Version).ConfigureAwait(false);
+            run.Candidate = null;
+            await EndAsync(run, canaryStep, StepStatus.Skipped, "no production version to compare against: promoted directly", null, cancellationToken, candidate.Version).ConfigureAwait(false);
             return new PipelineRunResult(runId, RunOutcome.Promoted, candidate.Version, "first version promoted");
         }
         await lifecycle.StartCanaryAsync(adapter, candidate.Version, pipeline.Canary.Settings.CandidateTrafficShare, runId, Actor, cancellationToken).ConfigureAwait(false);
-        await EndAsync(canaryStep, StepStatus.Running, $"{pipeline.Canary.Settings.CandidateTrafficShare:P0} of traffic to {candidate.ModelName}", null, cancellationToken, candidate.Version).ConfigureAwait(false);
+        run.Candidate = null;
+        await EndAsync(run, canaryStep, StepStatus.Running, $"{pipeline.Canary.Settings.CandidateTrafficShare:P0} of traffic to {candidate.ModelName}", null, cancellationToken, candidate.Version).ConfigureAwait(false);
         return new PipelineRunResult(runId, RunOutcome.Canary, candidate.Version, gate.Reason);
     }
 
-    private async Task<PipelineRunResult> SkipAsync(string runId, string adapter, string trigger, string message, CancellationToken cancellationToken)
+    private async Task<PipelineRunResult> SkipAsync(RunProgress run, string message, CancellationToken cancellationToken)
     {
-        var step = await BeginAsync(runId, adapter, PipelineStep.Curate, trigger, null, cancellationToken).ConfigureAwait(false);
-        await EndAsync(step, StepStatus.Skipped, message, null, cancellationToken).ConfigureAwait(false);
-        return new PipelineRunResult(runId, RunOutcome.Skipped, null, message);
+        var step = await BeginAsync(run, PipelineStep.Curate, null, cancellationToken).ConfigureAwait(false);
+        await EndAsync(run, step, StepStatus.Skipped, message, null, cancellationToken).ConfigureAwait(false);
+        return new PipelineRunResult(run.RunId, RunOutcome.Skipped, null, message);
     }
 
-    private async Task<JobRun> BeginAsync(string runId, string adapter, PipelineStep step, string trigger, string? version, CancellationToken cancellationToken)
+    private async Task<JobRun> BeginAsync(RunProgress progress, PipelineStep step, string? version, CancellationToken cancellationToken)
     {
-        var run = new JobRun { RunId = runId, Adapter = adapter, Step = step, Status = StepStatus.Running, StartedAt = _time.GetUtcNow(), Trigger = trigger, Version = version };
+        var run = new JobRun
+        {
+            RunId = progress.RunId, Adapter = progress.Adapter, Step = step, Status = StepStatus.Running, StartedAt = _time.GetUtcNow(), Trigger = progress.Trigger, Version = version,
+        };
         await history.RecordAsync(run, cancellationToken).ConfigureAwait(false);
-        logger.LogInformation("{Adapter} run {RunId}: {Step} started ({Trigger})", adapter, runId, step, trigger);
+        progress.Current = run;
+        logger.LogInformation("{Adapter} run {RunId}: {Step} started ({Trigger})", run.Adapter, run.RunId, step, progress.Trigger);
         return run;
     }
 
-    private async Task EndAsync(JobRun run, StepStatus status, string message, object? details, CancellationToken cancellationToken, string? version = null)
+    private async Task EndAsync(RunProgress progress, JobRun run, StepStatus status, string message, object? details, CancellationToken cancellationToken, string? version = null)
     {
+        // Only a step still open can be cancelled; the canary step stays "running" on purpose (its monitor ends it).
+        progress.Current = null;
         await history.RecordAsync(run with
         {
             Status = status,
@@ -210,5 +253,15 @@ public sealed class PipelineRunner(
             Details = details is null ? null : JsonSerializer.SerializeToElement(details, details.GetType(), PipelineDefinition.Json),
         }, CancellationToken.None).ConfigureAwait(false);
         logger.LogInformation("{Adapter} run {RunId}: {Step} {Status}: {Message}", run.Adapter, run.RunId, run.Step, status, message);
+    }
+
+    /// <summary>Where a run is: the step open now and the candidate it registered, for <see cref="CancelAsync"/>.</summary>
+    private sealed class RunProgress(string runId, string adapter, RunTrigger trigger)
+    {
+        public string RunId { get; } = runId;
+        public string Adapter { get; } = adapter;
+        public RunTrigger Trigger { get; } = trigger;
+        public JobRun? Current { get; set; }
+        public string? Candidate { get; set; }
     }
 }

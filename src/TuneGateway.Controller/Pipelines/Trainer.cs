@@ -1,19 +1,14 @@
 using System.Diagnostics;
-using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using TuneGateway.Training;
 
 namespace TuneGateway.Controller.Pipelines;
 
-/// <summary>One training job for the controller.</summary>
-public sealed record TrainRequest(string BaseModelDirectory, string TrainData, string? ValidationData, string OutputDirectory, LoraTrainingOptions Options,
-    string Device = "auto");
-
 /// <summary>Trains an adapter; the controller does not care where.</summary>
 public interface ITrainer
 {
-    Task<TrainingReport> TrainAsync(TrainRequest request, CancellationToken cancellationToken);
+    Task<TrainingReport> TrainAsync(TrainingRequest request, CancellationToken cancellationToken);
 }
 
 /// <summary>A failed training run, with the trainer's own words.</summary>
@@ -36,25 +31,13 @@ public sealed class ProcessTrainer(string fileName, IReadOnlyList<string> prefix
             : new ProcessTrainer(process, []);
     }
 
-    public async Task<TrainingReport> TrainAsync(TrainRequest request, CancellationToken cancellationToken)
+    public async Task<TrainingReport> TrainAsync(TrainingRequest request, CancellationToken cancellationToken)
     {
-        var o = request.Options;
-        var args = new List<string>(prefixArguments)
-        {
-            "train", "--model", request.BaseModelDirectory, "--data", request.TrainData, "--out", request.OutputDirectory,
-            "--rank", Num(o.Rank), "--alpha", Num(o.Alpha), "--targets", string.Join(",", o.Targets), "--lora-dropout", Num(o.Dropout),
-            "--lr", Num(o.LearningRate), "--weight-decay", Num(o.WeightDecay), "--schedule", o.Schedule.ToString().ToLowerInvariant(),
-            "--warmup-ratio", Num(o.WarmupRatio), "--epochs", Num(o.Epochs), "--batch-size", Num(o.BatchSize), "--grad-accum", Num(o.GradientAccumulation),
-            "--max-steps", Num(o.MaxSteps), "--patience", Num(o.Patience), "--max-grad-norm", Num(o.MaxGradNorm), "--max-length", Num(o.MaxLength),
-            "--seed", Num(o.Seed), "--threads", Num(o.Threads), "--device", request.Device,
-            // Explicit, so that a change of the CLI's defaults does not change what pipelines write (none by default: a run is never resumed).
-            "--checkpoint-every", Num(o.CheckpointEvery),
-        };
+        // One request file, not a list of flags: the trainer reads every setting from it, and it stays beside the output as the run's record.
+        string requestPath = TrainingRequest.PathFor(request.OutputDirectory);
+        request.Save(requestPath);
         // No --overwrite: each run trains into its own new directory, and one that already holds an adapter is a failed step, not something to replace.
-        if (o.KeepBestCheckpoint) args.Add("--keep-best");
-        if (o.UseRsLora) args.Add("--rslora");
-        if (request.ValidationData is not null) { args.Add("--val-data"); args.Add(request.ValidationData); }
-        else { args.Add("--val-split"); args.Add(Num(o.ValidationSplit)); }
+        var args = new List<string>(prefixArguments) { "train", "--request", requestPath };
 
         var start = new ProcessStartInfo(fileName) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
         foreach (string a in args) start.ArgumentList.Add(a);
@@ -94,5 +77,4 @@ public sealed class ProcessTrainer(string fileName, IReadOnlyList<string> prefix
         }
     }
 
-    private static string Num(double value) => value.ToString(CultureInfo.InvariantCulture);
 }

@@ -162,7 +162,7 @@ public sealed record JobRun
     public required StepStatus Status { get; init; }
     public DateTimeOffset StartedAt { get; init; }
     public DateTimeOffset? FinishedAt { get; init; }
-    public string? Trigger { get; init; }
+    public RunTrigger? Trigger { get; init; }
     public string? Version { get; init; }
     public string? Message { get; init; }
     public JsonElement? Details { get; init; }
@@ -204,6 +204,8 @@ public enum StepStatus
     Skipped,
     /// <summary>Waiting for an operator's approval.</summary>
     Waiting,
+    /// <summary>Stopped before it finished: the controller shut down or lost the run's lease.</summary>
+    Cancelled,
 }
 
 /// <summary>A held lease; <see cref="Token"/> increases with every grant (a fencing token).</summary>

@@ -112,7 +112,7 @@ public sealed class OrchestrationTests : IDisposable
     private async Task PromoteFirstVersionAsync()
     {
         LogRatedTickets(20);
-        var first = await _runner.RunAsync(Pipeline(), "manual", CancellationToken.None);
+        var first = await _runner.RunAsync(Pipeline(), RunTrigger.Manual("test"), CancellationToken.None);
         Assert.Equal((RunOutcome.Promoted, "v1"), (first.Outcome, first.Candidate));
         _completions.Good.Remove("bot@v1");
         _clock.Advance(TimeSpan.FromHours(1));
@@ -135,7 +135,7 @@ public sealed class OrchestrationTests : IDisposable
         await PromoteFirstVersionAsync();
         LogRatedTickets(20);
         _completions.NextIsGood = false;
-        var run = await _runner.RunAsync(Pipeline(), "manual", CancellationToken.None);
+        var run = await _runner.RunAsync(Pipeline(), RunTrigger.Manual("test"), CancellationToken.None);
         Assert.Equal((RunOutcome.Rejected, "v2"), (run.Outcome, run.Candidate));
         Assert.Equal(VersionState.Rejected, await StateAsync("v2"));
         Assert.Equal([("bot@v1", 1.0)], await RouteAsync());
@@ -146,12 +146,12 @@ public sealed class OrchestrationTests : IDisposable
     {
         await PromoteFirstVersionAsync();
         LogRatedTickets(20);
-        var run = await _runner.RunAsync(Pipeline(), "manual", CancellationToken.None);
+        var run = await _runner.RunAsync(Pipeline(), RunTrigger.Manual("test"), CancellationToken.None);
         Assert.Equal((RunOutcome.Canary, "v2"), (run.Outcome, run.Candidate));
         Assert.Equal([("bot@v1", 0.5), ("bot@v2", 0.5)], await RouteAsync());
 
         // While the canary runs, another run is skipped rather than training over it.
-        Assert.Equal(RunOutcome.Skipped, (await _runner.RunAsync(Pipeline(), "schedule", CancellationToken.None)).Outcome);
+        Assert.Equal(RunOutcome.Skipped, (await _runner.RunAsync(Pipeline(), RunTrigger.Schedule(), CancellationToken.None)).Outcome);
 
         _clock.Advance(TimeSpan.FromMinutes(5));
         LogArm("v1", 60, positive: 30);
@@ -212,8 +212,8 @@ public sealed class OrchestrationTests : IDisposable
     {
         await DefinePipelineAsync();
         LogRatedTickets(20);
-        var results = await Task.WhenAll(Job("replica-a").RunFiringAsync(Adapter, "schedule", "run:bot:1700000000", CancellationToken.None),
-            Job("replica-b").RunFiringAsync(Adapter, "schedule", "run:bot:1700000000", CancellationToken.None));
+        var results = await Task.WhenAll(Job("replica-a").RunFiringAsync(Adapter, RunTrigger.Schedule(), "run:bot:1700000000", CancellationToken.None),
+            Job("replica-b").RunFiringAsync(Adapter, RunTrigger.Schedule(), "run:bot:1700000000", CancellationToken.None));
         Assert.Single(results, r => r is not null);
         Assert.Equal(["v1"], (await Registry.ListVersionsAsync(Adapter)).Select(v => v.Version));
         Assert.Equal(1, _trainer.Runs);
@@ -226,7 +226,7 @@ public sealed class OrchestrationTests : IDisposable
         LogRatedTickets(20);
         _trainer.BlockUntilCancelled = true;
         var ttl = TimeSpan.FromMilliseconds(400);
-        var run = Job("replica-a", ttl).RunFiringAsync(Adapter, "manual", "run:bot:manual-1", CancellationToken.None);
+        var run = Job("replica-a", ttl).RunFiringAsync(Adapter, RunTrigger.Manual("test"), "run:bot:manual-1", CancellationToken.None);
         await _trainer.Started.Task.WaitAsync(TimeSpan.FromSeconds(30));
 
         // The store's clock passes the lease's expiry (the replica stalled) and another replica takes it over.
@@ -239,13 +239,17 @@ public sealed class OrchestrationTests : IDisposable
         Assert.True(_trainer.Cancelled);
         Assert.Empty(await Registry.ListVersionsAsync(Adapter));
         Assert.True(await ((ILeaseManager)_store).IsCurrentAsync(thief));
+        // The step it was in is closed as cancelled, not left "running" in the job history.
+        var steps = await History.ListAsync(Adapter);
+        Assert.Equal(StepStatus.Cancelled, Assert.Single(steps, s => s.Step == PipelineStep.Train).Status);
+        Assert.DoesNotContain(steps, s => s.Status == StepStatus.Running);
     }
 
     private async Task StartWinningCanaryAsync(PromotionPolicy policy)
     {
         await PromoteFirstVersionAsync();
         LogRatedTickets(20);
-        Assert.Equal(RunOutcome.Canary, (await _runner.RunAsync(Pipeline(policy), "manual", CancellationToken.None)).Outcome);
+        Assert.Equal(RunOutcome.Canary, (await _runner.RunAsync(Pipeline(policy), RunTrigger.Manual("test"), CancellationToken.None)).Outcome);
         _clock.Advance(TimeSpan.FromMinutes(30));
         LogArm("v1", 400, positive: 80);
         LogArm("v2", 400, positive: 360);
@@ -261,7 +265,7 @@ public sealed class OrchestrationTests : IDisposable
         public TaskCompletionSource Started { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
         public bool Cancelled { get; private set; }
 
-        public async Task<TrainingReport> TrainAsync(TrainRequest request, CancellationToken cancellationToken)
+        public async Task<TrainingReport> TrainAsync(TrainingRequest request, CancellationToken cancellationToken)
         {
             Interlocked.Increment(ref _runs);
             Started.TrySetResult();

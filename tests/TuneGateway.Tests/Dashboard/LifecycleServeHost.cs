@@ -103,7 +103,7 @@ public sealed class LifecycleServeHost : IAsyncDisposable
         {
             await Jobs.RecordAsync(new JobRun
             {
-                RunId = "run-0002", Adapter = Adapter, Step = steps[i], Status = i < 3 ? StepStatus.Succeeded : StepStatus.Waiting, Trigger = "schedule", Version = "v2",
+                RunId = "run-0002", Adapter = Adapter, Step = steps[i], Status = i < 3 ? StepStatus.Succeeded : StepStatus.Waiting, Trigger = RunTrigger.Schedule(), Version = "v2",
                 StartedAt = started.AddMinutes(10 * i), FinishedAt = i < 3 ? started.AddMinutes(10 * i + 8) : null,
                 Message = i == 3 ? "waiting for approval" : null,
             });
