@@ -18,6 +18,8 @@ public sealed record CanaryState
     /// <summary>Set when the canary won and an operator's approval was requested.</summary>
     public string? ApprovalId { get; init; }
     public CanaryVerdict? LastVerdict { get; init; }
+    /// <summary>When the monitor last judged it (null: not yet); the next check is due a check interval later.</summary>
+    public DateTimeOffset? CheckedAt { get; init; }
 }
 
 /// <summary>

@@ -10,16 +10,13 @@ internal static class DemoCommand
     {
         var redis = new Option<string?>("--redis") { Description = "Run on Redis (connection string) instead of the embedded stores; the demo uses its own key prefix." };
         var workDir = new Option<string?>("--work-dir") { Description = "Keep data, artifacts and datasets here (default: a temporary directory, removed at the end)." };
-        var seed = new Option<int>("--seed") { Description = "Seed of the simulated traffic.", DefaultValueFactory = _ => 7 };
-        var users = new Option<int>("--users") { Description = "Simulated users sending requests at once.", DefaultValueFactory = _ => 6 };
+        var seed = new Option<int>("--seed") { Description = "Seed of the simulated traffic; the same seed gives the same result line.", DefaultValueFactory = _ => 7 };
         var timeout = new Option<double>("--timeout-minutes") { Description = "Give up after this long.", DefaultValueFactory = _ => 12 };
         var verbose = new Option<bool>("--verbose") { Description = "Also print the server's and the controller's logs." };
         var command = new Command("demo", "Show the retraining loop end to end: drifted traffic and feedback, retraining, offline gate, canary, promotion; a bad candidate stopped. Ends with one JSON line.");
-        foreach (var option in new Option[] { redis, workDir, seed, users, timeout, verbose }) command.Options.Add(option);
+        foreach (var option in new Option[] { redis, workDir, seed, timeout, verbose }) command.Options.Add(option);
         command.SetAction(async (parse, cancellationToken) =>
         {
-            int userCount = parse.GetValue(users);
-            if (userCount is < 1 or > 64) throw new ArgumentException("--users must be between 1 and 64.");
             double minutes = parse.GetValue(timeout);
             if (!(minutes > 0)) throw new ArgumentException("--timeout-minutes must be positive.");
             var demo = new ClosedLoopDemo(new DemoOptions
@@ -27,12 +24,12 @@ internal static class DemoCommand
                 Redis = parse.GetValue(redis),
                 WorkDirectory = parse.GetValue(workDir),
                 Seed = parse.GetValue(seed),
-                Users = userCount,
                 Timeout = TimeSpan.FromMinutes(minutes),
                 Verbose = parse.GetValue(verbose),
             }, Console.Out);
             var (result, failure) = await demo.RunAsync(cancellationToken);
             if (failure is not null) Console.Error.WriteLine($"demo failed: {failure}");
+            Console.Out.WriteLine($"finished in {result.Seconds:F1} s");
             Console.Out.WriteLine(DemoJson.Format(result));
             return failure is null ? 0 : 1;
         });

@@ -1,5 +1,4 @@
 using TuneGateway.Storage;
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net.Http.Json;
@@ -30,14 +29,17 @@ internal sealed record DemoOptions
     /// <summary>Where data, artifacts and datasets go; null: a temporary directory removed at the end.</summary>
     public string? WorkDirectory { get; init; }
     public int Seed { get; init; } = 7;
-    public int Users { get; init; } = 6;
     /// <summary>Give up after this long.</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromMinutes(12);
     public bool Verbose { get; init; }
 }
 
 /// <summary>The demo's last line.</summary>
-internal sealed record DemoResult(double? AccuracyBefore, double? AccuracyAfter, string? Promoted, string? BadCandidate, double Seconds);
+/// <param name="CanaryTickets">Tickets the users sent while the winning candidate's canary ran.</param>
+internal sealed record DemoResult(double? AccuracyBefore, double? AccuracyAfter, string? Promoted, string? BadCandidate, int? CanaryTickets, double Seconds);
+
+/// <summary>The demo cannot go on (the loop did not do what it shows).</summary>
+internal sealed class DemoFailedException(string message) : Exception(message);
 
 /// <summary>
 /// The closed loop on the bundled model, end to end and in one process: <c>serve</c> with the
@@ -54,8 +56,12 @@ internal sealed class ClosedLoopDemo(DemoOptions options, TextWriter output)
     public const string Adapter = "ticket-router";
     /// <summary>Enough for the longest queue name in the tiny model's small vocabulary, and its end-of-sequence token.</summary>
     public const int AnswerTokens = 12;
+    /// <summary>Feedback items that start a run; also the size of a round of user traffic.</summary>
     private const int FeedbackTrigger = 150;
-    private static readonly TimeSpan CurationWindow = TimeSpan.FromSeconds(20);
+    /// <summary>Tickets between two checks of a running canary.</summary>
+    private const int CanaryRound = 40;
+    private const int MaxRetrainRounds = 4;
+    private const int MaxCanaryRounds = 25;
 
     private readonly Stopwatch _clock = Stopwatch.StartNew();
     private readonly Dictionary<string, string> _printedJobs = new(StringComparer.Ordinal);
@@ -73,6 +79,8 @@ internal sealed class ClosedLoopDemo(DemoOptions options, TextWriter output)
         string prefix = $"tunegw-demo-{DateTime.UtcNow:yyyyMMddHHmmss}-{Guid.NewGuid().ToString("N")[..6]}";
         double? before = null, after = null;
         string? promoted = null, bad = null;
+        int? canaryTickets = null;
+        DemoResult Result() => new(before, after, promoted, bad, canaryTickets, Math.Round(_clock.Elapsed.TotalSeconds, 1));
         try
         {
             Say($"tunegw demo: the retraining loop on the bundled model ({(options.Redis is null ? "embedded stores under " + root : "Redis " + options.Redis)})");
@@ -99,70 +107,58 @@ internal sealed class ClosedLoopDemo(DemoOptions options, TextWriter output)
             await PutPipelineAsync(http, pipeline, ct);
             Say($"pipeline set: retrain after {FeedbackTrigger} feedback items; offline gate: hold-out +{pipeline.Evaluation.MinImprovement:P0}, golden set must not drop more than {pipeline.Evaluation.MaxGoldenRegression:P0}; canary {pipeline.Canary.Settings.CandidateTrafficShare:P0}, auto-promote");
 
-            // 3. The product changes: tickets use new words; users rate answers and correct wrong ones.
-            using var users = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            var traffic = new TrafficSimulation(http, options.Seed, newShare: 0.8);
-            var running = traffic.RunAsync(options.Users, FeedbackMode.Honest, users.Token);
-            Say($"{options.Users} simulated users send tickets (80 % in the new vocabulary), rate each answer and correct the wrong ones");
-            await WaitForAsync(() => Task.FromResult(traffic.Requests >= 200), "the first 200 requests", history, ct);
-            var drift = await app.Services.GetRequiredService<DriftMonitor>().CheckAsync(pipeline, ct);
-            if (drift is not null)
-                Say(drift.Report.DriftDetected
-                    ? $"drift on {Adapter}@{v1} against {drift.ReferenceSource}: {string.Join("; ", drift.Report.Alarms.Take(3))}"
-                    : $"no drift alarm yet against {drift.ReferenceSource}");
-
-            // 4. The loop: trigger → curate → train → gate → canary → promote.
+            // 3. The product changes: tickets use new words; users rate answers and correct wrong ones. Each
+            //    round is exactly the feedback trigger's worth of tickets; then the users wait for the run it fires.
+            var users = new TrafficSimulation(http, options.Seed, newShare: 0.8);
+            var monitor = app.Services.GetRequiredService<CanaryMonitor>();
             RegisteredVersion? winner = null;
-            bool paused = false;
-            await WaitForAsync(async () =>
+            for (int round = 1; winner is null; round++)
             {
-                // Once a canary runs, pause the pipeline: no new candidate while this one is judged (its monitor keeps running).
-                if (!paused && await lifecycle.CanaryAsync(Adapter, ct) is not null)
+                if (round > MaxRetrainRounds) throw new DemoFailedException($"no retrained version won its canary in {MaxRetrainRounds} rounds of traffic");
+                var known = await RunIdsAsync(history, ct);
+                await users.SendAsync(FeedbackTrigger, FeedbackMode.Honest, ct);
+                Say($"round {round}: users sent {FeedbackTrigger} tickets (80 % in the new vocabulary), rated each answer and corrected the wrong ones");
+                if (round == 1 && await app.Services.GetRequiredService<DriftMonitor>().CheckAsync(pipeline, ct) is { } drift)
+                    Say(drift.Report.DriftDetected
+                        ? $"drift on {Adapter}@{v1} against {drift.ReferenceSource}: {string.Join("; ", drift.Report.Alarms.Take(3))}"
+                        : $"no drift alarm yet against {drift.ReferenceSource}");
+
+                // 4. The loop: trigger → curate → train → gate → canary → promote.
+                await WaitForRunAsync(history, lifecycle, known, ct);
+                if (await lifecycle.CanaryAsync(Adapter, ct) is null)
                 {
-                    (await PostAsync(http, $"admin/pipelines/{Adapter}/pause", new { }, ct)).Dispose();
-                    paused = true;
-                    Say("canary started: the pipeline is paused while it runs (the canary monitor keeps watching)");
+                    Say("the run ended without a canary; users send another round");
+                    continue;
                 }
-                var versions = await lifecycle.Registry.ListVersionsAsync(Adapter, ct);
-                winner = versions.FirstOrDefault(v => v.Version != v1 && v.State == VersionState.Production);
-                return winner is not null;
-            }, "a retrained version to win its canary", history, ct);
-            if (!paused) (await PostAsync(http, $"admin/pipelines/{Adapter}/pause", new { }, ct)).Dispose();
-            await users.CancelAsync();
-            await running;
-            promoted = winner!.ModelName;
+                // No new candidate while this one is judged.
+                (await PostAsync(http, $"admin/pipelines/{Adapter}/pause", new { }, ct)).Dispose();
+                Say("canary started: the pipeline is paused while it is judged");
+                long sentBefore = users.Requests;
+                winner = await JudgeCanaryAsync(users, monitor, pipeline, lifecycle, history, ct);
+                canaryTickets = (int)(users.Requests - sentBefore);
+                if (winner is null) (await PostAsync(http, $"admin/pipelines/{Adapter}/resume", new { }, ct)).Dispose();
+            }
+            promoted = winner.ModelName;
             var verdict = (await history.ListAsync(Adapter, 200, ct)).FirstOrDefault(r => r.Step == PipelineStep.Decide && r.Version == winner.Version);
-            Say($"{promoted} promoted; {traffic.Describe()}");
+            Say($"{promoted} promoted; {users.Describe()}");
             if (verdict?.Message is { } why) Say($"  canary verdict: {why}");
             after = await AccuracyAsync(http, promoted, newTickets, ct);
             double afterOld = await AccuracyAsync(http, promoted, oldTickets, ct);
             Say($"accuracy of {promoted}: {afterOld:P0} on old-vocabulary tickets, {after:P0} on the new vocabulary (was {before:P0})");
 
-            // 5. A quiet spell longer than the curation window, then a labelling bug: corrections with wrong queues; the pipeline resumes.
-            Say($"quiet for {CurationWindow.TotalSeconds:F0} s (the curation window)");
-            await Task.Delay(CurationWindow, ct);
+            // 5. A labelling bug: corrections with wrong queues, then the pipeline resumes and curates what came
+            //    since the promotion (SinceProduction), which is just that batch.
             var corrupted = new TrafficSimulation(http, options.Seed + 1, newShare: 0.8);
-            await corrupted.SendBatchAsync(newTickets.Concat(newTickets).Concat(oldTickets).ToArray(), FeedbackMode.Corrupted, options.Users, ct);
+            await corrupted.SendEachAsync(newTickets.Concat(newTickets).Concat(oldTickets).ToArray(), FeedbackMode.Corrupted, ct);
             Say($"a labelling bug sent {corrupted.Feedback} corrections that name the wrong queue; the pipeline resumes");
-            var resumedAt = DateTimeOffset.UtcNow;
+            var before5 = await RunIdsAsync(history, ct);
             (await PostAsync(http, $"admin/pipelines/{Adapter}/resume", new { }, ct)).Dispose();
-            RegisteredVersion? stopped = null;
-            using var keepServing = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            // Users keep coming; they rate again once the run has curated its data (should the candidate reach a canary, their ratings decide it).
-            var live = new TrafficSimulation(http, options.Seed + 2, newShare: 0.8) { FeedbackRate = 0 };
-            var background = live.RunAsync(options.Users, FeedbackMode.Honest, keepServing.Token);
-            await WaitForAsync(async () =>
-            {
-                if (live.FeedbackRate == 0 && (await history.ListAsync(Adapter, 20, ct)).Any(r => r.Step == PipelineStep.Curate && r.Status == StepStatus.Succeeded && r.StartedAt >= resumedAt))
-                    live.FeedbackRate = 1;
-                var versions = await lifecycle.Registry.ListVersionsAsync(Adapter, ct);
-                // Only a candidate trained after the labelling batch counts (earlier runs may have rejected honest candidates).
-                stopped = versions.FirstOrDefault(v => v.CreatedAt >= resumedAt && v.State is VersionState.Rejected or VersionState.RolledBack);
-                return stopped is not null;
-            }, "the candidate trained on corrupted labels to be stopped", history, ct);
-            await keepServing.CancelAsync();
-            await background;
-            bad = stopped!.State == VersionState.Rejected ? "rejected" : "rolled_back";
+            string badRun = await WaitForRunAsync(history, lifecycle, before5, ct);
+            // Should the candidate pass the gate, honest users meet it in a canary, and their ratings decide it.
+            if (await lifecycle.CanaryAsync(Adapter, ct) is not null) await JudgeCanaryAsync(users, monitor, pipeline, lifecycle, history, ct);
+            var stopped = (await lifecycle.Registry.ListVersionsAsync(Adapter, ct)).FirstOrDefault(v => v.DatasetId == badRun)
+                ?? throw new DemoFailedException("the run after the labelling bug trained no candidate");
+            bad = stopped.State switch { VersionState.Rejected => "rejected", VersionState.RolledBack => "rolled_back", var other => LifecycleJson.Name(other) };
             Say($"{stopped.ModelName} {bad.Replace('_', ' ')}: {stopped.StateReason}");
 
             var production = await lifecycle.ProductionAsync(Adapter, ct);
@@ -172,11 +168,15 @@ internal sealed class ClosedLoopDemo(DemoOptions options, TextWriter output)
                 : route?.Arms.Any(a => a.Model == stopped.ModelName && a.Weight > 0) == true ? $"{stopped.ModelName} still takes traffic"
                 : !(after > before) ? $"accuracy did not rise ({before:P0} → {after:P0})"
                 : null;
-            return (new DemoResult(before, after, promoted, bad, Math.Round(_clock.Elapsed.TotalSeconds, 1)), failure);
+            return (Result(), failure);
+        }
+        catch (DemoFailedException ex)
+        {
+            return (Result(), ex.Message);
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
-            return (new DemoResult(before, after, promoted, bad, Math.Round(_clock.Elapsed.TotalSeconds, 1)), $"the demo did not finish within {options.Timeout.TotalMinutes:F0} minutes");
+            return (Result(), $"the demo did not finish within {options.Timeout.TotalMinutes:F0} minutes");
         }
         finally
         {
@@ -220,7 +220,8 @@ internal sealed class ClosedLoopDemo(DemoOptions options, TextWriter output)
                 KeyPrefix = prefix,
                 Controller = new ControllerHosting
                 {
-                    Options = new ControllerOptions { BaseModelDirectory = BundledModel.Directory, ArtifactDirectory = artifacts, TrainingDevice = "cpu", EvaluationParallelism = 4 },
+                    // One evaluation request at a time: every answer is then computed in a batch of one, the same on any machine.
+                    Options = new ControllerOptions { BaseModelDirectory = BundledModel.Directory, ArtifactDirectory = artifacts, TrainingDevice = "cpu", EvaluationParallelism = 1 },
                 },
             });
         try
@@ -270,15 +271,18 @@ internal sealed class ClosedLoopDemo(DemoOptions options, TextWriter output)
     {
         Adapter = Adapter,
         Triggers = new TriggerSettings { OnDrift = false, FeedbackCount = FeedbackTrigger, CheckInterval = TimeSpan.FromSeconds(2) },
-        // The last 20 s of rated traffic, repeats kept (a ticket asked often weighs more); not the parent's data: the
+        // What was rated since the last promotion, repeats kept (a ticket asked often weighs more); not the parent's data: the
         // traffic carries both vocabularies (which is also why a corrupted batch alone would shape the next candidate).
-        Data = new DataRules { Window = CurationWindow, MinExamples = 60, MinScore = 0.5, Dedupe = false, MaxExamples = 3000, IncludeParentData = false },
+        Data = new DataRules { SinceProduction = true, MinExamples = 60, MinScore = 0.5, Dedupe = false, MaxExamples = 3000, IncludeParentData = false },
         Split = new SplitSettings { Validation = 0.1, Holdout = 0.15 },
         Training = Training with { Epochs = 8 },
         Evaluation = new EvaluationSettings { MinImprovement = 0.05, GoldenSet = goldenSet, MaxGoldenRegression = 0.05, MaxTokens = AnswerTokens },
         Canary = new CanaryPlan
         {
-            CheckInterval = TimeSpan.FromSeconds(2),
+            // The demo judges the canary itself after each round of tickets (JudgeCanaryAsync), so that the verdict falls
+            // at the same count of observations on a quiet or a busy machine; the controller's own checks would come at
+            // whatever count the clock found.
+            CheckInterval = TimeSpan.FromHours(1),
             Settings = new CanarySettings
             {
                 CandidateTrafficShare = 0.5, MinSamplesPerArm = 60, MinTaskMetricSamplesPerArm = 40, SampleRatioMinRequests = 100, MaxDuration = TimeSpan.FromMinutes(10),
@@ -309,8 +313,53 @@ internal sealed class ClosedLoopDemo(DemoOptions options, TextWriter output)
     /// <summary>Exact-match accuracy of greedy answers, through the gateway (as evaluation, so unlogged).</summary>
     private static async Task<double> AccuracyAsync(HttpClient http, string model, IReadOnlyList<TrainingExample> examples, CancellationToken ct)
     {
-        var result = await Evaluator.AccuracyAsync(new GatewayCompletionClient(http, apiKey: null), model, "demo", examples, AnswerTokens, parallelism: 8, ct);
+        var result = await Evaluator.AccuracyAsync(new GatewayCompletionClient(http, apiKey: null), model, "demo", examples, AnswerTokens, parallelism: 1, ct);
         return Math.Round(result.Accuracy, 3);
+    }
+
+    private static async Task<HashSet<string>> RunIdsAsync(IJobHistory history, CancellationToken ct) =>
+        [.. (await history.ListAsync(Adapter, 500, ct)).Select(r => r.RunId)];
+
+    /// <summary>
+    /// Waits for the next pipeline run (one not in <paramref name="known"/>) to end: a step failed,
+    /// was skipped or cancelled, or its canary started. Returns its id. (The canary step is recorded
+    /// as running just before the canary starts: the run has ended once the canary state exists.)
+    /// </summary>
+    private async Task<string> WaitForRunAsync(IJobHistory history, LifecycleManager lifecycle, HashSet<string> known, CancellationToken ct)
+    {
+        string? ended = null;
+        await WaitForAsync(async () =>
+        {
+            var runs = (await history.ListAsync(Adapter, 500, ct)).Where(r => !known.Contains(r.RunId) && r.Trigger?.Kind != TriggerKind.CanaryCheck).GroupBy(r => r.RunId);
+            foreach (var steps in runs)
+            {
+                bool stopped = steps.Any(r => r.Status is StepStatus.Failed or StepStatus.Skipped or StepStatus.Cancelled);
+                bool inCanary = steps.Any(r => r.Step == PipelineStep.Canary) && await lifecycle.CanaryAsync(Adapter, ct) is { } canary && canary.RunId == steps.Key;
+                if (stopped || inCanary) ended = steps.Key;
+            }
+            return ended is not null;
+        }, "the pipeline run that the feedback starts", history, ct);
+        return ended!;
+    }
+
+    /// <summary>
+    /// Rounds of honest tickets, each followed by one check of the canary, until it is decided: the
+    /// promoted candidate, or null when it was rolled back.
+    /// </summary>
+    private async Task<RegisteredVersion?> JudgeCanaryAsync(TrafficSimulation users, CanaryMonitor monitor, PipelineDefinition pipeline, LifecycleManager lifecycle,
+        IJobHistory history, CancellationToken ct)
+    {
+        string candidate = (await lifecycle.CanaryAsync(Adapter, ct))!.Candidate;
+        for (int round = 0; round < MaxCanaryRounds; round++)
+        {
+            await users.SendAsync(CanaryRound, FeedbackMode.Honest, ct);
+            await monitor.CheckAsync(pipeline, ct);
+            await PrintJobsAsync(history, ct);
+            var version = (await lifecycle.Registry.GetAsync(Adapter, candidate, ct))!;
+            if (version.State == VersionState.Production) return version;
+            if (version.State is VersionState.RolledBack or VersionState.Rejected) return null;
+        }
+        throw new DemoFailedException($"the canary of {Adapter}@{candidate} was not decided after {MaxCanaryRounds * CanaryRound} tickets");
     }
 
     /// <summary>Polls until <paramref name="done"/>, printing the pipeline's job history as it changes.</summary>
@@ -367,59 +416,53 @@ internal enum FeedbackMode
     Corrupted,
 }
 
-/// <summary>Simulated users: tickets through the alias, answers rated and corrected through <c>/v1/feedback</c>.</summary>
+/// <summary>
+/// Simulated users: tickets through the alias, answers rated and corrected through <c>/v1/feedback</c>.
+/// One ticket at a time, in an order fixed by the seed: the log, the curated data and the canary's
+/// observations are then the same on every run, however fast the machine is.
+/// </summary>
 internal sealed class TrafficSimulation(HttpClient http, int seed, double newShare)
 {
-    private readonly ConcurrentDictionary<string, (long Requests, long Correct)> _byVersion = new(StringComparer.Ordinal);
-    private long _requests, _feedback, _errors, _user;
-    private double _feedbackRate = 1;
+    /// <summary>How often a rating is retried while the gateway has not logged its request yet (it logs after the response).</summary>
+    private const int FeedbackAttempts = 50;
+    private static readonly TimeSpan FeedbackRetryDelay = TimeSpan.FromMilliseconds(20);
 
-    /// <summary>The share of answers users rate (0 to 1); may change while users run.</summary>
-    public double FeedbackRate { get => Volatile.Read(ref _feedbackRate); set => Volatile.Write(ref _feedbackRate, value); }
+    private readonly Random _random = new(seed);
+    private readonly SortedDictionary<string, (long Requests, long Correct)> _byVersion = new(StringComparer.Ordinal);
+    private long _user;
 
-    public long Requests => Interlocked.Read(ref _requests);
-    public long Feedback => Interlocked.Read(ref _feedback);
+    public long Requests { get; private set; }
+    public long Feedback { get; private set; }
+    public long Errors { get; private set; }
 
-    public string Describe() => $"{Requests} requests ({Interlocked.Read(ref _errors)} failed), {Feedback} feedback items; answers right by version: "
-        + string.Join(", ", _byVersion.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key} {(double)p.Value.Correct / Math.Max(1, p.Value.Requests):P0} of {p.Value.Requests}"));
+    public string Describe() => $"{Requests} requests ({Errors} failed), {Feedback} feedback items; answers right by version: "
+        + string.Join(", ", _byVersion.Select(p => $"{p.Key} {(double)p.Value.Correct / Math.Max(1, p.Value.Requests):P0} of {p.Value.Requests}"));
 
-    /// <summary>Users send tickets until cancelled, rating <see cref="FeedbackRate"/> of the answers.</summary>
-    public async Task RunAsync(int users, FeedbackMode mode, CancellationToken ct)
+    /// <summary>Sends <paramref name="count"/> tickets drawn from the seed, each rated.</summary>
+    public async Task SendAsync(int count, FeedbackMode mode, CancellationToken ct)
     {
-        var tasks = Enumerable.Range(0, users).Select(async u =>
+        for (int i = 0; i < count; i++)
         {
-            var random = new Random(seed * 1000 + u);
-            while (!ct.IsCancellationRequested)
-            {
-                var vocabulary = random.NextDouble() < newShare ? TicketTask.NewVocabulary : TicketTask.OldVocabulary;
-                var ticket = TicketTask.Sample(vocabulary, 1, random.Next()).Single();
-                try
-                {
-                    await AskAsync(ticket, mode, random.NextDouble() < FeedbackRate, ct);
-                    await Task.Delay(random.Next(5, 25), ct);
-                }
-                catch (OperationCanceledException) when (ct.IsCancellationRequested)
-                {
-                    return;
-                }
-            }
-        });
-        await Task.WhenAll(tasks);
+            var vocabulary = _random.NextDouble() < newShare ? TicketTask.NewVocabulary : TicketTask.OldVocabulary;
+            await AskAsync(TicketTask.Sample(vocabulary, 1, _random.Next()).Single(), mode, ct);
+        }
     }
 
-    /// <summary>Sends each ticket once (spread over <paramref name="parallelism"/> users), with feedback.</summary>
-    public Task SendBatchAsync(IReadOnlyList<TrainingExample> tickets, FeedbackMode mode, int parallelism, CancellationToken ct) =>
-        Parallel.ForEachAsync(tickets, new ParallelOptions { MaxDegreeOfParallelism = parallelism, CancellationToken = ct }, (ticket, token) => new ValueTask(AskAsync(ticket, mode, true, token)));
-
-    private async Task AskAsync(TrainingExample ticket, FeedbackMode mode, bool rate, CancellationToken ct)
+    /// <summary>Sends each ticket once, in order, each rated.</summary>
+    public async Task SendEachAsync(IReadOnlyList<TrainingExample> tickets, FeedbackMode mode, CancellationToken ct)
     {
-        // A new user id per request: the alias's sticky split then follows its weights closely.
-        string user = $"user-{seed}-{Interlocked.Increment(ref _user)}";
-        Interlocked.Increment(ref _requests);
+        foreach (var ticket in tickets) await AskAsync(ticket, mode, ct);
+    }
+
+    private async Task AskAsync(TrainingExample ticket, FeedbackMode mode, CancellationToken ct)
+    {
+        // A new user id per request: the alias's sticky split then follows its weights closely (and the same ids split the same way).
+        string user = $"user-{seed}-{++_user}";
+        Requests++;
         using var response = await http.PostAsJsonAsync("v1/completions", new { model = ClosedLoopDemo.Adapter, prompt = ticket.Prompt, max_tokens = ClosedLoopDemo.AnswerTokens, temperature = 0, user }, ct);
         if (!response.IsSuccessStatusCode)
         {
-            Interlocked.Increment(ref _errors);
+            Errors++;
             return;
         }
         using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync(ct));
@@ -427,8 +470,8 @@ internal sealed class TrafficSimulation(HttpClient http, int seed, double newSha
         string text = body.RootElement.GetProperty("choices")[0].GetProperty("text").GetString() ?? "";
         string version = response.Headers.TryGetValues(WireHeaders.Arm, out var arms) ? arms.First() : "?";
         bool right = Evaluator.IsMatch(text, ticket.Completion);
-        _byVersion.AddOrUpdate(version, (1, right ? 1 : 0), (_, v) => (v.Requests + 1, v.Correct + (right ? 1 : 0)));
-        if (!rate) return;
+        var seen = _byVersion.GetValueOrDefault(version);
+        _byVersion[version] = (seen.Requests + 1, seen.Correct + (right ? 1 : 0));
         var feedback = new JsonObject { ["id"] = id };
         if (mode == FeedbackMode.Corrupted)
         {
@@ -444,9 +487,14 @@ internal sealed class TrafficSimulation(HttpClient http, int seed, double newSha
             feedback["rating"] = -1;
             feedback["correction"] = ticket.Completion;
         }
-        using var sent = await http.PostAsync("v1/feedback", JsonContent.Create(feedback), ct);
-        if (sent.IsSuccessStatusCode) Interlocked.Increment(ref _feedback);
-        else Interlocked.Increment(ref _errors);
+        for (int attempt = 1; ; attempt++)
+        {
+            using var sent = await http.PostAsync("v1/feedback", JsonContent.Create(feedback), ct);
+            if (sent.IsSuccessStatusCode) { Feedback++; return; }
+            // 404: the gateway hands the request to its traffic log just after the response, and this user was quicker.
+            if (sent.StatusCode != System.Net.HttpStatusCode.NotFound || attempt == FeedbackAttempts) { Errors++; return; }
+            await Task.Delay(FeedbackRetryDelay, ct);
+        }
     }
 }
 
@@ -460,7 +508,10 @@ internal sealed class AsyncStop(WebApplication app) : IAsyncDisposable
     }
 }
 
-/// <summary>The demo's last line: one JSON object.</summary>
+/// <summary>
+/// The demo's last line: one JSON object, the same for the same seed on any run (the time it took is
+/// printed on the line before, not here).
+/// </summary>
 internal static class DemoJson
 {
     public static string Format(DemoResult result) => JsonSerializer.Serialize(new JsonObject
@@ -469,6 +520,6 @@ internal static class DemoJson
         ["accuracy_after"] = result.AccuracyAfter,
         ["promoted"] = result.Promoted,
         ["bad_candidate"] = result.BadCandidate,
-        ["seconds"] = double.Parse(result.Seconds.ToString("F1", CultureInfo.InvariantCulture), CultureInfo.InvariantCulture),
+        ["canary_tickets"] = result.CanaryTickets,
     });
 }

@@ -144,7 +144,7 @@ public sealed class MonitorJob(CanaryMonitor canary, DriftMonitor drift, IPipeli
         bool failed = false;
         try
         {
-            await canary.CheckAsync(pipeline, cancellationToken).ConfigureAwait(false);
+            await canary.CheckIfDueAsync(pipeline, cancellationToken).ConfigureAwait(false);
             if (!record.Paused && await DueAsync(adapter, pipeline.Triggers.CheckInterval, cancellationToken).ConfigureAwait(false))
                 await CheckTriggersAsync(pipeline, cancellationToken).ConfigureAwait(false);
         }

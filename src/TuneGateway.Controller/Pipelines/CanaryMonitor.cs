@@ -18,6 +18,18 @@ public sealed class CanaryMonitor(LifecycleManager lifecycle, ITrafficReader tra
     private readonly TimeProvider _time = time ?? TimeProvider.System;
     private const string Actor = "canary";
 
+    /// <summary>
+    /// Checks the canary once its check interval has passed since its start or its last check: the
+    /// monitor job fires at the shorter of the canary's and the triggers' intervals, and a canary
+    /// is judged at its own pace.
+    /// </summary>
+    public async Task<CanaryVerdict?> CheckIfDueAsync(PipelineDefinition pipeline, CancellationToken cancellationToken)
+    {
+        var state = await lifecycle.CanaryAsync(pipeline.Adapter, cancellationToken).ConfigureAwait(false);
+        if (state is null || _time.GetUtcNow() - (state.CheckedAt ?? state.StartedAt) < pipeline.Canary.CheckInterval) return null;
+        return await CheckAsync(pipeline, cancellationToken).ConfigureAwait(false);
+    }
+
     public async Task<CanaryVerdict?> CheckAsync(PipelineDefinition pipeline, CancellationToken cancellationToken)
     {
         string adapter = pipeline.Adapter;
@@ -29,7 +41,7 @@ public sealed class CanaryMonitor(LifecycleManager lifecycle, ITrafficReader tra
         var elapsed = _time.GetUtcNow() - state.StartedAt;
         var verdict = analyzer.Analyze(control, candidate, elapsed, state.Analysis);
         ControllerTelemetry.RecordCanary(adapter, verdict);
-        state = state with { Analysis = verdict.State, LastVerdict = verdict };
+        state = state with { Analysis = verdict.State, LastVerdict = verdict, CheckedAt = _time.GetUtcNow() };
         await lifecycle.SaveCanaryAsync(adapter, state, cancellationToken).ConfigureAwait(false);
 
         string reasons = string.Join("; ", verdict.Reasons);

@@ -39,10 +39,13 @@ public sealed record CuratedDataset(IReadOnlyList<TrainingExample> Train, IReadO
 /// </summary>
 public sealed class Curator(ITrafficReader traffic, Redactor? piiDetector = null)
 {
+    /// <param name="productionSince">When the production version was promoted, for <see cref="DataRules.SinceProduction"/>.</param>
     public async Task<CuratedDataset> CurateAsync(PipelineDefinition pipeline, IReadOnlyList<TrainingExample> parentExamples,
-        DateTimeOffset now, CancellationToken cancellationToken = default)
+        DateTimeOffset now, CancellationToken cancellationToken = default, DateTimeOffset? productionSince = null)
     {
         var rules = pipeline.Data;
+        var since = now - rules.Window;
+        if (rules.SinceProduction && productionSince > since) since = productionSince.Value;
         int read = 0, withFeedback = 0, corrections = 0, lowScore = 0, unrated = 0, length = 0, pii = 0;
         // Newest first wins on duplicates: read oldest to newest and overwrite.
         var byPrompt = new Dictionary<string, (TrainingExample Example, bool Correction)>(StringComparer.Ordinal);
@@ -55,7 +58,7 @@ public sealed class Curator(ITrafficReader traffic, Redactor? piiDetector = null
             var page = await traffic.QueryAsync(new TrafficQuery
             {
                 Adapter = pipeline.Adapter,
-                Since = now - rules.Window,
+                Since = since,
                 Until = now,
                 Limit = TrafficQuery.MaxLimit,
                 Cursor = cursor,

@@ -31,6 +31,12 @@ public sealed record DataRules
 {
     /// <summary>How far back traffic is read.</summary>
     public TimeSpan Window { get; init; } = TimeSpan.FromDays(7);
+    /// <summary>
+    /// Read only traffic logged after the current production version was promoted (still within
+    /// <see cref="Window"/>): feedback on what serves now, none from an earlier version or from the
+    /// canary that decided the promotion.
+    /// </summary>
+    public bool SinceProduction { get; init; }
     /// <summary>Keep answers whose feedback score (-1..1) is at least this.</summary>
     public double MinScore { get; init; } = 0.5;
     /// <summary>A correction becomes an example (prompt → correction), whatever the rating.</summary>

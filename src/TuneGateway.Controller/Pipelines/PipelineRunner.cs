@@ -124,7 +124,8 @@ public sealed class PipelineRunner(
                 ? Curator.ReadJsonLines(Path.Combine(options.ArtifactDirectory, adapter, "datasets", parentDataset, "train.jsonl"))
                     .Concat(Curator.ReadJsonLines(Path.Combine(options.ArtifactDirectory, adapter, "datasets", parentDataset, "validation.jsonl"))).ToArray()
                 : [];
-            data = await curator.CurateAsync(pipeline, parent, _time.GetUtcNow(), cancellationToken).ConfigureAwait(false);
+            // A production record's last change is its promotion (a version is not edited once it serves).
+            data = await curator.CurateAsync(pipeline, parent, _time.GetUtcNow(), cancellationToken, productionSince: production?.UpdatedAt).ConfigureAwait(false);
             if (data.Count < pipeline.Data.MinExamples || data.Train.Count == 0 || data.Holdout.Count == 0)
             {
                 await EndAsync(run, curateStep, StepStatus.Skipped, $"{data.Count} examples curated ({data.Train.Count} train, {data.Holdout.Count} hold-out); the pipeline needs {pipeline.Data.MinExamples}.",

@@ -175,6 +175,34 @@ public sealed class OrchestrationTests : IDisposable
         Assert.Equal([("bot@v2", 1.0)], await RouteAsync());
     }
 
+    [Fact]
+    public async Task TheMonitorJudgesACanaryAtTheCanarysOwnIntervalFromItsStart()
+    {
+        await StartWinningCanaryAsync(PromotionPolicy.Approval);
+        var pipeline = Pipeline(PromotionPolicy.Approval) with { Canary = Pipeline().Canary with { CheckInterval = TimeSpan.FromHours(1) } };
+        // StartWinningCanaryAsync let 30 minutes pass since the start: not due yet.
+        Assert.Null(await _monitor.CheckIfDueAsync(pipeline, CancellationToken.None));
+        _clock.Advance(TimeSpan.FromMinutes(30));
+        Assert.NotNull(await _monitor.CheckIfDueAsync(pipeline, CancellationToken.None));
+        // Judged just now: the next check waits another interval.
+        Assert.Null(await _monitor.CheckIfDueAsync(pipeline, CancellationToken.None));
+        Assert.Equal(_clock.GetUtcNow(), (await _lifecycle.CanaryAsync(Adapter))?.CheckedAt);
+    }
+
+    [Theory]
+    [InlineData(false, 40)]
+    [InlineData(true, 20)]
+    public async Task SinceProductionCuratesOnlyTrafficLoggedAfterThePromotion(bool sinceProduction, int read)
+    {
+        await PromoteFirstVersionAsync();
+        // PromoteFirstVersionAsync's 20 tickets were logged before the promotion; these 20 after it.
+        LogRatedTickets(20);
+        var pipeline = Pipeline() with { Data = Pipeline().Data with { SinceProduction = sinceProduction } };
+        await _runner.RunAsync(pipeline, RunTrigger.Manual("test"), CancellationToken.None);
+        var curate = (await History.ListAsync(Adapter)).Where(r => r.Step == PipelineStep.Curate).MaxBy(r => r.StartedAt)!;
+        Assert.Equal(read, curate.Details!.Value.GetProperty("read").GetInt32());
+    }
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
