@@ -46,13 +46,13 @@ public sealed class ClosedLoopDemoTests(RedisServerFixture redis, ITestOutputHel
     private async Task<(JsonElement Result, string Output)> RunDemoAsync(params string[] arguments)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (string argument in new[] { ServerTestHost.TunegwDll, "demo", "--timeout-minutes", "10" }.Concat(arguments))
+        foreach (string argument in new[] { ServerTestHost.TunegwDll, "demo", "--timeout-minutes", "15" }.Concat(arguments))
             start.ArgumentList.Add(argument);
         using var process = Process.Start(start)!;
         var stdout = new StringBuilder();
         var stderr = new StringBuilder();
         var reading = Task.WhenAll(Pump(process.StandardOutput, stdout), Pump(process.StandardError, stderr));
-        using var patience = new CancellationTokenSource(TimeSpan.FromMinutes(12));
+        using var patience = new CancellationTokenSource(TimeSpan.FromMinutes(17));
         try
         {
             await process.WaitForExitAsync(patience.Token);
