@@ -11,18 +11,17 @@ namespace TuneGateway.Controller.Jobs;
 /// Keeps Quartz's triggers in step with the pipeline store (which survives restarts and is shared
 /// by replicas): a cron trigger per scheduled pipeline, in its time zone, and a monitor trigger per
 /// pipeline. Changes made through the API on any replica are picked up within
-/// <see cref="SyncInterval"/>.
+/// <see cref="ControllerOptions.PipelineSyncInterval"/>.
 /// <para>
 /// Misfire policy: a cron firing missed while the scheduler was running late fires once as soon as
 /// possible (FireAndProceed) and the schedule goes on; a firing missed while no replica ran at all is
 /// detected at start from the last recorded firing and run once.
 /// </para>
 /// </summary>
-public sealed class ControllerScheduler(ISchedulerFactory schedulers, IPipelineStore pipelines, ILogger<ControllerScheduler> logger) : BackgroundService
+public sealed class ControllerScheduler(ISchedulerFactory schedulers, IPipelineStore pipelines, ControllerOptions options, ILogger<ControllerScheduler> logger) : BackgroundService
 {
     internal const string LastFireKey = "last_scheduled_fire";
     internal const string RunRequestKey = "run_request";
-    public static readonly TimeSpan SyncInterval = TimeSpan.FromSeconds(5);
     private readonly Dictionary<string, long> _synced = new(StringComparer.Ordinal);
     private IScheduler? _scheduler;
 
@@ -78,7 +77,7 @@ public sealed class ControllerScheduler(ISchedulerFactory schedulers, IPipelineS
             {
                 logger.LogError(ex, "Could not synchronise pipeline schedules; retrying");
             }
-            try { await Task.Delay(SyncInterval, stoppingToken).ConfigureAwait(false); }
+            try { await Task.Delay(options.PipelineSyncInterval, stoppingToken).ConfigureAwait(false); }
             catch (OperationCanceledException) { break; }
         }
     }

@@ -27,6 +27,10 @@ public sealed record ControllerOptions
     public TimeSpan RunLeaseTtl { get; init; } = TimeSpan.FromMinutes(2);
     /// <summary>How long a claimed firing is remembered, so no other replica runs it again.</summary>
     public TimeSpan FiringClaimRetention { get; init; } = TimeSpan.FromDays(1);
+    /// <summary>How often Quartz's triggers are brought in line with the pipeline store (edits made on other replicas, run requests).</summary>
+    public TimeSpan PipelineSyncInterval { get; init; } = TimeSpan.FromSeconds(5);
+    /// <summary>How long one evaluation request (a candidate's or production's answer) may take through the gateway.</summary>
+    public TimeSpan EvaluationTimeout { get; init; } = TimeSpan.FromMinutes(5);
 
     /// <summary>A quarter of <see cref="RunLeaseTtl"/>: three renewals may fail in a row before the lease is lost.</summary>
     public TimeSpan RunLeaseRenewal => RunLeaseTtl / 4;

@@ -41,6 +41,14 @@ public sealed record GatewayOptions
     public int AdapterMaxWorkers { get; init; } = 2;
     /// <summary>Interval of the active health checks against each worker's <c>/readyz</c>.</summary>
     public TimeSpan HealthCheckInterval { get; init; } = TimeSpan.FromSeconds(5);
+    /// <summary>A <c>/readyz</c> probe that takes longer than this counts as a failure.</summary>
+    public TimeSpan HealthCheckTimeout { get; init; } = TimeSpan.FromSeconds(5);
+    /// <summary>How long a worker that failed requests (passive health) sits out before it is tried again.</summary>
+    public TimeSpan ReactivationPeriod { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>How often stale workers are pruned and silent configured workers are polled.</summary>
+    public TimeSpan PoolSweepInterval { get; init; } = TimeSpan.FromSeconds(1);
+    /// <summary>How long a poll of a silent worker's <c>/internal/state</c> may take.</summary>
+    public TimeSpan StatePollTimeout { get; init; } = TimeSpan.FromSeconds(2);
     /// <summary>How often aliases are re-read from the store, besides its change events.</summary>
     public TimeSpan AliasRefresh { get; init; } = TimeSpan.FromSeconds(1);
 }

@@ -48,7 +48,7 @@ public sealed class GatewayProxyConfig(InMemoryConfigProvider provider, WorkerRe
             {
                 Enabled = true,
                 Interval = options.HealthCheckInterval,
-                Timeout = TimeSpan.FromSeconds(5),
+                Timeout = options.HealthCheckTimeout,
                 Policy = HealthCheckConstants.ActivePolicy.ConsecutiveFailures,
                 Path = "/readyz",
             },
@@ -56,7 +56,7 @@ public sealed class GatewayProxyConfig(InMemoryConfigProvider provider, WorkerRe
             {
                 Enabled = true,
                 Policy = HealthCheckConstants.PassivePolicy.TransportFailureRate,
-                ReactivationPeriod = TimeSpan.FromSeconds(10),
+                ReactivationPeriod = options.ReactivationPeriod,
             },
         },
         HttpRequest = new ForwarderRequestConfig { ActivityTimeout = options.ActivityTimeout },
@@ -86,7 +86,7 @@ public sealed class GatewayProxyConfig(InMemoryConfigProvider provider, WorkerRe
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1));
+        using var timer = new PeriodicTimer(options.PoolSweepInterval);
         try
         {
             while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
@@ -112,7 +112,7 @@ public sealed class GatewayProxyConfig(InMemoryConfigProvider provider, WorkerRe
                 using var request = new HttpRequestMessage(HttpMethod.Get, worker.Url + "/internal/state");
                 credentials.Apply(request.Headers, worker, clientAuthorization: null, clientApiKey: null);
                 using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                timeout.CancelAfter(TimeSpan.FromSeconds(2));
+                timeout.CancelAfter(options.StatePollTimeout);
                 using var response = await clients.CreateClient(HttpClientName).SendAsync(request, timeout.Token).ConfigureAwait(false);
                 if (!response.IsSuccessStatusCode) return;
                 var state = await response.Content.ReadFromJsonAsync<WorkerState>(ServerJson.Options, timeout.Token).ConfigureAwait(false);

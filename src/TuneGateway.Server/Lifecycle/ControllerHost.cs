@@ -49,7 +49,7 @@ public static class ControllerHost
         {
             var http = sp.GetRequiredService<IHttpClientFactory>().CreateClient("tunegw-evaluation");
             http.BaseAddress = new Uri(settings.GatewayUrl.TrimEnd('/') + "/");
-            http.Timeout = TimeSpan.FromMinutes(5);
+            http.Timeout = settings.Options.EvaluationTimeout;
             return new GatewayCompletionClient(http, settings.GatewayKey);
         });
         services.AddSingleton(new PipelineSeed(settings.Pipelines));

@@ -57,7 +57,7 @@ internal static class LifecycleSetup
         if (settings.Controller is { } controller)
         {
             services.AddRetrainingController(controller.Options,
-                sp => new LoopbackCompletionClient(sp.GetRequiredService<IServer>(), sp.GetRequiredService<IHttpClientFactory>(), internalKey()), controller.Trainer);
+                sp => new LoopbackCompletionClient(sp.GetRequiredService<IServer>(), sp.GetRequiredService<IHttpClientFactory>(), internalKey(), controller.Options.EvaluationTimeout), controller.Trainer);
             services.AddSingleton(new PipelineSeed(controller.Pipelines));
             services.AddHostedService<PipelineSeeder>();
         }
@@ -73,7 +73,7 @@ internal static class LifecycleSetup
 }
 
 /// <summary>Greedy evaluation completions sent to this very host's public API (serve's own gateway).</summary>
-internal sealed class LoopbackCompletionClient(IServer server, IHttpClientFactory clients, string? apiKey) : ICompletionClient
+internal sealed class LoopbackCompletionClient(IServer server, IHttpClientFactory clients, string? apiKey, TimeSpan timeout) : ICompletionClient
 {
     private GatewayCompletionClient? _client;
 
@@ -88,7 +88,7 @@ internal sealed class LoopbackCompletionClient(IServer server, IHttpClientFactor
             .Replace("://0.0.0.0", "://127.0.0.1", StringComparison.Ordinal).Replace("://[::]", "://127.0.0.1", StringComparison.Ordinal)) { Path = "/" }.Uri;
         var http = clients.CreateClient(nameof(LoopbackCompletionClient));
         http.BaseAddress = uri;
-        http.Timeout = TimeSpan.FromMinutes(5);
+        http.Timeout = timeout;
         return new GatewayCompletionClient(http, apiKey);
     }
 }
