@@ -1,24 +1,9 @@
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using TuneGateway.Controller.Pipelines;
-using TuneGateway.Controller.Statistics;
 using TuneGateway.Storage.Lifecycle;
 
 namespace TuneGateway.Controller;
-
-/// <summary>The canary in progress for an adapter, kept in the pipeline store between checks.</summary>
-public sealed record CanaryState
-{
-    public required string Candidate { get; init; }
-    public required string Control { get; init; }
-    public required double Share { get; init; }
-    public required DateTimeOffset StartedAt { get; init; }
-    public string? RunId { get; init; }
-    public CanaryAnalysisState Analysis { get; init; } = CanaryAnalysisState.Initial;
-    /// <summary>Set when the canary won and an operator's approval was requested.</summary>
-    public string? ApprovalId { get; init; }
-    public CanaryVerdict? LastVerdict { get; init; }
-}
 
 /// <summary>
 /// The one writer of lifecycle state, for the pipelines, the operator API and the CLI: register,
@@ -30,16 +15,15 @@ public sealed record CanaryState
 /// a test checks that no other class of src/ calls a store's write methods.
 /// </summary>
 public sealed class LifecycleManager(IAdapterRegistry registry, IAliasStore aliases, IPipelineStore pipelines, IApprovalStore approvals,
-    ILogger<LifecycleManager> logger, TimeProvider? time = null)
+    ICanaryStore canaries, ILogger<LifecycleManager> logger, TimeProvider? time = null)
 {
     private readonly TimeProvider _time = time ?? TimeProvider.System;
-    internal const string CanaryKey = "canary";
-    internal static readonly JsonSerializerOptions Json = PipelineDefinition.Json;
 
     public IAdapterRegistryReader Registry => registry;
     public IAliasReader Aliases => aliases;
     public IApprovalReader Approvals => approvals;
     public IPipelineReader Pipelines => pipelines;
+    public ICanaryReader Canaries => canaries;
 
     /// <summary>Next version name of an adapter ("v3"), allocated atomically across replicas.</summary>
     public Task<string> AllocateVersionAsync(string adapter, CancellationToken cancellationToken = default) =>
@@ -109,14 +93,15 @@ public sealed class LifecycleManager(IAdapterRegistry registry, IAliasStore alia
     public async Task<RegisteredVersion?> ProductionAsync(string adapter, CancellationToken cancellationToken = default) =>
         (await registry.ListVersionsAsync(adapter, cancellationToken).ConfigureAwait(false)).LastOrDefault(v => v.State == VersionState.Production);
 
-    public async Task<CanaryState?> CanaryAsync(string adapter, CancellationToken cancellationToken = default)
-    {
-        var state = await pipelines.GetStateAsync(adapter, CanaryKey, cancellationToken).ConfigureAwait(false);
-        return state is { ValueKind: JsonValueKind.Object } s ? s.Deserialize<CanaryState>(Json) : null;
-    }
+    public Task<CanaryState?> CanaryAsync(string adapter, CancellationToken cancellationToken = default) => canaries.GetAsync(adapter, cancellationToken);
 
-    internal Task SaveCanaryAsync(string adapter, CanaryState? state, CancellationToken cancellationToken) =>
-        pipelines.SetStateAsync(adapter, CanaryKey, state is null ? JsonSerializer.SerializeToElement<object?>(null) : JsonSerializer.SerializeToElement(state, Json), cancellationToken);
+    /// <summary>
+    /// The canary monitor's record of a check (the analysis, the last verdict, the approval it asked
+    /// for), compared-and-set on the revision <paramref name="state"/> was read at: a canary that a
+    /// promotion or rollback ended meanwhile is not brought back (<see cref="StateConflictException"/>).
+    /// </summary>
+    internal Task<CanaryState> SaveCanaryAsync(string adapter, CanaryState state, CancellationToken cancellationToken) =>
+        canaries.PutAsync(adapter, state, state.Revision, cancellationToken);
 
     /// <summary>Makes <paramref name="version"/> serve the whole alias; the previous production version is retired.</summary>
     public async Task<RegisteredVersion> PromoteAsync(string adapter, string version, string actor, string reason, CancellationToken cancellationToken = default)
@@ -138,7 +123,7 @@ public sealed class LifecycleManager(IAdapterRegistry registry, IAliasStore alia
         {
             if (canary.Candidate != version)
                 await TryTransitionAsync(adapter, canary.Candidate, VersionState.Rejected, actor, $"canary ended: {version} was promoted", cancellationToken).ConfigureAwait(false);
-            await SaveCanaryAsync(adapter, null, cancellationToken).ConfigureAwait(false);
+            await canaries.ClearAsync(adapter, cancellationToken: cancellationToken).ConfigureAwait(false);
         }
         await ExpirePendingApprovalsAsync(adapter, actor, cancellationToken).ConfigureAwait(false);
         logger.LogInformation("{Adapter}@{Version} promoted to production by {Actor}: {Reason}", adapter, version, actor, reason);
@@ -159,7 +144,7 @@ public sealed class LifecycleManager(IAdapterRegistry registry, IAliasStore alia
                 ?? throw new KeyNotFoundException($"Adapter '{adapter}' has no version '{canary.Control}'.");
             await SetRouteAsync(adapter, [new AliasArm(control.ModelName, 1.0, "production")], actor, reason, cancellationToken).ConfigureAwait(false);
             await TryTransitionAsync(adapter, canary.Candidate, VersionState.RolledBack, actor, reason, cancellationToken).ConfigureAwait(false);
-            await SaveCanaryAsync(adapter, null, cancellationToken).ConfigureAwait(false);
+            await canaries.ClearAsync(adapter, cancellationToken: cancellationToken).ConfigureAwait(false);
             await ExpirePendingApprovalsAsync(adapter, actor, cancellationToken).ConfigureAwait(false);
             logger.LogWarning("{Adapter}: canary of {Candidate} rolled back to {Control} by {Actor}: {Reason}", adapter, canary.Candidate, canary.Control, actor, reason);
             return control;
@@ -180,7 +165,7 @@ public sealed class LifecycleManager(IAdapterRegistry registry, IAliasStore alia
         if (canary is not null)
         {
             await TryTransitionAsync(adapter, canary.Candidate, VersionState.RolledBack, actor, reason, cancellationToken).ConfigureAwait(false);
-            await SaveCanaryAsync(adapter, null, cancellationToken).ConfigureAwait(false);
+            await canaries.ClearAsync(adapter, cancellationToken: cancellationToken).ConfigureAwait(false);
         }
         logger.LogWarning("{Adapter}: rolled back to {Version} by {Actor}: {Reason}", adapter, target.Version, actor, reason);
         return restored;
@@ -198,8 +183,9 @@ public sealed class LifecycleManager(IAdapterRegistry registry, IAliasStore alia
             ?? throw new KeyNotFoundException($"Adapter '{adapter}' has no version '{candidate}'.");
 
         await registry.TransitionAsync(adapter, candidate, VersionState.Canary, actor, $"canary at {share:P0} of traffic", [VersionState.Candidate], cancellationToken: cancellationToken).ConfigureAwait(false);
-        var state = new CanaryState { Candidate = candidate, Control = production.Version, Share = share, StartedAt = _time.GetUtcNow(), RunId = runId };
-        await SaveCanaryAsync(adapter, state, cancellationToken).ConfigureAwait(false);
+        // Expecting none: of two starts racing past the check above, one stores its canary.
+        var state = await canaries.PutAsync(adapter, new CanaryState { Candidate = candidate, Control = production.Version, Share = share, StartedAt = _time.GetUtcNow(), RunId = runId },
+            expectedRevision: 0, cancellationToken).ConfigureAwait(false);
         await SetRouteAsync(adapter, [new AliasArm(production.ModelName, 1 - share, "control"), new AliasArm(version.ModelName, share, "candidate")],
             actor, $"canary of {candidate}", cancellationToken).ConfigureAwait(false);
         logger.LogInformation("{Adapter}: canary of {Candidate} at {Share:P0} against {Control}", adapter, candidate, share, production.Version);

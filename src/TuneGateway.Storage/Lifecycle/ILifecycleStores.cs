@@ -110,6 +110,31 @@ public interface IApprovalStore : IApprovalReader
     Task<Approval> ResolveAsync(string id, bool approve, string actor, string? comment, CancellationToken cancellationToken = default);
 }
 
+/// <summary>What may be read of the running canaries by anyone.</summary>
+public interface ICanaryReader
+{
+    /// <summary>The canary running for an adapter, or null.</summary>
+    Task<CanaryState?> GetAsync(string adapter, CancellationToken cancellationToken = default);
+}
+
+/// <summary>
+/// The canary of each adapter, compare-and-set on a revision like the other lifecycle stores. An
+/// adapter's revision keeps counting across canaries, so a write against a canary that has ended
+/// (or been replaced) since it was read fails instead of bringing it back.
+/// </summary>
+public interface ICanaryStore : ICanaryReader
+{
+    /// <summary>
+    /// Stores an adapter's canary under the next revision and returns it with that revision. With
+    /// <paramref name="expectedRevision"/>, fails with <see cref="StateConflictException"/> unless
+    /// the stored canary is at that revision (0: there is none).
+    /// </summary>
+    Task<CanaryState> PutAsync(string adapter, CanaryState state, long? expectedRevision = null, CancellationToken cancellationToken = default);
+
+    /// <summary>Ends an adapter's canary; false when there was none. <paramref name="expectedRevision"/> as for <see cref="PutAsync"/>.</summary>
+    Task<bool> ClearAsync(string adapter, long? expectedRevision = null, CancellationToken cancellationToken = default);
+}
+
 /// <summary>History of pipeline runs and their steps.</summary>
 public interface IJobHistory
 {

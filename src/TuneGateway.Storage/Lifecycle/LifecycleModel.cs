@@ -117,6 +117,40 @@ public sealed record AliasRoute
     public string? UpdatedBy { get; init; }
 }
 
+/// <summary>
+/// The canary in progress for an adapter: which candidate gets what share of the alias against
+/// which control version, since when, and what the controller concluded at its last look. Who is
+/// in canary is the lifecycle's; <see cref="Analysis"/> and <see cref="LastVerdict"/> are the
+/// controller's statistics (its sequential tests' state and last verdict), kept as the JSON it
+/// wrote: the lifecycle stores and shows them, never interprets them, so it needs no statistics.
+/// </summary>
+public sealed record CanaryState
+{
+    public required string Candidate { get; init; }
+    public required string Control { get; init; }
+    public required double Share { get; init; }
+    public required DateTimeOffset StartedAt { get; init; }
+    public string? RunId { get; init; }
+    /// <summary>The sequential tests' state between checks (null: not analysed yet).</summary>
+    public JsonElement? Analysis { get; init; }
+    /// <summary>Set when the canary won and an operator's approval was requested.</summary>
+    public string? ApprovalId { get; init; }
+    public JsonElement? LastVerdict { get; init; }
+    /// <summary>
+    /// Assigned by the store with every write (0: not written through the canary store yet);
+    /// kept beside the record, not in its JSON, so the record reads as it always did.
+    /// </summary>
+    [JsonIgnore] public long Revision { get; init; }
+
+    /// <summary>
+    /// Where canaries were kept before the canary store: the pipeline's state under this key, as
+    /// the same JSON. A canary can run for days across an upgrade, so both stores read one found
+    /// there (as revision 0) when they hold none of their own, and their next write of that
+    /// adapter's canary (put or clear) removes it: the fallback empties itself as canaries are checked.
+    /// </summary>
+    internal const string LegacyPipelineStateKey = "canary";
+}
+
 /// <summary>A promotion waiting for an operator.</summary>
 [JsonConverter(typeof(JsonStringEnumConverter<ApprovalStatus>))]
 public enum ApprovalStatus

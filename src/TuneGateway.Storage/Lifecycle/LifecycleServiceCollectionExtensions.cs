@@ -25,12 +25,13 @@ public static class LifecycleServiceCollectionExtensions
         return services;
     }
 
-    private static void AddViews<T>(IServiceCollection services) where T : class, IAdapterRegistry, IAliasStore, IPipelineStore, IApprovalStore, IJobHistory, ILeaseManager
+    private static void AddViews<T>(IServiceCollection services) where T : class, IAdapterRegistry, IAliasStore, IPipelineStore, IApprovalStore, ICanaryStore, IJobHistory, ILeaseManager
     {
         services.AddSingleton<IAdapterRegistry>(sp => sp.GetRequiredService<T>());
         services.AddSingleton<IAliasStore>(sp => sp.GetRequiredService<T>());
         services.AddSingleton<IPipelineStore>(sp => sp.GetRequiredService<T>());
         services.AddSingleton<IApprovalStore>(sp => sp.GetRequiredService<T>());
+        services.AddSingleton<ICanaryStore>(sp => sp.GetRequiredService<T>());
         services.AddSingleton<IJobHistory>(sp => sp.GetRequiredService<T>());
         services.AddSingleton<ILeaseManager>(sp => sp.GetRequiredService<T>());
     }

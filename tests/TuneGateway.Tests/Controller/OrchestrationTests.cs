@@ -41,7 +41,7 @@ public sealed class OrchestrationTests : IDisposable
     public OrchestrationTests()
     {
         _store = new FileLifecycleStore(Path.Combine(_root.Path, "state"), _clock);
-        _lifecycle = new LifecycleManager(_store, _store, _store, _store, NullLogger<LifecycleManager>.Instance, _clock);
+        _lifecycle = new LifecycleManager(_store, _store, _store, _store, _store, NullLogger<LifecycleManager>.Instance, _clock);
         string artifacts = Path.Combine(_root.Path, "artifacts");
         var options = new ControllerOptions { BaseModelDirectory = Fixtures.LlamaTiny, ArtifactDirectory = artifacts, SemanticDrift = false };
         _runner = new PipelineRunner(options, _lifecycle, _store, new ArtifactStore(artifacts), new Curator(_traffic), _trainer, _completions,

@@ -13,7 +13,7 @@ namespace TuneGateway.Storage.Lifecycle.Embedded;
 /// keeps a second process out; within the process one lock makes every operation atomic, so the
 /// semantics are those of the Redis store.
 /// </summary>
-public sealed class FileLifecycleStore : IAdapterRegistry, IAliasStore, IPipelineStore, IApprovalStore, IJobHistory, ILeaseManager, IDisposable
+public sealed class FileLifecycleStore : IAdapterRegistry, IAliasStore, IPipelineStore, IApprovalStore, ICanaryStore, IJobHistory, ILeaseManager, IDisposable
 {
     private const int JobHistoryLimit = 5000;
     private readonly string _root;
@@ -308,6 +308,58 @@ public sealed class FileLifecycleStore : IAdapterRegistry, IAliasStore, IPipelin
         return Task.CompletedTask;
     }
 
+    // ---------------------------------------------------------------- canaries
+
+    Task<CanaryState?> ICanaryReader.GetAsync(string adapter, CancellationToken cancellationToken)
+    {
+        lock (_lock) return Task.FromResult(CurrentCanary(adapter));
+    }
+
+    public Task<CanaryState> PutAsync(string adapter, CanaryState state, long? expectedRevision = null, CancellationToken cancellationToken = default)
+    {
+        LifecycleRules.ValidateName(adapter, "adapter");
+        lock (_lock)
+        {
+            CheckCanaryRevision(adapter, expectedRevision);
+            long revision = _state.CanaryRevisions.GetValueOrDefault(adapter) + 1;
+            _state.CanaryRevisions[adapter] = revision;
+            var stored = state with { Revision = revision };
+            _state.Canaries[adapter] = stored;
+            RemoveLegacyCanary(adapter);
+            Save();
+            return Task.FromResult(stored);
+        }
+    }
+
+    public Task<bool> ClearAsync(string adapter, long? expectedRevision = null, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            CheckCanaryRevision(adapter, expectedRevision);
+            bool removed = _state.Canaries.Remove(adapter) | RemoveLegacyCanary(adapter);
+            if (removed) Save();
+            return Task.FromResult(removed);
+        }
+    }
+
+    private CanaryState? CurrentCanary(string adapter)
+    {
+        if (_state.Canaries.TryGetValue(adapter, out var canary)) return canary with { Revision = _state.CanaryRevisions.GetValueOrDefault(adapter) };
+        return _state.PipelineState.GetValueOrDefault(adapter)?.GetValueOrDefault(CanaryState.LegacyPipelineStateKey) is { ValueKind: JsonValueKind.Object } legacy
+            ? legacy.Deserialize<CanaryState>(LifecycleJson.Options)
+            : null;
+    }
+
+    private void CheckCanaryRevision(string adapter, long? expectedRevision)
+    {
+        long current = CurrentCanary(adapter)?.Revision ?? 0;
+        if (expectedRevision is long expected && current != expected)
+            throw new StateConflictException($"The canary of '{adapter}' is at revision {current}, not {expected}.");
+    }
+
+    private bool RemoveLegacyCanary(string adapter) =>
+        _state.PipelineState.TryGetValue(adapter, out var values) && values.Remove(CanaryState.LegacyPipelineStateKey);
+
     // ---------------------------------------------------------------- approvals
 
     public Task<Approval> RequestAsync(string adapter, string version, ApprovalAction action, JsonElement? evidence, CancellationToken cancellationToken = default)
@@ -494,6 +546,9 @@ public sealed class FileLifecycleStore : IAdapterRegistry, IAliasStore, IPipelin
         public Dictionary<string, PipelineRecord> Pipelines { get; set; } = new(StringComparer.Ordinal);
         public Dictionary<string, Dictionary<string, JsonElement>> PipelineState { get; set; } = new(StringComparer.Ordinal);
         public Dictionary<string, Approval> Approvals { get; set; } = new(StringComparer.Ordinal);
+        public Dictionary<string, CanaryState> Canaries { get; set; } = new(StringComparer.Ordinal);
+        /// <summary>Each adapter's last canary revision, kept when its canary ends so revisions never repeat.</summary>
+        public Dictionary<string, long> CanaryRevisions { get; set; } = new(StringComparer.Ordinal);
         public List<JobRun> Jobs { get; set; } = [];
         public Dictionary<string, LeaseGrant> Leases { get; set; } = new(StringComparer.Ordinal);
         public Dictionary<string, long> LeaseTokens { get; set; } = new(StringComparer.Ordinal);

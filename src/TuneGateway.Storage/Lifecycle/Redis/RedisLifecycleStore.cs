@@ -17,6 +17,7 @@ namespace TuneGateway.Storage.Lifecycle.Redis;
 /// <item><c>{p}:alias:{name}</c> JSON, <c>{p}:alias-rev:{name}</c> its revision; <c>{p}:aliases</c> set; changes published on <c>{p}:alias-changes</c>.</item>
 /// <item><c>{p}:pipeline:{adapter}</c> definition JSON, <c>{p}:pipeline-meta:{adapter}</c> {revision, paused, ...}; <c>{p}:pipelines</c> set; <c>{p}:pipeline-state:{adapter}</c> hash key → JSON.</item>
 /// <item><c>{p}:approval:{id}</c> JSON, <c>{p}:approval-status:{id}</c> {status, resolved_by, ...}; <c>{p}:approvals</c> sorted set by time; <c>{p}:approval-pending:{adapter}:{version}:{action}</c> → id.</item>
+/// <item><c>{p}:canary:{adapter}</c> JSON, <c>{p}:canary-rev:{adapter}</c> the adapter's last canary revision (kept when the canary ends).</item>
 /// <item><c>{p}:jobs</c> hash "{run}|{step}" → JSON; <c>{p}:jobs-by-time</c> sorted set (capped).</item>
 /// <item><c>{p}:lease:{name}</c> "owner|token" with a TTL; <c>{p}:lease-token:{name}</c> counter; <c>{p}:claim:{key}</c> SET NX EX.</item>
 /// </list>
@@ -25,7 +26,7 @@ namespace TuneGateway.Storage.Lifecycle.Redis;
 /// Scripts touch several keys, so this targets a single Redis node (with replicas), not Redis Cluster.
 /// </summary>
 public sealed class RedisLifecycleStore(IConnectionMultiplexer redis, string prefix = "tunegw", TimeProvider? time = null)
-    : IAdapterRegistry, IAliasStore, IPipelineStore, IApprovalStore, IJobHistory, ILeaseManager
+    : IAdapterRegistry, IAliasStore, IPipelineStore, IApprovalStore, ICanaryStore, IJobHistory, ILeaseManager
 {
     private const int JobHistoryLimit = 20_000;
     private readonly TimeProvider _time = time ?? TimeProvider.System;
@@ -497,6 +498,61 @@ public sealed class RedisLifecycleStore(IConnectionMultiplexer redis, string pre
         var approval = await ((IApprovalStore)this).GetAsync(id, cancellationToken).ConfigureAwait(false) ?? throw new KeyNotFoundException($"No approval '{id}'.");
         await Db.KeyDeleteAsync(Key($"approval-pending:{approval.Adapter}:{approval.Version}:{Name(approval.Action)}")).ConfigureAwait(false);
         return approval;
+    }
+
+    // ---------------------------------------------------------------- canaries
+
+    async Task<CanaryState?> ICanaryReader.GetAsync(string adapter, CancellationToken cancellationToken)
+    {
+        var values = await Db.StringGetAsync([Key($"canary:{adapter}"), Key($"canary-rev:{adapter}")]).ConfigureAwait(false);
+        if (!values[0].IsNull) return LifecycleJson.Deserialize<CanaryState>(values[0]!) with { Revision = (long)values[1] };
+        var legacy = await Db.HashGetAsync(Key($"pipeline-state:{adapter}"), CanaryState.LegacyPipelineStateKey).ConfigureAwait(false);
+        return legacy.IsNull ? null : JsonSerializer.Deserialize<CanaryState>(legacy.ToString(), LifecycleJson.Options);
+    }
+
+    // KEYS[1] the canary, KEYS[2] its revision counter, KEYS[3] the pipeline state (where a canary
+    // from before the canary store may sit: see CanaryState.LegacyPipelineStateKey); ARGV[1] the
+    // expected revision or "", ARGV[2] the legacy field, ARGV[3] the new JSON ("" to clear). A legacy
+    // canary is at revision 0, like none. Returns the new revision (put) or whether one was removed (clear).
+    private const string CanaryScript = """
+        local exists = redis.call('EXISTS', KEYS[1]) == 1
+        local revision = tonumber(redis.call('GET', KEYS[2]) or '0')
+        local current = 0
+        if exists then current = revision end
+        if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= current then return redis.error_reply('CONFLICT ' .. current) end
+        local legacy = redis.call('HDEL', KEYS[3], ARGV[2])
+        if ARGV[3] == '' then
+          redis.call('DEL', KEYS[1])
+          if exists or legacy == 1 then return 1 end
+          return 0
+        end
+        revision = revision + 1
+        redis.call('SET', KEYS[2], revision)
+        redis.call('SET', KEYS[1], ARGV[3])
+        return revision
+        """;
+
+    public async Task<CanaryState> PutAsync(string adapter, CanaryState state, long? expectedRevision = null, CancellationToken cancellationToken = default)
+    {
+        LifecycleRules.ValidateName(adapter, "adapter");
+        long revision = await CanaryWriteAsync(adapter, expectedRevision, LifecycleJson.Serialize(state)).ConfigureAwait(false);
+        return state with { Revision = revision };
+    }
+
+    public async Task<bool> ClearAsync(string adapter, long? expectedRevision = null, CancellationToken cancellationToken = default) =>
+        await CanaryWriteAsync(adapter, expectedRevision, "").ConfigureAwait(false) == 1;
+
+    private async Task<long> CanaryWriteAsync(string adapter, long? expectedRevision, string json)
+    {
+        try
+        {
+            return (long)await Db.ScriptEvaluateAsync(CanaryScript, [Key($"canary:{adapter}"), Key($"canary-rev:{adapter}"), Key($"pipeline-state:{adapter}")],
+                [expectedRevision?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "", CanaryState.LegacyPipelineStateKey, json]).ConfigureAwait(false);
+        }
+        catch (RedisServerException ex) when (ex.Message.Contains("CONFLICT", StringComparison.Ordinal))
+        {
+            throw new StateConflictException($"The canary of '{adapter}' is at revision {ex.Message.Split(' ')[^1]}, not {expectedRevision}.");
+        }
     }
 
     // ---------------------------------------------------------------- job history
