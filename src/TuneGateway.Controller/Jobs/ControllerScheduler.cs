@@ -21,7 +21,7 @@ namespace TuneGateway.Controller.Jobs;
 public sealed class ControllerScheduler(ISchedulerFactory schedulers, IPipelineStore pipelines, ILogger<ControllerScheduler> logger) : BackgroundService
 {
     internal const string LastFireKey = "last_scheduled_fire";
-    internal const string RunRequestKey = "run_request";
+    internal const string RunRequestKey = PipelineRunRequest.StateKey;
     public static readonly TimeSpan SyncInterval = TimeSpan.FromSeconds(5);
     private readonly Dictionary<string, long> _synced = new(StringComparer.Ordinal);
     private IScheduler? _scheduler;
@@ -29,15 +29,6 @@ public sealed class ControllerScheduler(ISchedulerFactory schedulers, IPipelineS
     /// <summary>How often an adapter is monitored: the shorter of the canary and trigger intervals.</summary>
     public static TimeSpan MonitorInterval(PipelineDefinition pipeline) =>
         pipeline.Canary.CheckInterval < pipeline.Triggers.CheckInterval ? pipeline.Canary.CheckInterval : pipeline.Triggers.CheckInterval;
-
-    /// <summary>
-    /// Asks whichever replica runs the scheduler to run a pipeline now: the request is stored with
-    /// the pipeline, picked up by the next synchronisation, and claimed by one replica.
-    /// </summary>
-    public static Task RequestRunAsync(IPipelineStore store, string adapter, string actor, CancellationToken cancellationToken = default) =>
-        store.SetStateAsync(adapter, RunRequestKey, JsonSerializer.SerializeToElement(new RunRequest(Guid.NewGuid().ToString("N"), actor, DateTimeOffset.UtcNow)), cancellationToken);
-
-    private sealed record RunRequest(string Id, string Actor, DateTimeOffset At);
 
     /// <summary>Runs a pipeline now (manual, drift or feedback trigger), whatever its schedule.</summary>
     public Task RunNowAsync(string adapter, string trigger, CancellationToken cancellationToken = default) =>
@@ -119,7 +110,7 @@ public sealed class ControllerScheduler(ISchedulerFactory schedulers, IPipelineS
     private async Task TakeRunRequestAsync(string adapter, CancellationToken cancellationToken)
     {
         var stored = await pipelines.GetStateAsync(adapter, RunRequestKey, cancellationToken).ConfigureAwait(false);
-        if (stored is not { ValueKind: JsonValueKind.Object } value || value.Deserialize<RunRequest>() is not { } request) return;
+        if (stored is not { ValueKind: JsonValueKind.Object } value || value.Deserialize<PipelineRunRequest>() is not { } request) return;
         // Every replica may see the request; the claim key makes exactly one of them run it.
         await RunNowAsync(adapter, $"manual by {request.Actor}", $"run:{adapter}:request:{request.Id}", cancellationToken).ConfigureAwait(false);
         await pipelines.SetStateAsync(adapter, RunRequestKey, JsonSerializer.SerializeToElement<object?>(null), cancellationToken).ConfigureAwait(false);

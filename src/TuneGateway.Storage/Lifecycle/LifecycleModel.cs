@@ -187,6 +187,17 @@ public sealed record PipelineRecord
     public string? UpdatedBy { get; init; }
 }
 
+/// <summary>
+/// An operator's request to run a pipeline now. The lifecycle leaves it in the pipeline's state
+/// under <see cref="StateKey"/>; whichever replica runs the scheduler picks it up at its next
+/// synchronisation, and one of them claims it by <see cref="Id"/>. Written with the default JSON
+/// options (PascalCase names), as it always was.
+/// </summary>
+public sealed record PipelineRunRequest(string Id, string Actor, DateTimeOffset At)
+{
+    public const string StateKey = "run_request";
+}
+
 /// <summary>One step of one pipeline run, for the job history.</summary>
 public sealed record JobRun
 {

@@ -6,7 +6,7 @@ using TuneGateway.Storage.Lifecycle.Redis;
 
 namespace TuneGateway.Storage.Lifecycle;
 
-/// <summary>Registration of the lifecycle stores: Redis when a connection string is given, else the embedded store.</summary>
+/// <summary>Registration of the lifecycle stores (Redis when a connection string is given, else the embedded store) and of their one writer.</summary>
 public static class LifecycleServiceCollectionExtensions
 {
     public static IServiceCollection AddLifecycleStores(this IServiceCollection services, string? redisConnectionString, string dataDirectory, string keyPrefix = "tunegw")
@@ -22,6 +22,18 @@ public static class LifecycleServiceCollectionExtensions
             services.AddSingleton(sp => new FileLifecycleStore(dataDirectory, sp.GetService<TimeProvider>()));
             AddViews<FileLifecycleStore>(services);
         }
+        return services;
+    }
+
+    /// <summary>
+    /// <see cref="LifecycleManager"/>, the one writer (promote, roll back, approvals, pipelines),
+    /// over the lifecycle stores, which must be registered too. Enough for a gateway that serves
+    /// the operator API while the controller runs elsewhere.
+    /// </summary>
+    public static IServiceCollection AddLifecycleManagement(this IServiceCollection services)
+    {
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<LifecycleManager>();
         return services;
     }
 

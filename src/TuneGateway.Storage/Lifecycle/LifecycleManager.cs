@@ -1,9 +1,7 @@
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
-using TuneGateway.Controller.Pipelines;
-using TuneGateway.Storage.Lifecycle;
 
-namespace TuneGateway.Controller;
+namespace TuneGateway.Storage.Lifecycle;
 
 /// <summary>
 /// The one writer of lifecycle state, for the pipelines, the operator API and the CLI: register,
@@ -82,7 +80,8 @@ public sealed class LifecycleManager(IAdapterRegistry registry, IAliasStore alia
     /// <summary>Asks the controller (any replica) to run a pipeline now; audited.</summary>
     public async Task RequestRunAsync(string adapter, string actor, CancellationToken cancellationToken = default)
     {
-        await Jobs.ControllerScheduler.RequestRunAsync(pipelines, adapter, actor, cancellationToken).ConfigureAwait(false);
+        await pipelines.SetStateAsync(adapter, PipelineRunRequest.StateKey,
+            JsonSerializer.SerializeToElement(new PipelineRunRequest(Guid.NewGuid().ToString("N"), actor, _time.GetUtcNow())), cancellationToken).ConfigureAwait(false);
         await registry.AppendAuditAsync(new AuditEvent { Actor = actor, Action = "pipeline.run", Adapter = adapter, Reason = "run now" }, cancellationToken).ConfigureAwait(false);
     }
 
@@ -100,7 +99,7 @@ public sealed class LifecycleManager(IAdapterRegistry registry, IAliasStore alia
     /// for), compared-and-set on the revision <paramref name="state"/> was read at: a canary that a
     /// promotion or rollback ended meanwhile is not brought back (<see cref="StateConflictException"/>).
     /// </summary>
-    internal Task<CanaryState> SaveCanaryAsync(string adapter, CanaryState state, CancellationToken cancellationToken) =>
+    public Task<CanaryState> SaveCanaryAsync(string adapter, CanaryState state, CancellationToken cancellationToken) =>
         canaries.PutAsync(adapter, state, state.Revision, cancellationToken);
 
     /// <summary>Makes <paramref name="version"/> serve the whole alias; the previous production version is retired.</summary>
