@@ -40,32 +40,47 @@ public interface IAdapterRegistry : IAdapterRegistryReader
     Task<AuditEvent> AppendAuditAsync(AuditEvent auditEvent, CancellationToken cancellationToken = default);
 }
 
-/// <summary>What may be read of the alias routes by anyone.</summary>
+/// <summary>
+/// What may be read of the alias routes by anyone: the gateway's resolver reads them from a local
+/// cache that <see cref="WatchAsync"/> keeps fresh, so a change made on any replica reaches every
+/// gateway within a second.
+/// </summary>
 public interface IAliasReader
 {
     Task<AliasRoute?> GetAsync(string alias, CancellationToken cancellationToken = default);
 
     Task<IReadOnlyList<AliasRoute>> ListAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>Every route as it changes (first the current ones; a deleted alias arrives with no arms), until cancelled.</summary>
+    IAsyncEnumerable<AliasRoute> WatchAsync(CancellationToken cancellationToken);
 }
 
-/// <summary>
-/// Alias routes (weighted A/B arms). Gateways read them on every request from a local cache that
-/// <see cref="WatchAsync"/> keeps fresh: a change made on any replica reaches every gateway within a second.
-/// </summary>
+/// <summary>Alias routes (weighted A/B arms): what a client-facing name resolves to.</summary>
 public interface IAliasStore : IAliasReader
 {
-
     /// <summary>
     /// Replaces an alias's arms (weights must be non-negative and sum to 1 within 1e-6). With
     /// <paramref name="expectedRevision"/>, fails with <see cref="StateConflictException"/> if the
     /// route changed since it was read. Audited by the caller through the registry.
     /// </summary>
-    Task<AliasRoute> SetAsync(string alias, IReadOnlyList<AliasArm> arms, string actor, long? expectedRevision = null, CancellationToken cancellationToken = default);
+    Task<AliasRoute> SetAsync(string alias, IReadOnlyList<AliasArm> arms, string actor, long? expectedRevision = null, string? baseModel = null,
+        CancellationToken cancellationToken = default);
 
     Task<bool> DeleteAsync(string alias, string actor, CancellationToken cancellationToken = default);
+}
 
-    /// <summary>Every route as it changes (first the current ones), until cancelled.</summary>
-    IAsyncEnumerable<AliasRoute> WatchAsync(CancellationToken cancellationToken);
+/// <summary>
+/// The alias edits of the gateway's API (<c>PUT</c> and <c>DELETE /admin/aliases</c>): with the
+/// lifecycle stores, <see cref="LifecycleManager"/> (audited, like every lifecycle write); a gateway
+/// without them edits the in-memory aliases it routes on.
+/// </summary>
+public interface IAliasEditor
+{
+    /// <summary>Replaces an alias's arms; their weights are relative (the stored ones sum to 1).</summary>
+    Task<AliasRoute> SetAliasAsync(string alias, IReadOnlyList<AliasArm> arms, string? baseModel, string actor, CancellationToken cancellationToken = default);
+
+    /// <summary>False when there was no such alias.</summary>
+    Task<bool> DeleteAliasAsync(string alias, string actor, CancellationToken cancellationToken = default);
 }
 
 /// <summary>What may be read of the pipeline store by anyone.</summary>

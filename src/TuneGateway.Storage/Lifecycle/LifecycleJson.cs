@@ -38,6 +38,13 @@ public static class LifecycleRules
             throw new ArgumentException($"Alias '{alias}' names a model twice.", nameof(arms));
     }
 
+    /// <summary>Arms with relative weights (90 and 10), scaled to sum to 1 as stored.</summary>
+    public static IReadOnlyList<AliasArm> Normalised(IReadOnlyList<AliasArm> arms)
+    {
+        double total = arms.Sum(a => a.Weight);
+        return [.. arms.Select(a => a with { Weight = a.Weight / total })];
+    }
+
     public static void ValidateName(string value, string what)
     {
         if (string.IsNullOrWhiteSpace(value) || value.Length > 200 || value.Contains('/') || value.Contains('\\') || value.Contains("..") || value.Any(char.IsControl))

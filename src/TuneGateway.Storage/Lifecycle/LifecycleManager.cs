@@ -13,7 +13,7 @@ namespace TuneGateway.Storage.Lifecycle;
 /// a test checks that no other class of src/ calls a store's write methods.
 /// </summary>
 public sealed class LifecycleManager(IAdapterRegistry registry, IAliasStore aliases, IPipelineStore pipelines, IApprovalStore approvals,
-    ICanaryStore canaries, ILogger<LifecycleManager> logger, TimeProvider? time = null)
+    ICanaryStore canaries, ILogger<LifecycleManager> logger, TimeProvider? time = null) : IAliasEditor
 {
     private readonly TimeProvider _time = time ?? TimeProvider.System;
 
@@ -207,15 +207,41 @@ public sealed class LifecycleManager(IAdapterRegistry registry, IAliasStore alia
         return approval;
     }
 
+    /// <summary>
+    /// An operator's alias (<c>PUT /admin/aliases</c>): <paramref name="arms"/> and
+    /// <paramref name="baseModel"/> replace the alias's, the weights relative (scaled here to sum to 1); audited.
+    /// </summary>
+    public async Task<AliasRoute> SetAliasAsync(string alias, IReadOnlyList<AliasArm> arms, string? baseModel, string actor, CancellationToken cancellationToken = default)
+    {
+        var before = await aliases.GetAsync(alias, cancellationToken).ConfigureAwait(false);
+        return await WriteRouteAsync(alias, before, LifecycleRules.Normalised(arms), baseModel, actor, "set through the alias API", cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Deletes an alias (<c>DELETE /admin/aliases</c>); audited; false when there was none.</summary>
+    public async Task<bool> DeleteAliasAsync(string alias, string actor, CancellationToken cancellationToken = default)
+    {
+        if (!await aliases.DeleteAsync(alias, actor, cancellationToken).ConfigureAwait(false)) return false;
+        await registry.AppendAuditAsync(new AuditEvent { Actor = actor, Action = "alias.delete", Adapter = alias }, cancellationToken).ConfigureAwait(false);
+        return true;
+    }
+
     private async Task SetRouteAsync(string adapter, IReadOnlyList<AliasArm> arms, string actor, string reason, CancellationToken cancellationToken)
     {
+        // A promotion, canary or rollback changes the versions, not the base model an operator gave the alias.
         var before = await aliases.GetAsync(adapter, cancellationToken).ConfigureAwait(false);
-        await aliases.SetAsync(adapter, arms, actor, cancellationToken: cancellationToken).ConfigureAwait(false);
+        await WriteRouteAsync(adapter, before, arms, before?.BaseModel, actor, reason, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task<AliasRoute> WriteRouteAsync(string adapter, AliasRoute? before, IReadOnlyList<AliasArm> arms, string? baseModel, string actor, string reason,
+        CancellationToken cancellationToken)
+    {
+        var route = await aliases.SetAsync(adapter, arms, actor, baseModel: baseModel, cancellationToken: cancellationToken).ConfigureAwait(false);
         await registry.AppendAuditAsync(new AuditEvent
         {
             Actor = actor, Action = "alias.set", Adapter = adapter,
             From = before is null ? null : Describe(before.Arms), To = Describe(arms), Reason = reason,
         }, cancellationToken).ConfigureAwait(false);
+        return route;
     }
 
     private static string Describe(IReadOnlyList<AliasArm> arms) => string.Join(", ", arms.Select(a => $"{a.Model} {a.Weight:P0} ({a.Arm})"));

@@ -111,6 +111,8 @@ public sealed record AliasRoute
 {
     public required string Alias { get; init; }
     public required IReadOnlyList<AliasArm> Arms { get; init; }
+    /// <summary>The base model the arms are adapters of, when an operator said so (routing prefers its workers).</summary>
+    public string? BaseModel { get; init; }
     /// <summary>Increases with every change; SetAsync can require the revision it read.</summary>
     public long Revision { get; init; }
     public DateTimeOffset UpdatedAt { get; init; }

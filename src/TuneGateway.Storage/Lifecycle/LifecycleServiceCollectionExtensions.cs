@@ -34,6 +34,7 @@ public static class LifecycleServiceCollectionExtensions
     {
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<LifecycleManager>();
+        services.TryAddSingleton<IAliasEditor>(sp => sp.GetRequiredService<LifecycleManager>());
         return services;
     }
 
@@ -41,6 +42,7 @@ public static class LifecycleServiceCollectionExtensions
     {
         services.AddSingleton<IAdapterRegistry>(sp => sp.GetRequiredService<T>());
         services.AddSingleton<IAliasStore>(sp => sp.GetRequiredService<T>());
+        services.AddSingleton<IAliasReader>(sp => sp.GetRequiredService<T>());
         services.AddSingleton<IPipelineStore>(sp => sp.GetRequiredService<T>());
         services.AddSingleton<IApprovalStore>(sp => sp.GetRequiredService<T>());
         services.AddSingleton<ICanaryStore>(sp => sp.GetRequiredService<T>());

@@ -22,9 +22,6 @@ public class LifecycleOwnershipTests
         ["src/TuneGateway.Storage/Lifecycle/LifecycleManager.cs"] = "the owner",
         ["src/TuneGateway.Storage/Lifecycle/Embedded/FileLifecycleStore.cs"] = "a store",
         ["src/TuneGateway.Storage/Lifecycle/Redis/RedisLifecycleStore.cs"] = "a store",
-        // Known exception until the gateway and the lifecycle share one alias model (issue #15, item 3):
-        // PUT /admin/aliases writes the lifecycle's alias routes through the gateway's alias interface.
-        ["src/TuneGateway.Server/Lifecycle/SharedAliasStore.cs"] = "the gateway's alias API",
     };
 
     [Fact]

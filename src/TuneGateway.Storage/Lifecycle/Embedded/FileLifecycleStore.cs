@@ -1,7 +1,5 @@
-using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Json;
-using System.Threading.Channels;
 
 namespace TuneGateway.Storage.Lifecycle.Embedded;
 
@@ -21,7 +19,7 @@ public sealed class FileLifecycleStore : IAdapterRegistry, IAliasStore, IPipelin
     private readonly Lock _lock = new();
     private readonly FileStream _processLock;
     private readonly List<AuditEvent> _audit = [];
-    private readonly List<Channel<AliasRoute>> _watchers = [];
+    private readonly InProcessAliases _aliasWatchers = new();
     private State _state;
 
     public FileLifecycleStore(string dataDirectory, TimeProvider? time = null)
@@ -171,25 +169,18 @@ public sealed class FileLifecycleStore : IAdapterRegistry, IAliasStore, IPipelin
         lock (_lock) return Task.FromResult(_state.Aliases.GetValueOrDefault(alias));
     }
 
-    Task<IReadOnlyList<AliasRoute>> IAliasReader.ListAsync(CancellationToken cancellationToken)
-    {
-        lock (_lock) return Task.FromResult<IReadOnlyList<AliasRoute>>(_state.Aliases.Values.OrderBy(a => a.Alias, StringComparer.Ordinal).ToArray());
-    }
+    Task<IReadOnlyList<AliasRoute>> IAliasReader.ListAsync(CancellationToken cancellationToken) => Task.FromResult(ListAliases());
 
-    public Task<AliasRoute> SetAsync(string alias, IReadOnlyList<AliasArm> arms, string actor, long? expectedRevision = null, CancellationToken cancellationToken = default)
+    public Task<AliasRoute> SetAsync(string alias, IReadOnlyList<AliasArm> arms, string actor, long? expectedRevision = null, string? baseModel = null,
+        CancellationToken cancellationToken = default)
     {
-        LifecycleRules.ValidateArms(alias, arms);
         AliasRoute route;
         lock (_lock)
         {
-            var current = _state.Aliases.GetValueOrDefault(alias);
-            if (expectedRevision is long expected && (current?.Revision ?? 0) != expected)
-                throw new StateConflictException($"Alias '{alias}' is at revision {current?.Revision ?? 0}, not {expected}.");
-            route = new AliasRoute { Alias = alias, Arms = arms.ToArray(), Revision = (current?.Revision ?? 0) + 1, UpdatedAt = _time.GetUtcNow(), UpdatedBy = actor };
-            _state.Aliases[alias] = route;
+            route = InProcessAliases.Set(_state.Aliases, alias, arms, actor, expectedRevision, baseModel, _time.GetUtcNow());
             Save();
         }
-        Notify(route);
+        _aliasWatchers.Notify(route);
         return Task.FromResult(route);
     }
 
@@ -198,39 +189,19 @@ public sealed class FileLifecycleStore : IAdapterRegistry, IAliasStore, IPipelin
         AliasRoute? removed;
         lock (_lock)
         {
-            if (!_state.Aliases.Remove(alias, out removed)) return Task.FromResult(false);
-            Save();
+            removed = InProcessAliases.Delete(_state.Aliases, alias, actor, _time.GetUtcNow());
+            if (removed is not null) Save();
         }
-        Notify(removed with { Arms = [], Revision = removed.Revision + 1, UpdatedBy = actor, UpdatedAt = _time.GetUtcNow() });
-        return Task.FromResult(true);
+        if (removed is not null) _aliasWatchers.Notify(removed);
+        return Task.FromResult(removed is not null);
     }
 
     /// <summary>Current routes, then every change (a deleted alias arrives with no arms).</summary>
-    public async IAsyncEnumerable<AliasRoute> WatchAsync([EnumeratorCancellation] CancellationToken cancellationToken)
-    {
-        var channel = Channel.CreateUnbounded<AliasRoute>();
-        AliasRoute[] current;
-        lock (_lock)
-        {
-            _watchers.Add(channel);
-            current = _state.Aliases.Values.ToArray();
-        }
-        try
-        {
-            foreach (var route in current) yield return route;
-            await foreach (var route in channel.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false)) yield return route;
-        }
-        finally
-        {
-            lock (_lock) _watchers.Remove(channel);
-        }
-    }
+    public IAsyncEnumerable<AliasRoute> WatchAsync(CancellationToken cancellationToken) => _aliasWatchers.WatchAsync(ListAliases, cancellationToken);
 
-    private void Notify(AliasRoute route)
+    private IReadOnlyList<AliasRoute> ListAliases()
     {
-        Channel<AliasRoute>[] watchers;
-        lock (_lock) watchers = _watchers.ToArray();
-        foreach (var w in watchers) w.Writer.TryWrite(route);
+        lock (_lock) return InProcessAliases.Ordered(_state.Aliases.Values);
     }
 
     // ---------------------------------------------------------------- pipelines
@@ -529,11 +500,7 @@ public sealed class FileLifecycleStore : IAdapterRegistry, IAliasStore, IPipelin
 
     public void Dispose()
     {
-        lock (_lock)
-        {
-            foreach (var w in _watchers) w.Writer.TryComplete();
-            _watchers.Clear();
-        }
+        _aliasWatchers.Complete();
         _processLock.Dispose();
     }
 

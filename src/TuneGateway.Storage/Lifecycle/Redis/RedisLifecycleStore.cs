@@ -240,10 +240,11 @@ public sealed class RedisLifecycleStore(IConnectionMultiplexer redis, string pre
         return encoded
         """;
 
-    public async Task<AliasRoute> SetAsync(string alias, IReadOnlyList<AliasArm> arms, string actor, long? expectedRevision = null, CancellationToken cancellationToken = default)
+    public async Task<AliasRoute> SetAsync(string alias, IReadOnlyList<AliasArm> arms, string actor, long? expectedRevision = null, string? baseModel = null,
+        CancellationToken cancellationToken = default)
     {
         LifecycleRules.ValidateArms(alias, arms);
-        var route = new AliasRoute { Alias = alias, Arms = arms.ToArray(), UpdatedAt = _time.GetUtcNow(), UpdatedBy = actor };
+        var route = new AliasRoute { Alias = alias, Arms = arms.ToArray(), BaseModel = baseModel, UpdatedAt = _time.GetUtcNow(), UpdatedBy = actor };
         try
         {
             var result = await Db.ScriptEvaluateAsync(AliasScript, [Key($"alias:{alias}"), Key("aliases"), Key($"alias-rev:{alias}")],

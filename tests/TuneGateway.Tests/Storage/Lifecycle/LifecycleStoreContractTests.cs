@@ -141,6 +141,8 @@ public abstract class LifecycleStoreContractTests : IAsyncLifetime
         Assert.Equal([0.9, 0.1], last.Arms.Select(a => a.Weight));
         Assert.Equal("candidate", last.Arms[1].Arm);
         Assert.Contains((await _stores.Aliases.ListAsync()), r => r.Alias == alias);
+        await _stores.Aliases.SetAsync(alias, [new AliasArm($"{alias}@v2", 1.0, "production")], "bob", baseModel: "/models/base");
+        Assert.Equal("/models/base", (await _stores.Aliases.GetAsync(alias))!.BaseModel);
         Assert.True(await _stores.Aliases.DeleteAsync(alias, "carol"));
         Assert.Null(await _stores.Aliases.GetAsync(alias));
     }
