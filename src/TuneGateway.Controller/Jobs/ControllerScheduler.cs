@@ -18,7 +18,7 @@ namespace TuneGateway.Controller.Jobs;
 /// detected at start from the last recorded firing and run once.
 /// </para>
 /// </summary>
-public sealed class ControllerScheduler(ISchedulerFactory schedulers, IPipelineStore pipelines, ILogger<ControllerScheduler> logger) : BackgroundService
+public sealed class ControllerScheduler(ISchedulerFactory schedulers, IPipelineStateStore pipelines, ILogger<ControllerScheduler> logger) : BackgroundService
 {
     internal const string LastFireKey = "last_scheduled_fire";
     internal const string RunRequestKey = PipelineRunRequest.StateKey;

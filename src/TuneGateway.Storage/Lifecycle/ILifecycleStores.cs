@@ -2,6 +2,10 @@ using System.Text.Json;
 
 namespace TuneGateway.Storage.Lifecycle;
 
+// The readers are public; the writers (registry, aliases, pipelines, approvals, canaries) are
+// internal: outside this assembly lifecycle state is written through LifecycleManager or not at
+// all, and the compiler says so. Job history and leases are the controller's, public.
+
 /// <summary>What may be read of the registry by anyone (the lifecycle service hands out only this).</summary>
 public interface IAdapterRegistryReader
 {
@@ -17,7 +21,7 @@ public interface IAdapterRegistryReader
 }
 
 /// <summary>Adapter names, versions with states and lineage, and the audit trail of every change.</summary>
-public interface IAdapterRegistry : IAdapterRegistryReader
+internal interface IAdapterRegistry : IAdapterRegistryReader
 {
     /// <summary>Next version name for an adapter ("v1", "v2", ...), allocated atomically across replicas.</summary>
     Task<string> AllocateVersionAsync(string adapter, CancellationToken cancellationToken = default);
@@ -56,7 +60,7 @@ public interface IAliasReader
 }
 
 /// <summary>Alias routes (weighted A/B arms): what a client-facing name resolves to.</summary>
-public interface IAliasStore : IAliasReader
+internal interface IAliasStore : IAliasReader
 {
     /// <summary>
     /// Replaces an alias's arms (weights must be non-negative and sum to 1 within 1e-6). With
@@ -94,17 +98,24 @@ public interface IPipelineReader
     Task<JsonElement?> GetStateAsync(string adapter, string key, CancellationToken cancellationToken = default);
 }
 
-/// <summary>Pipeline definitions, their paused flag, and revisions.</summary>
-public interface IPipelineStore : IPipelineReader
+/// <summary>
+/// The controller's own small state of each pipeline (cursors, last firing, drift history), which
+/// its jobs keep between runs: bookkeeping, not lifecycle state, so it stays writable outside.
+/// </summary>
+public interface IPipelineStateStore : IPipelineReader
 {
+    /// <summary>Sets a key of an adapter's pipeline state (JSON null removes it).</summary>
+    Task SetStateAsync(string adapter, string key, JsonElement value, CancellationToken cancellationToken = default);
+}
 
+/// <summary>Pipeline definitions, their paused flag, and revisions.</summary>
+internal interface IPipelineStore : IPipelineStateStore
+{
     Task<PipelineRecord> UpsertAsync(string adapter, JsonElement definition, string actor, long? expectedRevision = null, CancellationToken cancellationToken = default);
 
     Task<PipelineRecord> SetPausedAsync(string adapter, bool paused, string actor, CancellationToken cancellationToken = default);
 
     Task<bool> DeleteAsync(string adapter, string actor, CancellationToken cancellationToken = default);
-
-    Task SetStateAsync(string adapter, string key, JsonElement value, CancellationToken cancellationToken = default);
 }
 
 /// <summary>What may be read of the approvals by anyone.</summary>
@@ -116,7 +127,7 @@ public interface IApprovalReader
 }
 
 /// <summary>Pending promotions and rollbacks that wait for an operator.</summary>
-public interface IApprovalStore : IApprovalReader
+internal interface IApprovalStore : IApprovalReader
 {
     /// <summary>Creates a pending approval, or returns the pending one for the same adapter, version and action.</summary>
     Task<Approval> RequestAsync(string adapter, string version, ApprovalAction action, JsonElement? evidence, CancellationToken cancellationToken = default);
@@ -137,7 +148,7 @@ public interface ICanaryReader
 /// adapter's revision keeps counting across canaries, so a write against a canary that has ended
 /// (or been replaced) since it was read fails instead of bringing it back.
 /// </summary>
-public interface ICanaryStore : ICanaryReader
+internal interface ICanaryStore : ICanaryReader
 {
     /// <summary>
     /// Stores an adapter's canary under the next revision and returns it with that revision. With

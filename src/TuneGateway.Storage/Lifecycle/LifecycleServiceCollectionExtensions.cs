@@ -1,5 +1,6 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 using TuneGateway.Storage.Lifecycle.Embedded;
 using TuneGateway.Storage.Lifecycle.Redis;
@@ -33,7 +34,9 @@ public static class LifecycleServiceCollectionExtensions
     public static IServiceCollection AddLifecycleManagement(this IServiceCollection services)
     {
         services.TryAddSingleton(TimeProvider.System);
-        services.TryAddSingleton<LifecycleManager>();
+        services.TryAddSingleton(sp => new LifecycleManager(sp.GetRequiredService<IAdapterRegistry>(), sp.GetRequiredService<IAliasStore>(),
+            sp.GetRequiredService<IPipelineStore>(), sp.GetRequiredService<IApprovalStore>(), sp.GetRequiredService<ICanaryStore>(),
+            sp.GetRequiredService<ILogger<LifecycleManager>>(), sp.GetService<TimeProvider>()));
         services.TryAddSingleton<IAliasEditor>(sp => sp.GetRequiredService<LifecycleManager>());
         return services;
     }
@@ -44,6 +47,7 @@ public static class LifecycleServiceCollectionExtensions
         services.AddSingleton<IAliasStore>(sp => sp.GetRequiredService<T>());
         services.AddSingleton<IAliasReader>(sp => sp.GetRequiredService<T>());
         services.AddSingleton<IPipelineStore>(sp => sp.GetRequiredService<T>());
+        services.AddSingleton<IPipelineStateStore>(sp => sp.GetRequiredService<T>());
         services.AddSingleton<IApprovalStore>(sp => sp.GetRequiredService<T>());
         services.AddSingleton<ICanaryStore>(sp => sp.GetRequiredService<T>());
         services.AddSingleton<IJobHistory>(sp => sp.GetRequiredService<T>());

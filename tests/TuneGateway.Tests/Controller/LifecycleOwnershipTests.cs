@@ -41,10 +41,25 @@ public class LifecycleOwnershipTests
     [Fact]
     public void TheOwnerHandsOutReadInterfacesOnly()
     {
-        Type[] writers = [typeof(IAdapterRegistry), typeof(IAliasStore), typeof(IApprovalStore), typeof(IPipelineStore)];
+        Type[] writers = [typeof(IAdapterRegistry), typeof(IAliasStore), typeof(IApprovalStore), typeof(IPipelineStore), typeof(ICanaryStore)];
         var exposed = typeof(LifecycleManager).GetProperties().Select(p => p.PropertyType).ToArray();
         Assert.NotEmpty(exposed);
         Assert.DoesNotContain(exposed, t => writers.Any(w => w.IsAssignableFrom(t)));
+    }
+
+    /// <summary>
+    /// The compiler's half of the rule: the write interfaces, the stores that implement them and the
+    /// owner's constructor are internal to Storage, so another assembly cannot even name them.
+    /// </summary>
+    [Fact]
+    public void NothingOutsideStorageCanReachAStoreWrite()
+    {
+        Type[] internals = [typeof(IAdapterRegistry), typeof(IAliasStore), typeof(IApprovalStore), typeof(IPipelineStore), typeof(ICanaryStore),
+            typeof(TuneGateway.Storage.Lifecycle.Embedded.FileLifecycleStore), typeof(TuneGateway.Storage.Lifecycle.Redis.RedisLifecycleStore)];
+        Assert.All(internals, t => Assert.False(t.IsVisible, $"{t.Name} is visible outside {t.Assembly.GetName().Name}"));
+        Assert.Empty(typeof(LifecycleManager).GetConstructors());
+        Assert.All(typeof(LifecycleManager).Assembly.GetExportedTypes().SelectMany(t => t.GetMethods().Where(m => m.DeclaringType == t)),
+            m => Assert.DoesNotContain(m.GetParameters(), p => internals.Contains(p.ParameterType)));
     }
 
     [Fact]

@@ -11,7 +11,7 @@ namespace TuneGateway.Storage.Lifecycle.Embedded;
 /// keeps a second process out; within the process one lock makes every operation atomic, so the
 /// semantics are those of the Redis store.
 /// </summary>
-public sealed class FileLifecycleStore : IAdapterRegistry, IAliasStore, IPipelineStore, IApprovalStore, ICanaryStore, IJobHistory, ILeaseManager, IDisposable
+internal sealed class FileLifecycleStore : IAdapterRegistry, IAliasStore, IPipelineStore, IApprovalStore, ICanaryStore, IJobHistory, ILeaseManager, IDisposable
 {
     private const int JobHistoryLimit = 5000;
     private readonly string _root;

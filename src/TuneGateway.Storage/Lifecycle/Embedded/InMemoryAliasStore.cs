@@ -22,8 +22,8 @@ public sealed class InMemoryAliasStore(TimeProvider? time = null) : IAliasStore,
 
     public IAsyncEnumerable<AliasRoute> WatchAsync(CancellationToken cancellationToken) => _watchers.WatchAsync(List, cancellationToken);
 
-    public Task<AliasRoute> SetAsync(string alias, IReadOnlyList<AliasArm> arms, string actor, long? expectedRevision = null, string? baseModel = null,
-        CancellationToken cancellationToken = default)
+    Task<AliasRoute> IAliasStore.SetAsync(string alias, IReadOnlyList<AliasArm> arms, string actor, long? expectedRevision, string? baseModel,
+        CancellationToken cancellationToken)
     {
         AliasRoute route;
         lock (_lock) route = InProcessAliases.Set(_routes, alias, arms, actor, expectedRevision, baseModel, _time.GetUtcNow());
@@ -31,7 +31,7 @@ public sealed class InMemoryAliasStore(TimeProvider? time = null) : IAliasStore,
         return Task.FromResult(route);
     }
 
-    public Task<bool> DeleteAsync(string alias, string actor, CancellationToken cancellationToken = default)
+    Task<bool> IAliasStore.DeleteAsync(string alias, string actor, CancellationToken cancellationToken)
     {
         AliasRoute? removed;
         lock (_lock) removed = InProcessAliases.Delete(_routes, alias, actor, _time.GetUtcNow());
@@ -40,9 +40,9 @@ public sealed class InMemoryAliasStore(TimeProvider? time = null) : IAliasStore,
     }
 
     public Task<AliasRoute> SetAliasAsync(string alias, IReadOnlyList<AliasArm> arms, string? baseModel, string actor, CancellationToken cancellationToken = default) =>
-        SetAsync(alias, LifecycleRules.Normalised(arms), actor, baseModel: baseModel, cancellationToken: cancellationToken);
+        ((IAliasStore)this).SetAsync(alias, LifecycleRules.Normalised(arms), actor, baseModel: baseModel, cancellationToken: cancellationToken);
 
-    public Task<bool> DeleteAliasAsync(string alias, string actor, CancellationToken cancellationToken = default) => DeleteAsync(alias, actor, cancellationToken);
+    public Task<bool> DeleteAliasAsync(string alias, string actor, CancellationToken cancellationToken = default) => ((IAliasStore)this).DeleteAsync(alias, actor, cancellationToken);
 
     private IReadOnlyList<AliasRoute> List()
     {

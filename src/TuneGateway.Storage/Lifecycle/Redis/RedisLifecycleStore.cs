@@ -25,7 +25,7 @@ namespace TuneGateway.Storage.Lifecycle.Redis;
 /// into objects and round numbers): what a script compares lives in small separate values.
 /// Scripts touch several keys, so this targets a single Redis node (with replicas), not Redis Cluster.
 /// </summary>
-public sealed class RedisLifecycleStore(IConnectionMultiplexer redis, string prefix = "tunegw", TimeProvider? time = null)
+internal sealed class RedisLifecycleStore(IConnectionMultiplexer redis, string prefix = "tunegw", TimeProvider? time = null)
     : IAdapterRegistry, IAliasStore, IPipelineStore, IApprovalStore, ICanaryStore, IJobHistory, ILeaseManager
 {
     private const int JobHistoryLimit = 20_000;

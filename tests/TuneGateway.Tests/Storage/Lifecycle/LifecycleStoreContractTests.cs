@@ -7,7 +7,7 @@ using TuneGateway.Storage.Lifecycle.Redis;
 namespace TuneGateway.Tests.Storage.Lifecycle;
 
 /// <summary>Bundles the stores of one backend.</summary>
-public sealed record LifecycleStores(IAdapterRegistry Registry, IAliasStore Aliases, IPipelineStore Pipelines, IApprovalStore Approvals,
+internal sealed record LifecycleStores(IAdapterRegistry Registry, IAliasStore Aliases, IPipelineStore Pipelines, IApprovalStore Approvals,
     ICanaryStore Canaries, IJobHistory Jobs, ILeaseManager Leases);
 
 /// <summary>
@@ -17,9 +17,9 @@ public sealed record LifecycleStores(IAdapterRegistry Registry, IAliasStore Alia
 /// </summary>
 public abstract class LifecycleStoreContractTests : IAsyncLifetime
 {
-    protected abstract Task<LifecycleStores> OpenAsync();
+    private protected abstract Task<LifecycleStores> OpenAsync();
     /// <summary>A second, independent instance over the same data (another replica, or a restart).</summary>
-    protected abstract Task<LifecycleStores> ReopenAsync();
+    private protected abstract Task<LifecycleStores> ReopenAsync();
     /// <summary>Whether two instances can be open at the same time (Redis: yes; embedded: one process).</summary>
     protected abstract bool SupportsConcurrentInstances { get; }
 
@@ -388,7 +388,7 @@ public sealed class RedisLifecycleStoreContractTests(RedisServerFixture redis) :
 
     protected override bool SupportsConcurrentInstances => true;
 
-    protected override async Task<LifecycleStores> OpenAsync()
+    private protected override async Task<LifecycleStores> OpenAsync()
     {
         var connection = await ConnectionMultiplexer.ConnectAsync(redis.ConnectionString);
         _connections.Add(connection);
@@ -396,7 +396,7 @@ public sealed class RedisLifecycleStoreContractTests(RedisServerFixture redis) :
         return new LifecycleStores(store, store, store, store, store, store, store);
     }
 
-    protected override Task<LifecycleStores> ReopenAsync() => OpenAsync();
+    private protected override Task<LifecycleStores> ReopenAsync() => OpenAsync();
 
     public override async Task DisposeAsync()
     {
@@ -411,13 +411,13 @@ public sealed class EmbeddedLifecycleStoreContractTests : LifecycleStoreContract
 
     protected override bool SupportsConcurrentInstances => false;
 
-    protected override Task<LifecycleStores> OpenAsync()
+    private protected override Task<LifecycleStores> OpenAsync()
     {
         _store = new FileLifecycleStore(_directory);
         return Task.FromResult(new LifecycleStores(_store, _store, _store, _store, _store, _store, _store));
     }
 
-    protected override Task<LifecycleStores> ReopenAsync()
+    private protected override Task<LifecycleStores> ReopenAsync()
     {
         _store?.Dispose();
         return OpenAsync();
