@@ -51,6 +51,9 @@ public static class LifecycleRules
             throw new ArgumentException($"'{value}' is not a valid {what}.", what);
     }
 
+    /// <summary>The number of a version name ("v12" → 12) for ordering; names of another form sort last.</summary>
+    public static long VersionNumber(string version) => version.Length > 1 && version[0] == 'v' && long.TryParse(version.AsSpan(1), out long n) ? n : long.MaxValue;
+
     public static string DescribeStates(IReadOnlyCollection<VersionState>? states) =>
         states is null ? "any" : string.Join(" or ", states.Select(s => JsonNamingPolicy.SnakeCaseLower.ConvertName(s.ToString())));
 }

@@ -15,14 +15,22 @@ public static class LifecycleServiceCollectionExtensions
         if (redisConnectionString is not null)
         {
             services.TryAddSingleton<IConnectionMultiplexer>(_ => RedisConnection.Connect(redisConnectionString));
-            services.AddSingleton(sp => new RedisLifecycleStore(sp.GetRequiredService<IConnectionMultiplexer>(), keyPrefix, sp.GetService<TimeProvider>()));
-            AddViews<RedisLifecycleStore>(services);
+            services.AddSingleton(sp => RedisLifecycleStores.Open(sp.GetRequiredService<IConnectionMultiplexer>(), keyPrefix, sp.GetService<TimeProvider>()));
         }
         else
         {
-            services.AddSingleton(sp => new FileLifecycleStore(dataDirectory, sp.GetService<TimeProvider>()));
-            AddViews<FileLifecycleStore>(services);
+            services.AddSingleton(sp => EmbeddedLifecycleStores.Open(dataDirectory, sp.GetService<TimeProvider>()));
         }
+        // Each interface is its store of the backend's set (the set, a singleton, closes their shared context).
+        services.AddSingleton(sp => sp.GetRequiredService<LifecycleStoreSet>().Registry);
+        services.AddSingleton(sp => sp.GetRequiredService<LifecycleStoreSet>().Aliases);
+        services.AddSingleton<IAliasReader>(sp => sp.GetRequiredService<LifecycleStoreSet>().Aliases);
+        services.AddSingleton(sp => sp.GetRequiredService<LifecycleStoreSet>().Pipelines);
+        services.AddSingleton<IPipelineStateStore>(sp => sp.GetRequiredService<LifecycleStoreSet>().Pipelines);
+        services.AddSingleton(sp => sp.GetRequiredService<LifecycleStoreSet>().Approvals);
+        services.AddSingleton(sp => sp.GetRequiredService<LifecycleStoreSet>().Canaries);
+        services.AddSingleton(sp => sp.GetRequiredService<LifecycleStoreSet>().Jobs);
+        services.AddSingleton(sp => sp.GetRequiredService<LifecycleStoreSet>().Leases);
         return services;
     }
 
@@ -41,16 +49,4 @@ public static class LifecycleServiceCollectionExtensions
         return services;
     }
 
-    private static void AddViews<T>(IServiceCollection services) where T : class, IAdapterRegistry, IAliasStore, IPipelineStore, IApprovalStore, ICanaryStore, IJobHistory, ILeaseManager
-    {
-        services.AddSingleton<IAdapterRegistry>(sp => sp.GetRequiredService<T>());
-        services.AddSingleton<IAliasStore>(sp => sp.GetRequiredService<T>());
-        services.AddSingleton<IAliasReader>(sp => sp.GetRequiredService<T>());
-        services.AddSingleton<IPipelineStore>(sp => sp.GetRequiredService<T>());
-        services.AddSingleton<IPipelineStateStore>(sp => sp.GetRequiredService<T>());
-        services.AddSingleton<IApprovalStore>(sp => sp.GetRequiredService<T>());
-        services.AddSingleton<ICanaryStore>(sp => sp.GetRequiredService<T>());
-        services.AddSingleton<IJobHistory>(sp => sp.GetRequiredService<T>());
-        services.AddSingleton<ILeaseManager>(sp => sp.GetRequiredService<T>());
-    }
 }

@@ -6,10 +6,6 @@ using TuneGateway.Storage.Lifecycle.Redis;
 
 namespace TuneGateway.Tests.Storage.Lifecycle;
 
-/// <summary>Bundles the stores of one backend.</summary>
-internal sealed record LifecycleStores(IAdapterRegistry Registry, IAliasStore Aliases, IPipelineStore Pipelines, IApprovalStore Approvals,
-    ICanaryStore Canaries, IJobHistory Jobs, ILeaseManager Leases);
-
 /// <summary>
 /// One contract for both lifecycle stores (Redis and embedded): round trips with every field,
 /// atomic version allocation and transitions with their audit events, alias revisions and change
@@ -17,13 +13,13 @@ internal sealed record LifecycleStores(IAdapterRegistry Registry, IAliasStore Al
 /// </summary>
 public abstract class LifecycleStoreContractTests : IAsyncLifetime
 {
-    private protected abstract Task<LifecycleStores> OpenAsync();
+    private protected abstract Task<LifecycleStoreSet> OpenAsync();
     /// <summary>A second, independent instance over the same data (another replica, or a restart).</summary>
-    private protected abstract Task<LifecycleStores> ReopenAsync();
+    private protected abstract Task<LifecycleStoreSet> ReopenAsync();
     /// <summary>Whether two instances can be open at the same time (Redis: yes; embedded: one process).</summary>
     protected abstract bool SupportsConcurrentInstances { get; }
 
-    private LifecycleStores _stores = null!;
+    private LifecycleStoreSet _stores = null!;
 
     public async Task InitializeAsync() => _stores = await OpenAsync();
 
@@ -388,15 +384,14 @@ public sealed class RedisLifecycleStoreContractTests(RedisServerFixture redis) :
 
     protected override bool SupportsConcurrentInstances => true;
 
-    private protected override async Task<LifecycleStores> OpenAsync()
+    private protected override async Task<LifecycleStoreSet> OpenAsync()
     {
         var connection = await ConnectionMultiplexer.ConnectAsync(redis.ConnectionString);
         _connections.Add(connection);
-        var store = new RedisLifecycleStore(connection, _prefix);
-        return new LifecycleStores(store, store, store, store, store, store, store);
+        return RedisLifecycleStores.Open(connection, _prefix);
     }
 
-    private protected override Task<LifecycleStores> ReopenAsync() => OpenAsync();
+    private protected override Task<LifecycleStoreSet> ReopenAsync() => OpenAsync();
 
     public override async Task DisposeAsync()
     {
@@ -407,17 +402,17 @@ public sealed class RedisLifecycleStoreContractTests(RedisServerFixture redis) :
 public sealed class EmbeddedLifecycleStoreContractTests : LifecycleStoreContractTests
 {
     private readonly string _directory = Directory.CreateTempSubdirectory("tunegw-lifecycle-").FullName;
-    private FileLifecycleStore? _store;
+    private LifecycleStoreSet? _store;
 
     protected override bool SupportsConcurrentInstances => false;
 
-    private protected override Task<LifecycleStores> OpenAsync()
+    private protected override Task<LifecycleStoreSet> OpenAsync()
     {
-        _store = new FileLifecycleStore(_directory);
-        return Task.FromResult(new LifecycleStores(_store, _store, _store, _store, _store, _store, _store));
+        _store = EmbeddedLifecycleStores.Open(_directory);
+        return Task.FromResult(_store);
     }
 
-    private protected override Task<LifecycleStores> ReopenAsync()
+    private protected override Task<LifecycleStoreSet> ReopenAsync()
     {
         _store?.Dispose();
         return OpenAsync();
@@ -426,7 +421,7 @@ public sealed class EmbeddedLifecycleStoreContractTests : LifecycleStoreContract
     [Fact]
     public void ASecondProcessIsKeptOut()
     {
-        var error = Assert.Throws<IOException>(() => new FileLifecycleStore(_directory));
+        var error = Assert.Throws<IOException>(() => EmbeddedLifecycleStores.Open(_directory));
         Assert.Contains("in use by another process", error.Message);
     }
 
