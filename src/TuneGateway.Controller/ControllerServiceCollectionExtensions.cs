@@ -11,21 +11,9 @@ using TuneGateway.Storage.Lifecycle;
 
 namespace TuneGateway.Controller;
 
-/// <summary>Registration of the lifecycle actions and of the retraining controller.</summary>
+/// <summary>Registration of the retraining controller.</summary>
 public static class ControllerServiceCollectionExtensions
 {
-    /// <summary>
-    /// <see cref="LifecycleManager"/> (promote, roll back, approvals) over the lifecycle stores,
-    /// which must be registered too. Enough for a gateway that serves the operator API while the
-    /// controller runs elsewhere.
-    /// </summary>
-    public static IServiceCollection AddLifecycleManagement(this IServiceCollection services)
-    {
-        services.TryAddSingleton(TimeProvider.System);
-        services.TryAddSingleton<LifecycleManager>();
-        return services;
-    }
-
     /// <summary>
     /// The retraining controller: Quartz with one run job and one monitor job per pipeline, the
     /// pipeline runner (curation, a separate trainer process, the offline gate, canaries), the

@@ -17,6 +17,8 @@ using TuneGateway.Server.Admin;
 using TuneGateway.Server.Gateway;
 using TuneGateway.Server.Lifecycle;
 using TuneGateway.Server.Worker;
+using TuneGateway.Storage.Lifecycle;
+using TuneGateway.Storage.Lifecycle.Embedded;
 using Yarp.ReverseProxy.Configuration;
 using Yarp.ReverseProxy.Health;
 using Yarp.ReverseProxy.Transforms;
@@ -70,7 +72,7 @@ public static class ServerHost
 
     /// <param name="traffic">The traffic log (null: none); see <see cref="TrafficLogSettings"/>.</param>
     /// <param name="lifecycle">The adapter lifecycle (registry, shared aliases, operator API; null: none); see <see cref="LifecycleSettings"/>.</param>
-    public static WebApplication CreateGateway(GatewayOptions gateway, HostSettings settings, IAliasStore? aliases = null, IRequestObserver? observer = null,
+    public static WebApplication CreateGateway(GatewayOptions gateway, HostSettings settings, InMemoryAliasStore? aliases = null, IRequestObserver? observer = null,
         TrafficLogSettings? traffic = null, LifecycleSettings? lifecycle = null)
     {
         var builder = CreateBuilder(settings, "tunegw-gateway", out var keys);
@@ -97,7 +99,7 @@ public static class ServerHost
     /// </summary>
     /// <param name="traffic">The traffic log (null: none); see <see cref="TrafficLogSettings"/>.</param>
     /// <param name="lifecycle">The adapter lifecycle, and optionally the retraining controller in this process; see <see cref="LifecycleSettings"/>.</param>
-    public static WebApplication CreateServe(WorkerOptions worker, GatewayOptions gateway, HostSettings settings, IAliasStore? aliases = null, IRequestObserver? observer = null,
+    public static WebApplication CreateServe(WorkerOptions worker, GatewayOptions gateway, HostSettings settings, InMemoryAliasStore? aliases = null, IRequestObserver? observer = null,
         TrafficLogSettings? traffic = null, LifecycleSettings? lifecycle = null)
     {
         var hop = new InternalHop(InProcessWorkerPrefix);
@@ -163,7 +165,7 @@ public static class ServerHost
         services.AddSingleton<WorkerStatus>();
     }
 
-    private static void AddGateway(IServiceCollection services, GatewayOptions gateway, IAliasStore? aliases, IRequestObserver? observer, ApiKeyStore keys)
+    private static void AddGateway(IServiceCollection services, GatewayOptions gateway, InMemoryAliasStore? aliases, IRequestObserver? observer, ApiKeyStore keys)
     {
         // A worker key that is also a gateway key would let any worker that receives it call the public API with it.
         if (gateway.WorkerKey is { } workerKey && keys.Contains(workerKey))
@@ -175,8 +177,19 @@ public static class ServerHost
         services.AddSingleton<WorkerRegistry>();
         services.AddSingleton<WorkerCredentials>();
         services.AddSingleton<GatewayMetrics>();
-        if (aliases is not null) services.AddSingleton(aliases);
-        else services.TryAddSingleton<IAliasStore, InMemoryAliasStore>();
+        // The lifecycle's aliases when its stores are registered (their reader, LifecycleManager as the
+        // editor); else, or when the caller hands some in, aliases in this process's memory.
+        if (aliases is not null)
+        {
+            services.AddSingleton<IAliasReader>(aliases);
+            services.AddSingleton<IAliasEditor>(aliases);
+        }
+        else
+        {
+            services.TryAddSingleton<InMemoryAliasStore>(sp => new InMemoryAliasStore(sp.GetService<TimeProvider>()));
+            services.TryAddSingleton<IAliasReader>(sp => sp.GetRequiredService<InMemoryAliasStore>());
+            services.TryAddSingleton<IAliasEditor>(sp => sp.GetRequiredService<InMemoryAliasStore>());
+        }
         services.AddSingleton<IRequestObserver>(sp =>
         {
             // The traffic log's observer (when the log is on) first, so that the caller's sees an exchange once it was logged.

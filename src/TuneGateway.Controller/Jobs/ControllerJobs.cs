@@ -28,7 +28,7 @@ internal static class JobKeys
 /// the run holds a renewed per-adapter lease whose loss cancels it (fencing).
 /// </summary>
 [DisallowConcurrentExecution]
-public sealed class PipelineRunJob(PipelineRunner runner, IPipelineStore pipelines, ILeaseManager leases, ControllerOptions options, ILogger<PipelineRunJob> logger,
+public sealed class PipelineRunJob(PipelineRunner runner, IPipelineStateStore pipelines, ILeaseManager leases, ControllerOptions options, ILogger<PipelineRunJob> logger,
     TimeProvider? time = null) : IJob
 {
     private readonly TimeProvider _time = time ?? TimeProvider.System;
@@ -124,7 +124,7 @@ public sealed class PipelineRunJob(PipelineRunner runner, IPipelineStore pipelin
 /// Runs even while the pipeline is paused, so a canary's guardrails stay armed.
 /// </summary>
 [DisallowConcurrentExecution]
-public sealed class MonitorJob(CanaryMonitor canary, DriftMonitor drift, IPipelineStore pipelines, ITrafficReader traffic, ILeaseManager leases,
+public sealed class MonitorJob(CanaryMonitor canary, DriftMonitor drift, IPipelineStateStore pipelines, ITrafficReader traffic, ILeaseManager leases,
     ControllerScheduler scheduler, ControllerOptions options, ILogger<MonitorJob> logger) : IJob
 {
     private const string FeedbackCursorKey = "feedback_cursor";

@@ -18,25 +18,16 @@ namespace TuneGateway.Controller.Jobs;
 /// detected at start from the last recorded firing and run once.
 /// </para>
 /// </summary>
-public sealed class ControllerScheduler(ISchedulerFactory schedulers, IPipelineStore pipelines, ControllerOptions options, ILogger<ControllerScheduler> logger) : BackgroundService
+public sealed class ControllerScheduler(ISchedulerFactory schedulers, IPipelineStateStore pipelines, ControllerOptions options, ILogger<ControllerScheduler> logger) : BackgroundService
 {
     internal const string LastFireKey = "last_scheduled_fire";
-    internal const string RunRequestKey = "run_request";
+    internal const string RunRequestKey = PipelineRunRequest.StateKey;
     private readonly Dictionary<string, long> _synced = new(StringComparer.Ordinal);
     private IScheduler? _scheduler;
 
     /// <summary>How often an adapter is monitored: the shorter of the canary and trigger intervals.</summary>
     public static TimeSpan MonitorInterval(PipelineDefinition pipeline) =>
         pipeline.Canary.CheckInterval < pipeline.Triggers.CheckInterval ? pipeline.Canary.CheckInterval : pipeline.Triggers.CheckInterval;
-
-    /// <summary>
-    /// Asks whichever replica runs the scheduler to run a pipeline now: the request is stored with
-    /// the pipeline, picked up by the next synchronisation, and claimed by one replica.
-    /// </summary>
-    public static Task RequestRunAsync(IPipelineStore store, string adapter, string actor, CancellationToken cancellationToken = default) =>
-        store.SetStateAsync(adapter, RunRequestKey, JsonSerializer.SerializeToElement(new RunRequest(Guid.NewGuid().ToString("N"), actor, DateTimeOffset.UtcNow)), cancellationToken);
-
-    private sealed record RunRequest(string Id, string Actor, DateTimeOffset At);
 
     /// <summary>Runs a pipeline now (manual, drift or feedback trigger), whatever its schedule.</summary>
     public Task RunNowAsync(string adapter, RunTrigger trigger, CancellationToken cancellationToken = default) =>
@@ -118,7 +109,7 @@ public sealed class ControllerScheduler(ISchedulerFactory schedulers, IPipelineS
     private async Task TakeRunRequestAsync(string adapter, CancellationToken cancellationToken)
     {
         var stored = await pipelines.GetStateAsync(adapter, RunRequestKey, cancellationToken).ConfigureAwait(false);
-        if (stored is not { ValueKind: JsonValueKind.Object } value || value.Deserialize<RunRequest>() is not { } request) return;
+        if (stored is not { ValueKind: JsonValueKind.Object } value || value.Deserialize<PipelineRunRequest>() is not { } request) return;
         // Every replica may see the request; the claim key makes exactly one of them run it.
         await RunNowAsync(adapter, RunTrigger.Manual(request.Actor), $"run:{adapter}:request:{request.Id}", cancellationToken).ConfigureAwait(false);
         await pipelines.SetStateAsync(adapter, RunRequestKey, JsonSerializer.SerializeToElement<object?>(null), cancellationToken).ConfigureAwait(false);

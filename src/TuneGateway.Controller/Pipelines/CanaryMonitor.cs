@@ -39,10 +39,9 @@ public sealed class CanaryMonitor(LifecycleManager lifecycle, ITrafficReader tra
         var (control, candidate) = await ObserveAsync(adapter, state, cancellationToken).ConfigureAwait(false);
         var analyzer = new CanaryAnalyzer(pipeline.Canary.Settings with { CandidateTrafficShare = state.Share });
         var elapsed = _time.GetUtcNow() - state.StartedAt;
-        var verdict = analyzer.Analyze(control, candidate, elapsed, state.Analysis);
+        var verdict = analyzer.Analyze(control, candidate, elapsed, state.AnalysisState());
         ControllerTelemetry.RecordCanary(adapter, verdict);
-        state = state with { Analysis = verdict.State, LastVerdict = verdict, CheckedAt = _time.GetUtcNow() };
-        await lifecycle.SaveCanaryAsync(adapter, state, cancellationToken).ConfigureAwait(false);
+        state = await lifecycle.SaveCanaryAsync(adapter, state.WithVerdict(verdict) with { CheckedAt = _time.GetUtcNow() }, cancellationToken).ConfigureAwait(false);
 
         string reasons = string.Join("; ", verdict.Reasons);
         switch (verdict.Action)

@@ -5,6 +5,7 @@ using TuneGateway.Controller.Statistics;
 using TuneGateway.Engine.Models;
 using TuneGateway.Engine.Tokenization;
 using TuneGateway.Storage;
+using TuneGateway.Storage.Lifecycle;
 using TuneGateway.Training;
 using static TorchSharp.torch;
 

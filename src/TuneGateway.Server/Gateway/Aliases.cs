@@ -1,108 +1,29 @@
-using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using TuneGateway.Storage.Lifecycle;
 
 namespace TuneGateway.Server.Gateway;
-
-/// <summary>One concrete version behind an alias and its share of the traffic.</summary>
-public sealed record AliasVersion(string Model, double Weight);
-
-/// <summary>
-/// An adapter alias: the name clients call (say <c>support-bot</c>) and the versions it is split
-/// over (<c>support-bot@v3</c> 90, <c>support-bot@v4</c> 10). Weights are relative.
-/// </summary>
-public sealed record AliasConfig
-{
-    public required string Name { get; init; }
-    public required IReadOnlyList<AliasVersion> Versions { get; init; }
-    /// <summary>The base model the versions are adapters of, when known (routing uses it).</summary>
-    public string? BaseModel { get; init; }
-    public DateTimeOffset UpdatedAt { get; init; } = DateTimeOffset.UtcNow;
-
-    /// <summary>Throws <see cref="ArgumentException"/> when the alias cannot route.</summary>
-    public void Validate()
-    {
-        if (string.IsNullOrWhiteSpace(Name) || Name.Contains('@', StringComparison.Ordinal) || Name.Contains('/', StringComparison.Ordinal))
-            throw new ArgumentException($"'{Name}' is not a valid alias name (no '@' or '/').", "name");
-        if (Versions.Count == 0) throw new ArgumentException("An alias needs at least one version.", "versions");
-        foreach (var v in Versions)
-        {
-            if (string.IsNullOrWhiteSpace(v.Model)) throw new ArgumentException("Every version needs a model.", "versions");
-            if (v.Model == Name) throw new ArgumentException($"The alias '{Name}' cannot point to itself.", "versions");
-            if (!double.IsFinite(v.Weight) || v.Weight < 0) throw new ArgumentException($"The weight of '{v.Model}' must be a finite number >= 0.", "versions");
-        }
-        if (Versions.Sum(v => v.Weight) <= 0) throw new ArgumentException("At least one weight must be positive.", "versions");
-        if (Versions.Select(v => v.Model).Distinct(StringComparer.Ordinal).Count() != Versions.Count)
-            throw new ArgumentException("A version appears twice.", "versions");
-    }
-}
-
-/// <summary>A change to an alias: its new configuration, or null when it was deleted.</summary>
-public sealed record AliasChange(string Name, AliasConfig? Config);
-
-/// <summary>
-/// Where aliases and their A/B weights live. The in-memory store serves a single gateway; a shared
-/// store (Redis, the embedded store) lets the retraining loop and several gateways share them.
-/// Implementations raise <see cref="Changed"/> after every write they know of.
-/// </summary>
-public interface IAliasStore
-{
-    Task<AliasConfig?> GetAsync(string name, CancellationToken cancellationToken = default);
-    Task<IReadOnlyList<AliasConfig>> ListAsync(CancellationToken cancellationToken = default);
-    /// <param name="actor">Who made the change (audited by shared stores).</param>
-    Task SetAsync(AliasConfig config, string actor = "api", CancellationToken cancellationToken = default);
-    Task<bool> DeleteAsync(string name, string actor = "api", CancellationToken cancellationToken = default);
-    event Action<AliasChange>? Changed;
-}
-
-/// <summary>Aliases in this process's memory.</summary>
-public sealed class InMemoryAliasStore : IAliasStore
-{
-    private readonly ConcurrentDictionary<string, AliasConfig> _aliases = new(StringComparer.Ordinal);
-
-    public event Action<AliasChange>? Changed;
-
-    public Task<AliasConfig?> GetAsync(string name, CancellationToken cancellationToken = default) =>
-        Task.FromResult(_aliases.GetValueOrDefault(name));
-
-    public Task<IReadOnlyList<AliasConfig>> ListAsync(CancellationToken cancellationToken = default) =>
-        Task.FromResult<IReadOnlyList<AliasConfig>>(_aliases.Values.OrderBy(a => a.Name, StringComparer.Ordinal).ToArray());
-
-    public Task SetAsync(AliasConfig config, string actor = "api", CancellationToken cancellationToken = default)
-    {
-        config.Validate();
-        _aliases[config.Name] = config;
-        Changed?.Invoke(new AliasChange(config.Name, config));
-        return Task.CompletedTask;
-    }
-
-    public Task<bool> DeleteAsync(string name, string actor = "api", CancellationToken cancellationToken = default)
-    {
-        bool removed = _aliases.TryRemove(name, out _);
-        if (removed) Changed?.Invoke(new AliasChange(name, null));
-        return Task.FromResult(removed);
-    }
-}
 
 /// <summary>The version an alias resolved to for one request.</summary>
 public sealed record AliasAssignment(string Alias, string Model, string? BaseModel);
 
 /// <summary>
 /// Resolves alias names to versions on the request path without touching the store: keeps a
-/// snapshot that the store's change events update at once and a periodic refresh re-reads (so a
-/// store whose events cannot reach this process still takes effect within a second).
+/// snapshot of the lifecycle's alias routes that the store's watch updates as they change (on any
+/// replica), that a periodic refresh re-reads (a lost notification still takes effect within
+/// <see cref="GatewayOptions.AliasRefresh"/>), and that this process's own edits update at once.
 /// </summary>
-public sealed class AliasResolver(IAliasStore store, GatewayOptions options, ILogger<AliasResolver> logger) : BackgroundService
+public sealed class AliasResolver(IAliasReader store, GatewayOptions options, ILogger<AliasResolver> logger) : BackgroundService
 {
     private readonly Lock _lock = new();
     private long _changes;
-    private volatile IReadOnlyDictionary<string, AliasConfig> _aliases = new Dictionary<string, AliasConfig>(StringComparer.Ordinal);
+    private volatile IReadOnlyDictionary<string, AliasRoute> _aliases = new Dictionary<string, AliasRoute>(StringComparer.Ordinal);
 
     public bool IsAlias(string name) => _aliases.ContainsKey(name);
 
-    public IReadOnlyList<AliasConfig> All => _aliases.Values.OrderBy(a => a.Name, StringComparer.Ordinal).ToArray();
+    public IReadOnlyList<AliasRoute> All => [.. _aliases.Values.OrderBy(a => a.Alias, StringComparer.Ordinal)];
 
     /// <summary>
     /// The version of <paramref name="name"/> for this request, or null when it is no alias. With a
@@ -112,15 +33,15 @@ public sealed class AliasResolver(IAliasStore store, GatewayOptions options, ILo
     public AliasAssignment? Resolve(string name, string? user)
     {
         if (!_aliases.TryGetValue(name, out var alias)) return null;
-        double total = alias.Versions.Sum(v => v.Weight);
+        double total = alias.Arms.Sum(v => v.Weight);
         double point = (user is null ? Random.Shared.NextDouble() : StablePoint(name, user)) * total;
-        foreach (var version in alias.Versions)
+        foreach (var arm in alias.Arms)
         {
-            if (version.Weight <= 0) continue;
-            if (point < version.Weight) return new AliasAssignment(name, version.Model, alias.BaseModel);
-            point -= version.Weight;
+            if (arm.Weight <= 0) continue;
+            if (point < arm.Weight) return new AliasAssignment(name, arm.Model, alias.BaseModel);
+            point -= arm.Weight;
         }
-        return new AliasAssignment(name, alias.Versions.Last(v => v.Weight > 0).Model, alias.BaseModel);
+        return new AliasAssignment(name, alias.Arms.Last(v => v.Weight > 0).Model, alias.BaseModel);
     }
 
     /// <summary>A point in [0, 1) fixed for a given alias and user.</summary>
@@ -132,29 +53,38 @@ public sealed class AliasResolver(IAliasStore store, GatewayOptions options, ILo
         return (bits >> 11) * (1.0 / (1UL << 53));
     }
 
-    public override async Task StartAsync(CancellationToken cancellationToken)
-    {
-        store.Changed += OnChanged;
-        await RefreshAsync(cancellationToken).ConfigureAwait(false);
-        await base.StartAsync(cancellationToken).ConfigureAwait(false);
-    }
-
-    public override async Task StopAsync(CancellationToken cancellationToken)
-    {
-        store.Changed -= OnChanged;
-        await base.StopAsync(cancellationToken).ConfigureAwait(false);
-    }
-
-    private void OnChanged(AliasChange change)
+    /// <summary>
+    /// A route as it changed (no arms: deleted). The API applies its own writes here, so that the
+    /// next request sees them; the same change arriving again by the watch, or an older one late, changes nothing.
+    /// </summary>
+    public void Apply(AliasRoute route)
     {
         lock (_lock)
         {
-            var next = new Dictionary<string, AliasConfig>(_aliases, StringComparer.Ordinal);
-            if (change.Config is null) next.Remove(change.Name);
-            else next[change.Name] = change.Config;
+            if (_aliases.TryGetValue(route.Alias, out var known) && known.Revision >= route.Revision) return;
+            var next = new Dictionary<string, AliasRoute>(_aliases, StringComparer.Ordinal);
+            if (route.Arms.Count == 0) next.Remove(route.Alias);
+            else next[route.Alias] = route;
             _aliases = next;
             _changes++;
         }
+    }
+
+    /// <summary>Forgets an alias this process deleted.</summary>
+    public void Remove(string alias)
+    {
+        lock (_lock)
+        {
+            if (!_aliases.ContainsKey(alias)) return;
+            _aliases = new Dictionary<string, AliasRoute>(_aliases.Where(a => a.Key != alias), StringComparer.Ordinal);
+            _changes++;
+        }
+    }
+
+    public override async Task StartAsync(CancellationToken cancellationToken)
+    {
+        await RefreshAsync(cancellationToken).ConfigureAwait(false);
+        await base.StartAsync(cancellationToken).ConfigureAwait(false);
     }
 
     private async Task RefreshAsync(CancellationToken cancellationToken)
@@ -164,12 +94,36 @@ public sealed class AliasResolver(IAliasStore store, GatewayOptions options, ILo
         var all = await store.ListAsync(cancellationToken).ConfigureAwait(false);
         lock (_lock)
         {
-            // A change event that arrived while listing is newer than the list: keep it (the next refresh reconciles).
-            if (_changes == seen) _aliases = all.ToDictionary(a => a.Name, StringComparer.Ordinal);
+            // A change that arrived while listing is newer than the list: keep it (the next refresh reconciles).
+            if (_changes == seen) _aliases = all.Where(a => a.Arms.Count > 0).ToDictionary(a => a.Alias, StringComparer.Ordinal);
         }
     }
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) => Task.WhenAll(WatchAsync(stoppingToken), RefreshPeriodicallyAsync(stoppingToken));
+
+    /// <summary>Applies the store's changes (from every replica) as they come; watches again after a failure.</summary>
+    private async Task WatchAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await foreach (var route in store.WatchAsync(stoppingToken).ConfigureAwait(false)) Apply(route);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                logger.LogWarning("Watching aliases failed ({Message}); retrying. Routing keeps the last aliases and refreshes them periodically.", ex.Message);
+            }
+            try { await Task.Delay(TimeSpan.FromSeconds(1), stoppingToken).ConfigureAwait(false); }
+            catch (OperationCanceledException) { return; }
+        }
+    }
+
+    private async Task RefreshPeriodicallyAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(options.AliasRefresh);
         try

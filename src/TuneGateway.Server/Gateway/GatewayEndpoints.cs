@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Routing;
 using TuneGateway.Server.Auth;
 using TuneGateway.Server.Common;
 using TuneGateway.Server.Worker;
+using TuneGateway.Storage.Lifecycle;
 using Yarp.ReverseProxy;
 using Yarp.ReverseProxy.Model;
 
@@ -36,14 +37,17 @@ public static class GatewayEndpoints
             BroadcastAsync(context, registry, credentials, clients, "/v1/unload_lora_adapter", onlyHolders: true)).RequireAuthorization(Policies.Admin);
 
         var admin = app.MapGroup("/admin/aliases").RequireAuthorization(Policies.Aliases);
-        admin.MapGet("/", async (IAliasStore store, CancellationToken ct) => Results.Json(new { data = await store.ListAsync(ct) }, ServerJson.Options));
-        admin.MapGet("/{name}", async (string name, IAliasStore store, CancellationToken ct) =>
-            await store.GetAsync(name, ct) is { } alias ? Results.Json(alias, ServerJson.Options)
-            : throw new ApiException(404, $"The alias '{name}' does not exist.", ApiErrorTypes.NotFound, "name", "alias_not_found"));
+        admin.MapGet("/", async (IAliasReader aliases, CancellationToken ct) =>
+            Results.Json(new { data = (await aliases.ListAsync(ct)).Select(AliasView.Of) }, ServerJson.Options));
+        admin.MapGet("/{name}", async (string name, IAliasReader aliases, CancellationToken ct) =>
+            await aliases.GetAsync(name, ct) is { } alias ? Results.Json(AliasView.Of(alias), ServerJson.Options) : throw AliasNotFound(name));
         admin.MapPut("/{name}", PutAliasAsync);
-        admin.MapDelete("/{name}", async (string name, HttpContext context, IAliasStore store, CancellationToken ct) =>
-            await store.DeleteAsync(name, AuditActor.Of(context), ct) ? Results.NoContent()
-            : throw new ApiException(404, $"The alias '{name}' does not exist.", ApiErrorTypes.NotFound, "name", "alias_not_found"));
+        admin.MapDelete("/{name}", async (string name, HttpContext context, IAliasEditor editor, AliasResolver resolver, CancellationToken ct) =>
+        {
+            if (!await editor.DeleteAliasAsync(name, AuditActor.Of(context), ct)) throw AliasNotFound(name);
+            resolver.Remove(name);
+            return Results.NoContent();
+        });
 
         app.MapGet("/readyz", Readiness);
         // vLLM's name for the same question: can this endpoint serve a request now?
@@ -76,10 +80,42 @@ public static class GatewayEndpoints
         return Results.NoContent();
     }
 
-    /// <summary>The alias body: <c>{"versions": [{"model", "weight"}], "base_model"?}</c>.</summary>
-    private sealed record AliasBody(IReadOnlyList<AliasVersion>? Versions, string? BaseModel);
+    private static ApiException AliasNotFound(string name) =>
+        new(404, $"The alias '{name}' does not exist.", ApiErrorTypes.NotFound, "name", "alias_not_found");
 
-    private static async Task<IResult> PutAliasAsync(string name, HttpContext context, IAliasStore store, CancellationToken ct)
+    /// <summary>One version of an alias on the wire: <c>{"model", "weight"}</c> (weights relative when set, summing to 1 as stored).</summary>
+    private sealed record AliasVersion(string Model, double Weight);
+
+    /// <summary>An alias on the wire of /admin/aliases: <c>{"name", "versions", "base_model", "updated_at"}</c>, the lifecycle's route in the API's words.</summary>
+    private sealed record AliasView(string Name, IReadOnlyList<AliasVersion> Versions, string? BaseModel, DateTimeOffset UpdatedAt)
+    {
+        public static AliasView Of(AliasRoute route) => new(route.Alias, [.. route.Arms.Select(a => new AliasVersion(a.Model, a.Weight))], route.BaseModel, route.UpdatedAt);
+    }
+
+    /// <summary>The alias body: <c>{"versions": [{"model", "weight"}], "base_model"?}</c>.</summary>
+    private sealed record AliasBody(IReadOnlyList<AliasVersion>? Versions, string? BaseModel)
+    {
+        /// <summary>The arms it sets (each named after its model), or <see cref="ArgumentException"/> naming the field when it cannot route.</summary>
+        public IReadOnlyList<AliasArm> Arms(string name)
+        {
+            if (string.IsNullOrWhiteSpace(name) || name.Contains('@', StringComparison.Ordinal) || name.Contains('/', StringComparison.Ordinal))
+                throw new ArgumentException($"'{name}' is not a valid alias name (no '@' or '/').", "name");
+            var versions = Versions ?? [];
+            if (versions.Count == 0) throw new ArgumentException("An alias needs at least one version.", "versions");
+            foreach (var v in versions)
+            {
+                if (string.IsNullOrWhiteSpace(v.Model)) throw new ArgumentException("Every version needs a model.", "versions");
+                if (v.Model == name) throw new ArgumentException($"The alias '{name}' cannot point to itself.", "versions");
+                if (!double.IsFinite(v.Weight) || v.Weight < 0) throw new ArgumentException($"The weight of '{v.Model}' must be a finite number >= 0.", "versions");
+            }
+            if (versions.Sum(v => v.Weight) <= 0) throw new ArgumentException("At least one weight must be positive.", "versions");
+            if (versions.Select(v => v.Model).Distinct(StringComparer.Ordinal).Count() != versions.Count)
+                throw new ArgumentException("A version appears twice.", "versions");
+            return [.. versions.Select(v => new AliasArm(v.Model, v.Weight, v.Model))];
+        }
+    }
+
+    private static async Task<IResult> PutAliasAsync(string name, HttpContext context, IAliasEditor editor, AliasResolver resolver, CancellationToken ct)
     {
         AliasBody? body;
         try
@@ -91,17 +127,19 @@ public static class GatewayEndpoints
         {
             throw ApiException.Invalid("versions", $"Expected {{\"versions\": [{{\"model\": ..., \"weight\": ...}}]}}: {ex.Message}");
         }
-        var config = new AliasConfig { Name = name, Versions = body?.Versions ?? [], BaseModel = body?.BaseModel };
+        AliasRoute route;
         try
         {
-            config.Validate();
-            await store.SetAsync(config, AuditActor.Of(context), ct).ConfigureAwait(false);
+            body ??= new AliasBody(null, null);
+            route = await editor.SetAliasAsync(name, body.Arms(name), body.BaseModel, AuditActor.Of(context), ct).ConfigureAwait(false);
         }
         catch (ArgumentException ex)
         {
             throw ApiException.Invalid(ex.ParamName ?? "versions", ex.Message.Split(" (Parameter")[0]);
         }
-        return Results.Json(config, ServerJson.Options);
+        // This gateway routes on it from the next request; other replicas by the store's watch.
+        resolver.Apply(route);
+        return Results.Json(AliasView.Of(route), ServerJson.Options);
     }
 
     /// <summary>
@@ -158,7 +196,7 @@ public static class GatewayEndpoints
             }
         }
         foreach (var alias in aliases.All)
-            cards.TryAdd(alias.Name, new ModelCard(alias.Name, "model", alias.UpdatedAt.ToUnixTimeSeconds(), "tunegw", alias.Versions[0].Model, alias.BaseModel, null, ModelStatus.Alias));
+            cards.TryAdd(alias.Alias, new ModelCard(alias.Alias, "model", alias.UpdatedAt.ToUnixTimeSeconds(), "tunegw", alias.Arms[0].Model, alias.BaseModel, null, ModelStatus.Alias));
         return new ModelList("list", cards.Values.ToArray());
     }
 

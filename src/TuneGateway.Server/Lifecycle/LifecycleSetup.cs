@@ -48,10 +48,8 @@ internal static class LifecycleSetup
     {
         services.AddLifecycleStores(settings.RedisConnectionString, settings.DataDirectory, settings.KeyPrefix);
         services.AddLifecycleManagement();
-        // The gateway routes on the shared aliases: what the lifecycle sets is what requests see.
-        services.AddSingleton<SharedAliasStore>();
-        services.AddSingleton<Gateway.IAliasStore>(sp => sp.GetRequiredService<SharedAliasStore>());
-        services.AddHostedService(sp => sp.GetRequiredService<SharedAliasStore>());
+        // The gateway routes on the lifecycle's aliases (what a promotion sets is what requests see),
+        // and its alias API edits them through LifecycleManager (AddLifecycleManagement: IAliasEditor).
         if (settings.ArtifactDirectory is { } artifacts) services.TryAddSingleton(new ArtifactStore(artifacts));
 
         if (settings.Controller is { } controller)

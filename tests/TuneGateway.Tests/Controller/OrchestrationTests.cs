@@ -23,7 +23,7 @@ public sealed class OrchestrationTests : IDisposable
     private const string Adapter = "bot";
     private readonly Storage.TempDirectory _root = new();
     private readonly ManualTimeProvider _clock = new(new DateTimeOffset(2026, 12, 1, 9, 0, 0, TimeSpan.Zero));
-    private readonly FileLifecycleStore _store;
+    private readonly LifecycleStoreSet _store;
     private readonly LifecycleManager _lifecycle;
     private readonly InMemoryTrafficReader _traffic = new(pageSize: 500);
     private readonly FakeTrainer _trainer = new();
@@ -32,21 +32,21 @@ public sealed class OrchestrationTests : IDisposable
     private readonly CanaryMonitor _monitor;
     private int _sequence;
 
-    // The one embedded store plays every part; each read below names the part it reads.
-    private IAdapterRegistry Registry => _store;
-    private IAliasStore Aliases => _store;
-    private IApprovalStore Approvals => _store;
-    private IJobHistory History => _store;
+    // The embedded stores; each read below names the one it reads.
+    private IAdapterRegistry Registry => _store.Registry;
+    private IAliasStore Aliases => _store.Aliases;
+    private IApprovalStore Approvals => _store.Approvals;
+    private IJobHistory History => _store.Jobs;
 
     public OrchestrationTests()
     {
-        _store = new FileLifecycleStore(Path.Combine(_root.Path, "state"), _clock);
-        _lifecycle = new LifecycleManager(_store, _store, _store, _store, NullLogger<LifecycleManager>.Instance, _clock);
+        _store = EmbeddedLifecycleStores.Open(Path.Combine(_root.Path, "state"), _clock);
+        _lifecycle = new LifecycleManager(_store.Registry, _store.Aliases, _store.Pipelines, _store.Approvals, _store.Canaries, NullLogger<LifecycleManager>.Instance, _clock);
         string artifacts = Path.Combine(_root.Path, "artifacts");
         var options = new ControllerOptions { BaseModelDirectory = Fixtures.LlamaTiny, ArtifactDirectory = artifacts, SemanticDrift = false };
-        _runner = new PipelineRunner(options, _lifecycle, _store, new ArtifactStore(artifacts), new Curator(_traffic), _trainer, _completions,
+        _runner = new PipelineRunner(options, _lifecycle, _store.Jobs, new ArtifactStore(artifacts), new Curator(_traffic), _trainer, _completions,
             NullLogger<PipelineRunner>.Instance, _clock);
-        _monitor = new CanaryMonitor(_lifecycle, _traffic, _store, NullLogger<CanaryMonitor>.Instance, _clock);
+        _monitor = new CanaryMonitor(_lifecycle, _traffic, _store.Jobs, NullLogger<CanaryMonitor>.Instance, _clock);
     }
 
     public void Dispose()
@@ -225,7 +225,7 @@ public sealed class OrchestrationTests : IDisposable
         Assert.Contains(await Registry.GetAuditAsync(Adapter), e => e.Action == "approval.resolve" && e.Actor == "key:operator");
     }
 
-    private PipelineRunJob Job(string instance, TimeSpan? leaseTtl = null) => new(_runner, _store, _store,
+    private PipelineRunJob Job(string instance, TimeSpan? leaseTtl = null) => new(_runner, _store.Pipelines, _store.Leases,
         new ControllerOptions
         {
             BaseModelDirectory = Fixtures.LlamaTiny, ArtifactDirectory = Path.Combine(_root.Path, "artifacts"), Instance = instance,
@@ -233,7 +233,7 @@ public sealed class OrchestrationTests : IDisposable
         }, NullLogger<PipelineRunJob>.Instance);
 
     private async Task DefinePipelineAsync() =>
-        await ((IPipelineStore)_store).UpsertAsync(Adapter, System.Text.Json.JsonSerializer.SerializeToElement(Pipeline(), PipelineDefinition.Json), "test");
+        await _store.Pipelines.UpsertAsync(Adapter, System.Text.Json.JsonSerializer.SerializeToElement(Pipeline(), PipelineDefinition.Json), "test");
 
     [Fact]
     public async Task TwoControllersRacingForOneFiringRunItOnce()
@@ -259,14 +259,14 @@ public sealed class OrchestrationTests : IDisposable
 
         // The store's clock passes the lease's expiry (the replica stalled) and another replica takes it over.
         _clock.Advance(ttl * 3);
-        var thief = await ((ILeaseManager)_store).TryAcquireAsync("run:bot", "replica-b", TimeSpan.FromMinutes(2));
+        var thief = await _store.Leases.TryAcquireAsync("run:bot", "replica-b", TimeSpan.FromMinutes(2));
         Assert.NotNull(thief);
 
         // Its next renewal fails: the run is cancelled, nothing is registered, and the new holder keeps the lease.
         Assert.Null(await run.WaitAsync(TimeSpan.FromSeconds(30)));
         Assert.True(_trainer.Cancelled);
         Assert.Empty(await Registry.ListVersionsAsync(Adapter));
-        Assert.True(await ((ILeaseManager)_store).IsCurrentAsync(thief));
+        Assert.True(await _store.Leases.IsCurrentAsync(thief));
         // The step it was in is closed as cancelled, not left "running" in the job history.
         var steps = await History.ListAsync(Adapter);
         Assert.Equal(StepStatus.Cancelled, Assert.Single(steps, s => s.Step == PipelineStep.Train).Status);

@@ -93,7 +93,7 @@ public sealed class LifecycleServeHost : IAsyncDisposable
         var verdict = Verdict(requestsPerArmUnit: 1000, TimeSpan.FromHours(6));
         var evidence = JsonSerializer.SerializeToElement(verdict, PipelineDefinition.Json);
         var approval = await lifecycle.RequestApprovalAsync(Adapter, v2.Version, ApprovalAction.Promote, evidence, "canary", "won its canary");
-        await lifecycle.SaveCanaryAsync(Adapter, canary with { LastVerdict = verdict, ApprovalId = approval.Id }, CancellationToken.None);
+        await lifecycle.SaveCanaryAsync(Adapter, canary.WithVerdict(verdict) with { ApprovalId = approval.Id }, CancellationToken.None);
 
         var pipeline = new PipelineDefinition { Adapter = Adapter, Schedule = new ScheduleSettings { Cron = "0 0 3 * * ?" } };
         await lifecycle.PutPipelineAsync(Adapter, pipeline.ToJson(), "key:mlops");
@@ -117,7 +117,7 @@ public sealed class LifecycleServeHost : IAsyncDisposable
     {
         var canary = await Lifecycle.CanaryAsync(Adapter) ?? throw new InvalidOperationException("No canary is running.");
         var verdict = Verdict(requestsPerArmUnit, elapsed);
-        await Lifecycle.SaveCanaryAsync(Adapter, canary with { LastVerdict = verdict }, CancellationToken.None);
+        await Lifecycle.SaveCanaryAsync(Adapter, canary.WithVerdict(verdict), CancellationToken.None);
         return verdict;
     }
 

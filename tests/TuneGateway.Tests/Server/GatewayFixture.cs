@@ -3,6 +3,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using TuneGateway.Server;
 using TuneGateway.Server.Gateway;
+using TuneGateway.Storage.Lifecycle.Embedded;
 using TuneGateway.Tests.Engine;
 using static TuneGateway.Tests.Server.ServerTestHost;
 

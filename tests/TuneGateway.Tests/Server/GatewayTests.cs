@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using TuneGateway.Storage.Lifecycle;
 using static TuneGateway.Tests.Server.ServerTestHost;
 
 namespace TuneGateway.Tests.Server;
@@ -23,7 +24,9 @@ public sealed class GatewayTests(GatewayFixture pool) : IClassFixture<GatewayFix
     [Fact]
     public async Task WeightsHoldOver2000RequestsAndUsersStick()
     {
-        await pool.Aliases.SetAsync(new() { Name = "support-bot", Versions = [new("support-bot@v3", 90), new("support-bot@v4", 10)] });
+        // Relative weights, as PUT /admin/aliases takes them; the gateway sees the change by the store's watch.
+        await pool.Aliases.SetAliasAsync("support-bot", [new("support-bot@v3", 90, "control"), new("support-bot@v4", 10, "candidate")], baseModel: null, "test");
+        await WaitUntilAsync(async () => (await CompleteAsync("support-bot")).Status == HttpStatusCode.OK, "the alias to route");
         var arms = new string[2000];
         await Parallel.ForEachAsync(Enumerable.Range(0, arms.Length), new ParallelOptions { MaxDegreeOfParallelism = 16 }, async (i, _) =>
         {

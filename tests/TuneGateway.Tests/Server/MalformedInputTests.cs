@@ -4,6 +4,7 @@ using System.Text;
 using System.Collections.Concurrent;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using TuneGateway.Storage.Lifecycle;
 using TuneGateway.Tests.Dashboard;
 using static TuneGateway.Tests.Server.ServerTestHost;
 
@@ -275,21 +276,23 @@ public sealed class MalformedInputTests(AllRoutesServeFixture fixture) : IClassF
 /// <summary>An unexpected exception in a route is still answered in OpenAI's shape, and the host keeps serving.</summary>
 public sealed class UnexpectedErrorTests
 {
-    /// <summary>An alias store whose lookups fail like a bug would (the list, read at start, is empty).</summary>
-    private sealed class BrokenAliasStore : TuneGateway.Server.Gateway.IAliasStore
+    /// <summary>An alias reader whose lookups fail like a bug would (the list, read at start, is empty).</summary>
+    private sealed class BrokenAliasReader : IAliasReader
     {
-        public Task<TuneGateway.Server.Gateway.AliasConfig?> GetAsync(string name, CancellationToken cancellationToken = default) => throw new InvalidOperationException("broken store");
-        public Task<IReadOnlyList<TuneGateway.Server.Gateway.AliasConfig>> ListAsync(CancellationToken cancellationToken = default) =>
-            Task.FromResult<IReadOnlyList<TuneGateway.Server.Gateway.AliasConfig>>([]);
-        public Task SetAsync(TuneGateway.Server.Gateway.AliasConfig config, string actor = "api", CancellationToken cancellationToken = default) => throw new InvalidOperationException("broken store");
-        public Task<bool> DeleteAsync(string name, string actor = "api", CancellationToken cancellationToken = default) => throw new InvalidOperationException("broken store");
-        public event Action<TuneGateway.Server.Gateway.AliasChange>? Changed { add { } remove { } }
+        public Task<AliasRoute?> GetAsync(string alias, CancellationToken cancellationToken = default) => throw new InvalidOperationException("broken store");
+        public Task<IReadOnlyList<AliasRoute>> ListAsync(CancellationToken cancellationToken = default) => Task.FromResult<IReadOnlyList<AliasRoute>>([]);
+        public async IAsyncEnumerable<AliasRoute> WatchAsync([System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+        {
+            await Task.Delay(Timeout.Infinite, cancellationToken);
+            yield break;
+        }
     }
 
     [Fact]
     public async Task AnUnhandledExceptionIsA500InOpenAisShape()
     {
-        await using var gateway = TuneGateway.Server.ServerHost.CreateGateway(new TuneGateway.Server.Gateway.GatewayOptions(), Settings(), new BrokenAliasStore());
+        await using var gateway = TuneGateway.Server.ServerHost.CreateGateway(new TuneGateway.Server.Gateway.GatewayOptions(),
+            Settings() with { ConfigureServices = services => services.AddSingleton<IAliasReader>(new BrokenAliasReader()) });
         await gateway.StartAsync();
         using var http = new HttpClient();
         string url = BaseUrl(gateway);

@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Builder;
 using TuneGateway.Server;
 using TuneGateway.Server.Auth;
 using TuneGateway.Server.Gateway;
+using TuneGateway.Storage.Lifecycle.Embedded;
 using TuneGateway.Server.Worker;
 
 namespace TuneGateway.Tests.Server;

@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection;
 using TuneGateway.Server;
 using TuneGateway.Server.Auth;
 using TuneGateway.Server.Gateway;
+using TuneGateway.Storage.Lifecycle.Embedded;
 using TuneGateway.Server.Worker;
 using TuneGateway.Storage;
 using TuneGateway.Tests.Engine;

@@ -6,10 +6,6 @@ using TuneGateway.Storage.Lifecycle.Redis;
 
 namespace TuneGateway.Tests.Storage.Lifecycle;
 
-/// <summary>Bundles the six interfaces one implementation serves.</summary>
-public sealed record LifecycleStores(IAdapterRegistry Registry, IAliasStore Aliases, IPipelineStore Pipelines, IApprovalStore Approvals,
-    IJobHistory Jobs, ILeaseManager Leases);
-
 /// <summary>
 /// One contract for both lifecycle stores (Redis and embedded): round trips with every field,
 /// atomic version allocation and transitions with their audit events, alias revisions and change
@@ -17,13 +13,13 @@ public sealed record LifecycleStores(IAdapterRegistry Registry, IAliasStore Alia
 /// </summary>
 public abstract class LifecycleStoreContractTests : IAsyncLifetime
 {
-    protected abstract Task<LifecycleStores> OpenAsync();
+    private protected abstract Task<LifecycleStoreSet> OpenAsync();
     /// <summary>A second, independent instance over the same data (another replica, or a restart).</summary>
-    protected abstract Task<LifecycleStores> ReopenAsync();
+    private protected abstract Task<LifecycleStoreSet> ReopenAsync();
     /// <summary>Whether two instances can be open at the same time (Redis: yes; embedded: one process).</summary>
     protected abstract bool SupportsConcurrentInstances { get; }
 
-    private LifecycleStores _stores = null!;
+    private LifecycleStoreSet _stores = null!;
 
     public async Task InitializeAsync() => _stores = await OpenAsync();
 
@@ -141,6 +137,8 @@ public abstract class LifecycleStoreContractTests : IAsyncLifetime
         Assert.Equal([0.9, 0.1], last.Arms.Select(a => a.Weight));
         Assert.Equal("candidate", last.Arms[1].Arm);
         Assert.Contains((await _stores.Aliases.ListAsync()), r => r.Alias == alias);
+        await _stores.Aliases.SetAsync(alias, [new AliasArm($"{alias}@v2", 1.0, "production")], "bob", baseModel: "/models/base");
+        Assert.Equal("/models/base", (await _stores.Aliases.GetAsync(alias))!.BaseModel);
         Assert.True(await _stores.Aliases.DeleteAsync(alias, "carol"));
         Assert.Null(await _stores.Aliases.GetAsync(alias));
     }
@@ -170,6 +168,78 @@ public abstract class LifecycleStoreContractTests : IAsyncLifetime
         Assert.Contains(await _stores.Pipelines.ListAsync(), p => p.Adapter == adapter);
         Assert.True(await _stores.Pipelines.DeleteAsync(adapter, "mlops"));
         Assert.Null(await _stores.Pipelines.GetAsync(adapter));
+    }
+
+    private static CanaryState Canary(string candidate) => new()
+    {
+        Candidate = candidate, Control = "v1", Share = 0.25, StartedAt = new DateTimeOffset(2026, 12, 1, 9, 0, 0, TimeSpan.Zero), RunId = "run-7",
+        Analysis = JsonDocument.Parse("""{"positive_feedback": {"p_value": 0.5, "looks": 3}, "task_metric": null}""").RootElement,
+        LastVerdict = JsonDocument.Parse("""{"decision": "continue", "reasons": []}""").RootElement,
+    };
+
+    [Fact]
+    public async Task CanariesRoundTripAndChangeByRevision()
+    {
+        var canaries = _stores.Canaries;
+        string adapter = $"cn-{Guid.NewGuid():N}"[..12];
+        Assert.Null(await canaries.GetAsync(adapter));
+        var started = await canaries.PutAsync(adapter, Canary("v2"), expectedRevision: 0);
+        Assert.Equal(1, started.Revision);
+        await Assert.ThrowsAsync<StateConflictException>(() => canaries.PutAsync(adapter, Canary("v3"), expectedRevision: 0));
+
+        var read = await canaries.GetAsync(adapter);
+        Assert.NotNull(read);
+        Assert.Equal(("v2", "v1", 0.25, "run-7", 1L), (read.Candidate, read.Control, read.Share, read.RunId, read.Revision));
+        Assert.Equal(started.StartedAt, read.StartedAt);
+        Assert.Equal(3, read.Analysis!.Value.GetProperty("positive_feedback").GetProperty("looks").GetInt32());
+        Assert.Equal(JsonValueKind.Array, read.LastVerdict!.Value.GetProperty("reasons").ValueKind);
+
+        var checkedOnce = await canaries.PutAsync(adapter, read with { ApprovalId = "ap-1" }, read.Revision);
+        Assert.Equal(2, checkedOnce.Revision);
+        // A write against what was read before that check loses.
+        await Assert.ThrowsAsync<StateConflictException>(() => canaries.PutAsync(adapter, read, read.Revision));
+        Assert.Equal("ap-1", (await canaries.GetAsync(adapter))!.ApprovalId);
+
+        Assert.True(await canaries.ClearAsync(adapter));
+        Assert.Null(await canaries.GetAsync(adapter));
+        Assert.False(await canaries.ClearAsync(adapter));
+        // The canary ended: a monitor that read it before cannot bring it back, and the next canary's revisions go on counting.
+        await Assert.ThrowsAsync<StateConflictException>(() => canaries.PutAsync(adapter, checkedOnce, checkedOnce.Revision));
+        Assert.Equal(3, (await canaries.PutAsync(adapter, Canary("v3"), expectedRevision: 0)).Revision);
+        await Assert.ThrowsAsync<StateConflictException>(() => canaries.ClearAsync(adapter, expectedRevision: 2));
+        Assert.Equal("v3", (await canaries.GetAsync(adapter))!.Candidate);
+    }
+
+    [Fact]
+    public async Task ACanaryStoredInThePipelineStateBeforeTheCanaryStoreStillReads()
+    {
+        // As LifecycleManager wrote it before the canary store: the pipeline's state under "canary", the controller's JSON options.
+        string adapter = $"cl-{Guid.NewGuid():N}"[..12];
+        var legacy = JsonDocument.Parse("""
+            {
+              "candidate": "v4", "control": "v3", "share": 0.1, "started_at": "2026-11-30T08:00:00+00:00", "run_id": "run-3",
+              "analysis": {"positive_feedback": null, "task_metric": null}, "approval_id": null, "last_verdict": null
+            }
+            """).RootElement;
+        await _stores.Pipelines.SetStateAsync(adapter, "canary", legacy);
+
+        var read = await _stores.Canaries.GetAsync(adapter);
+        Assert.NotNull(read);
+        Assert.Equal(("v4", "v3", 0.1, 0L), (read.Candidate, read.Control, read.Share, read.Revision));
+        Assert.Equal(new DateTimeOffset(2026, 11, 30, 8, 0, 0, TimeSpan.Zero), read.StartedAt);
+
+        // The first write moves it out of the pipeline state.
+        var moved = await _stores.Canaries.PutAsync(adapter, read with { ApprovalId = "ap-9" }, read.Revision);
+        Assert.Equal(1, moved.Revision);
+        Assert.Null(await _stores.Pipelines.GetStateAsync(adapter, "canary"));
+        Assert.Equal("ap-9", (await _stores.Canaries.GetAsync(adapter))!.ApprovalId);
+
+        // Ending one that was never moved removes it too.
+        string other = adapter + "b";
+        await _stores.Pipelines.SetStateAsync(other, "canary", legacy);
+        Assert.True(await _stores.Canaries.ClearAsync(other));
+        Assert.Null(await _stores.Canaries.GetAsync(other));
+        Assert.Null(await _stores.Pipelines.GetStateAsync(other, "canary"));
     }
 
     [Fact]
@@ -257,7 +327,9 @@ public abstract class LifecycleStoreContractTests : IAsyncLifetime
         await _stores.Aliases.SetAsync(adapter, [new AliasArm($"{adapter}@v1", 1, "production")], "alice");
         await _stores.Pipelines.UpsertAsync(adapter, JsonDocument.Parse("{}").RootElement, "mlops");
         Assert.Equal("v1", await _stores.Registry.AllocateVersionAsync(adapter));
+        await _stores.Canaries.PutAsync(adapter, Canary("v2"));
         var reopened = await ReopenAsync();
+        Assert.Equal((1L, "v2"), ((await reopened.Canaries.GetAsync(adapter))!.Revision, (await reopened.Canaries.GetAsync(adapter))!.Candidate));
         Assert.Equal(VersionState.Production, (await reopened.Registry.GetAsync(adapter, "v1"))!.State);
         Assert.Equal(1, (await reopened.Aliases.GetAsync(adapter))!.Revision);
         Assert.NotNull(await reopened.Pipelines.GetAsync(adapter));
@@ -312,15 +384,14 @@ public sealed class RedisLifecycleStoreContractTests(RedisServerFixture redis) :
 
     protected override bool SupportsConcurrentInstances => true;
 
-    protected override async Task<LifecycleStores> OpenAsync()
+    private protected override async Task<LifecycleStoreSet> OpenAsync()
     {
         var connection = await ConnectionMultiplexer.ConnectAsync(redis.ConnectionString);
         _connections.Add(connection);
-        var store = new RedisLifecycleStore(connection, _prefix);
-        return new LifecycleStores(store, store, store, store, store, store);
+        return RedisLifecycleStores.Open(connection, _prefix);
     }
 
-    protected override Task<LifecycleStores> ReopenAsync() => OpenAsync();
+    private protected override Task<LifecycleStoreSet> ReopenAsync() => OpenAsync();
 
     public override async Task DisposeAsync()
     {
@@ -331,17 +402,17 @@ public sealed class RedisLifecycleStoreContractTests(RedisServerFixture redis) :
 public sealed class EmbeddedLifecycleStoreContractTests : LifecycleStoreContractTests
 {
     private readonly string _directory = Directory.CreateTempSubdirectory("tunegw-lifecycle-").FullName;
-    private FileLifecycleStore? _store;
+    private LifecycleStoreSet? _store;
 
     protected override bool SupportsConcurrentInstances => false;
 
-    protected override Task<LifecycleStores> OpenAsync()
+    private protected override Task<LifecycleStoreSet> OpenAsync()
     {
-        _store = new FileLifecycleStore(_directory);
-        return Task.FromResult(new LifecycleStores(_store, _store, _store, _store, _store, _store));
+        _store = EmbeddedLifecycleStores.Open(_directory);
+        return Task.FromResult(_store);
     }
 
-    protected override Task<LifecycleStores> ReopenAsync()
+    private protected override Task<LifecycleStoreSet> ReopenAsync()
     {
         _store?.Dispose();
         return OpenAsync();
@@ -350,7 +421,7 @@ public sealed class EmbeddedLifecycleStoreContractTests : LifecycleStoreContract
     [Fact]
     public void ASecondProcessIsKeptOut()
     {
-        var error = Assert.Throws<IOException>(() => new FileLifecycleStore(_directory));
+        var error = Assert.Throws<IOException>(() => EmbeddedLifecycleStores.Open(_directory));
         Assert.Contains("in use by another process", error.Message);
     }
 

@@ -2,6 +2,10 @@ using System.Text.Json;
 
 namespace TuneGateway.Storage.Lifecycle;
 
+// The readers are public; the writers (registry, aliases, pipelines, approvals, canaries) are
+// internal: outside this assembly lifecycle state is written through LifecycleManager or not at
+// all, and the compiler says so. Job history and leases are the controller's, public.
+
 /// <summary>What may be read of the registry by anyone (the lifecycle service hands out only this).</summary>
 public interface IAdapterRegistryReader
 {
@@ -17,7 +21,7 @@ public interface IAdapterRegistryReader
 }
 
 /// <summary>Adapter names, versions with states and lineage, and the audit trail of every change.</summary>
-public interface IAdapterRegistry : IAdapterRegistryReader
+internal interface IAdapterRegistry : IAdapterRegistryReader
 {
     /// <summary>Next version name for an adapter ("v1", "v2", ...), allocated atomically across replicas.</summary>
     Task<string> AllocateVersionAsync(string adapter, CancellationToken cancellationToken = default);
@@ -40,32 +44,47 @@ public interface IAdapterRegistry : IAdapterRegistryReader
     Task<AuditEvent> AppendAuditAsync(AuditEvent auditEvent, CancellationToken cancellationToken = default);
 }
 
-/// <summary>What may be read of the alias routes by anyone.</summary>
+/// <summary>
+/// What may be read of the alias routes by anyone: the gateway's resolver reads them from a local
+/// cache that <see cref="WatchAsync"/> keeps fresh, so a change made on any replica reaches every
+/// gateway within a second.
+/// </summary>
 public interface IAliasReader
 {
     Task<AliasRoute?> GetAsync(string alias, CancellationToken cancellationToken = default);
 
     Task<IReadOnlyList<AliasRoute>> ListAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>Every route as it changes (first the current ones; a deleted alias arrives with no arms), until cancelled.</summary>
+    IAsyncEnumerable<AliasRoute> WatchAsync(CancellationToken cancellationToken);
 }
 
-/// <summary>
-/// Alias routes (weighted A/B arms). Gateways read them on every request from a local cache that
-/// <see cref="WatchAsync"/> keeps fresh: a change made on any replica reaches every gateway within a second.
-/// </summary>
-public interface IAliasStore : IAliasReader
+/// <summary>Alias routes (weighted A/B arms): what a client-facing name resolves to.</summary>
+internal interface IAliasStore : IAliasReader
 {
-
     /// <summary>
     /// Replaces an alias's arms (weights must be non-negative and sum to 1 within 1e-6). With
     /// <paramref name="expectedRevision"/>, fails with <see cref="StateConflictException"/> if the
     /// route changed since it was read. Audited by the caller through the registry.
     /// </summary>
-    Task<AliasRoute> SetAsync(string alias, IReadOnlyList<AliasArm> arms, string actor, long? expectedRevision = null, CancellationToken cancellationToken = default);
+    Task<AliasRoute> SetAsync(string alias, IReadOnlyList<AliasArm> arms, string actor, long? expectedRevision = null, string? baseModel = null,
+        CancellationToken cancellationToken = default);
 
     Task<bool> DeleteAsync(string alias, string actor, CancellationToken cancellationToken = default);
+}
 
-    /// <summary>Every route as it changes (first the current ones), until cancelled.</summary>
-    IAsyncEnumerable<AliasRoute> WatchAsync(CancellationToken cancellationToken);
+/// <summary>
+/// The alias edits of the gateway's API (<c>PUT</c> and <c>DELETE /admin/aliases</c>): with the
+/// lifecycle stores, <see cref="LifecycleManager"/> (audited, like every lifecycle write); a gateway
+/// without them edits the in-memory aliases it routes on.
+/// </summary>
+public interface IAliasEditor
+{
+    /// <summary>Replaces an alias's arms; their weights are relative (the stored ones sum to 1).</summary>
+    Task<AliasRoute> SetAliasAsync(string alias, IReadOnlyList<AliasArm> arms, string? baseModel, string actor, CancellationToken cancellationToken = default);
+
+    /// <summary>False when there was no such alias.</summary>
+    Task<bool> DeleteAliasAsync(string alias, string actor, CancellationToken cancellationToken = default);
 }
 
 /// <summary>What may be read of the pipeline store by anyone.</summary>
@@ -79,17 +98,24 @@ public interface IPipelineReader
     Task<JsonElement?> GetStateAsync(string adapter, string key, CancellationToken cancellationToken = default);
 }
 
-/// <summary>Pipeline definitions, their paused flag, and revisions.</summary>
-public interface IPipelineStore : IPipelineReader
+/// <summary>
+/// The controller's own small state of each pipeline (cursors, last firing, drift history), which
+/// its jobs keep between runs: bookkeeping, not lifecycle state, so it stays writable outside.
+/// </summary>
+public interface IPipelineStateStore : IPipelineReader
 {
+    /// <summary>Sets a key of an adapter's pipeline state (JSON null removes it).</summary>
+    Task SetStateAsync(string adapter, string key, JsonElement value, CancellationToken cancellationToken = default);
+}
 
+/// <summary>Pipeline definitions, their paused flag, and revisions.</summary>
+internal interface IPipelineStore : IPipelineStateStore
+{
     Task<PipelineRecord> UpsertAsync(string adapter, JsonElement definition, string actor, long? expectedRevision = null, CancellationToken cancellationToken = default);
 
     Task<PipelineRecord> SetPausedAsync(string adapter, bool paused, string actor, CancellationToken cancellationToken = default);
 
     Task<bool> DeleteAsync(string adapter, string actor, CancellationToken cancellationToken = default);
-
-    Task SetStateAsync(string adapter, string key, JsonElement value, CancellationToken cancellationToken = default);
 }
 
 /// <summary>What may be read of the approvals by anyone.</summary>
@@ -101,13 +127,38 @@ public interface IApprovalReader
 }
 
 /// <summary>Pending promotions and rollbacks that wait for an operator.</summary>
-public interface IApprovalStore : IApprovalReader
+internal interface IApprovalStore : IApprovalReader
 {
     /// <summary>Creates a pending approval, or returns the pending one for the same adapter, version and action.</summary>
     Task<Approval> RequestAsync(string adapter, string version, ApprovalAction action, JsonElement? evidence, CancellationToken cancellationToken = default);
 
     /// <summary>Resolves a pending approval exactly once (a second resolve throws <see cref="StateConflictException"/>).</summary>
     Task<Approval> ResolveAsync(string id, bool approve, string actor, string? comment, CancellationToken cancellationToken = default);
+}
+
+/// <summary>What may be read of the running canaries by anyone.</summary>
+public interface ICanaryReader
+{
+    /// <summary>The canary running for an adapter, or null.</summary>
+    Task<CanaryState?> GetAsync(string adapter, CancellationToken cancellationToken = default);
+}
+
+/// <summary>
+/// The canary of each adapter, compare-and-set on a revision like the other lifecycle stores. An
+/// adapter's revision keeps counting across canaries, so a write against a canary that has ended
+/// (or been replaced) since it was read fails instead of bringing it back.
+/// </summary>
+internal interface ICanaryStore : ICanaryReader
+{
+    /// <summary>
+    /// Stores an adapter's canary under the next revision and returns it with that revision. With
+    /// <paramref name="expectedRevision"/>, fails with <see cref="StateConflictException"/> unless
+    /// the stored canary is at that revision (0: there is none).
+    /// </summary>
+    Task<CanaryState> PutAsync(string adapter, CanaryState state, long? expectedRevision = null, CancellationToken cancellationToken = default);
+
+    /// <summary>Ends an adapter's canary; false when there was none. <paramref name="expectedRevision"/> as for <see cref="PutAsync"/>.</summary>
+    Task<bool> ClearAsync(string adapter, long? expectedRevision = null, CancellationToken cancellationToken = default);
 }
 
 /// <summary>History of pipeline runs and their steps.</summary>

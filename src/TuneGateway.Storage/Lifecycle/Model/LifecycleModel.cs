@@ -111,10 +111,48 @@ public sealed record AliasRoute
 {
     public required string Alias { get; init; }
     public required IReadOnlyList<AliasArm> Arms { get; init; }
+    /// <summary>The base model the arms are adapters of, when an operator said so (routing prefers its workers).</summary>
+    public string? BaseModel { get; init; }
     /// <summary>Increases with every change; SetAsync can require the revision it read.</summary>
     public long Revision { get; init; }
     public DateTimeOffset UpdatedAt { get; init; }
     public string? UpdatedBy { get; init; }
+}
+
+/// <summary>
+/// The canary in progress for an adapter: which candidate gets what share of the alias against
+/// which control version, since when, and what the controller concluded at its last look. Who is
+/// in canary is the lifecycle's; <see cref="Analysis"/> and <see cref="LastVerdict"/> are the
+/// controller's statistics (its sequential tests' state and last verdict), kept as the JSON it
+/// wrote: the lifecycle stores and shows them, never interprets them, so it needs no statistics.
+/// </summary>
+public sealed record CanaryState
+{
+    public required string Candidate { get; init; }
+    public required string Control { get; init; }
+    public required double Share { get; init; }
+    public required DateTimeOffset StartedAt { get; init; }
+    public string? RunId { get; init; }
+    /// <summary>The sequential tests' state between checks (null: not analysed yet).</summary>
+    public JsonElement? Analysis { get; init; }
+    /// <summary>Set when the canary won and an operator's approval was requested.</summary>
+    public string? ApprovalId { get; init; }
+    public JsonElement? LastVerdict { get; init; }
+    /// <summary>When the monitor last judged it (null: not yet); the next check is due a check interval later.</summary>
+    public DateTimeOffset? CheckedAt { get; init; }
+    /// <summary>
+    /// Assigned by the store with every write (0: not written through the canary store yet);
+    /// kept beside the record, not in its JSON, so the record reads as it always did.
+    /// </summary>
+    [JsonIgnore] public long Revision { get; init; }
+
+    /// <summary>
+    /// Where canaries were kept before the canary store: the pipeline's state under this key, as
+    /// the same JSON. A canary can run for days across an upgrade, so both stores read one found
+    /// there (as revision 0) when they hold none of their own, and their next write of that
+    /// adapter's canary (put or clear) removes it: the fallback empties itself as canaries are checked.
+    /// </summary>
+    internal const string LegacyPipelineStateKey = "canary";
 }
 
 /// <summary>A promotion waiting for an operator.</summary>
@@ -151,6 +189,17 @@ public sealed record PipelineRecord
     public long Revision { get; init; }
     public DateTimeOffset UpdatedAt { get; init; }
     public string? UpdatedBy { get; init; }
+}
+
+/// <summary>
+/// An operator's request to run a pipeline now. The lifecycle leaves it in the pipeline's state
+/// under <see cref="StateKey"/>; whichever replica runs the scheduler picks it up at its next
+/// synchronisation, and one of them claims it by <see cref="Id"/>. Written with the default JSON
+/// options (PascalCase names), as it always was.
+/// </summary>
+public sealed record PipelineRunRequest(string Id, string Actor, DateTimeOffset At)
+{
+    public const string StateKey = "run_request";
 }
 
 /// <summary>One step of one pipeline run, for the job history.</summary>

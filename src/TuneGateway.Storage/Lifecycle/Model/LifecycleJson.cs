@@ -38,11 +38,21 @@ public static class LifecycleRules
             throw new ArgumentException($"Alias '{alias}' names a model twice.", nameof(arms));
     }
 
+    /// <summary>Arms with relative weights (90 and 10), scaled to sum to 1 as stored.</summary>
+    public static IReadOnlyList<AliasArm> Normalised(IReadOnlyList<AliasArm> arms)
+    {
+        double total = arms.Sum(a => a.Weight);
+        return [.. arms.Select(a => a with { Weight = a.Weight / total })];
+    }
+
     public static void ValidateName(string value, string what)
     {
         if (string.IsNullOrWhiteSpace(value) || value.Length > 200 || value.Contains('/') || value.Contains('\\') || value.Contains("..") || value.Any(char.IsControl))
             throw new ArgumentException($"'{value}' is not a valid {what}.", what);
     }
+
+    /// <summary>The number of a version name ("v12" → 12) for ordering; names of another form sort last.</summary>
+    public static long VersionNumber(string version) => version.Length > 1 && version[0] == 'v' && long.TryParse(version.AsSpan(1), out long n) ? n : long.MaxValue;
 
     public static string DescribeStates(IReadOnlyCollection<VersionState>? states) =>
         states is null ? "any" : string.Join(" or ", states.Select(s => JsonNamingPolicy.SnakeCaseLower.ConvertName(s.ToString())));
