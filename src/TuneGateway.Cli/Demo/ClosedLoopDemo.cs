@@ -112,12 +112,16 @@ internal sealed class ClosedLoopDemo(DemoOptions options, TextWriter output)
             var users = new TrafficSimulation(http, options.Seed, newShare: 0.8);
             var monitor = app.Services.GetRequiredService<CanaryMonitor>();
             RegisteredVersion? winner = null;
+            bool paused = false;
             for (int round = 1; winner is null; round++)
             {
                 if (round > MaxRetrainRounds) throw new DemoFailedException($"no retrained version won its canary in {MaxRetrainRounds} rounds of traffic");
                 var known = await RunIdsAsync(history, ct);
                 await users.SendAsync(FeedbackTrigger, FeedbackMode.Honest, ct);
                 Say($"round {round}: users sent {FeedbackTrigger} tickets (80 % in the new vocabulary), rated each answer and corrected the wrong ones");
+                // Resumed only now, after a rolled-back canary: the feedback its users gave must not start a run before this round is in.
+                if (paused) (await PostAsync(http, $"admin/pipelines/{Adapter}/resume", new { }, ct)).Dispose();
+                paused = false;
                 if (round == 1 && await app.Services.GetRequiredService<DriftMonitor>().CheckAsync(pipeline, ct) is { } drift)
                     Say(drift.Report.DriftDetected
                         ? $"drift on {Adapter}@{v1} against {drift.ReferenceSource}: {string.Join("; ", drift.Report.Alarms.Take(3))}"
@@ -132,11 +136,11 @@ internal sealed class ClosedLoopDemo(DemoOptions options, TextWriter output)
                 }
                 // No new candidate while this one is judged.
                 (await PostAsync(http, $"admin/pipelines/{Adapter}/pause", new { }, ct)).Dispose();
+                paused = true;
                 Say("canary started: the pipeline is paused while it is judged");
                 long sentBefore = users.Requests;
                 winner = await JudgeCanaryAsync(users, monitor, pipeline, lifecycle, history, ct);
                 canaryTickets = (int)(users.Requests - sentBefore);
-                if (winner is null) (await PostAsync(http, $"admin/pipelines/{Adapter}/resume", new { }, ct)).Dispose();
             }
             promoted = winner.ModelName;
             var verdict = (await history.ListAsync(Adapter, 200, ct)).FirstOrDefault(r => r.Step == PipelineStep.Decide && r.Version == winner.Version);
