@@ -176,12 +176,8 @@ public sealed class Scheduler : IDisposable
         for (int i = 0; i < chunks.Count; i++)
         {
             if (!chunks[i].WantLogits) continue;
-            var s = owners[i];
-            var p = s.Request.Sampling;
-            sampling.Add(new RowSampling(p.Temperature, p.TopK, p.TopP, p.TopLogprobs, p.IsGreedy ? 0 : s.Random.NextDouble(),
-                p.MinP, p.RepetitionPenalty, p.RepetitionPenalty != 1 ? s.Tokens : null,
-                s.Generated >= p.MinTokens ? null : p.IgnoreEos ? p.StopTokenIds : [.. _eos, .. p.StopTokenIds]));
-            sampled.Add(s);
+            sampling.Add(RowOf(owners[i]));
+            sampled.Add(owners[i]);
         }
 
         SampledToken[] tokens = sampling.Count > 0
@@ -197,6 +193,24 @@ public sealed class Scheduler : IDisposable
         _stats = Snapshot();
         StepCompleted?.Invoke(_stats);
         return true;
+    }
+
+    /// <summary>A sequence's sampling settings for this step; a sampled row takes the next draw of its own generator.</summary>
+    private RowSampling RowOf(Sequence s)
+    {
+        var p = s.Request.Sampling;
+        bool penalized = p.RepetitionPenalty != 1 || p.PresencePenalty != 0 || p.FrequencyPenalty != 0;
+        return new RowSampling(p.Temperature, p.TopK, p.TopP, p.TopLogprobs, p.IsGreedy ? 0 : s.Random.NextDouble())
+        {
+            MinP = p.MinP,
+            RepetitionPenalty = p.RepetitionPenalty,
+            PresencePenalty = p.PresencePenalty,
+            FrequencyPenalty = p.FrequencyPenalty,
+            Tokens = penalized ? s.Tokens : null,
+            PromptLength = s.PromptLength,
+            LogitBias = p.LogitBias.Count > 0 ? p.LogitBias : null,
+            Banned = s.Generated >= p.MinTokens ? null : p.IgnoreEos ? p.StopTokenIds : [.. _eos, .. p.StopTokenIds],
+        };
     }
 
     private SampledToken[] RunWithoutSampling(List<SequenceChunk> chunks, LoraWorkingSet? set)

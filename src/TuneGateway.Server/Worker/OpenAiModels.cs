@@ -104,3 +104,9 @@ public static class ModelStatus
 }
 
 public sealed record ModelList(string Object, IReadOnlyList<ModelCard> Data);
+
+/// <summary>vLLM's <c>/tokenize</c> answer; <c>token_strs</c> only with <c>return_token_strs</c>.</summary>
+public sealed record TokenizeResponse(int Count, int MaxModelLen, IReadOnlyList<int> Tokens, IReadOnlyList<string>? TokenStrs);
+
+/// <summary>vLLM's <c>/detokenize</c> answer.</summary>
+public sealed record DetokenizeResponse(string Prompt);

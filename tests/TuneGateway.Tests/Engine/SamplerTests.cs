@@ -19,13 +19,13 @@ public sealed class SamplerTests
     {
         Assert.Equal(0, Pick([2.0f, -1f, 1.5f], Greedy));
         // 2 / 2 = 1 < 1.5: the seen token loses its lead.
-        Assert.Equal(2, Pick([2.0f, -1f, 1.5f], Greedy with { RepetitionPenalty = 2, Seen = [0] }));
+        Assert.Equal(2, Pick([2.0f, -1f, 1.5f], Greedy with { RepetitionPenalty = 2, Tokens = [0] }));
         // A penalty that does not overturn the order changes nothing.
-        Assert.Equal(0, Pick([2.0f, -1f, 1.5f], Greedy with { RepetitionPenalty = 1.2, Seen = [0] }));
+        Assert.Equal(0, Pick([2.0f, -1f, 1.5f], Greedy with { RepetitionPenalty = 1.2, Tokens = [0] }));
         // Negative logits are multiplied: -1 * 2 = -2 < -1.5.
-        Assert.Equal(2, Pick([-1f, -3f, -1.5f], Greedy with { RepetitionPenalty = 2, Seen = [0] }));
+        Assert.Equal(2, Pick([-1f, -3f, -1.5f], Greedy with { RepetitionPenalty = 2, Tokens = [0] }));
         // Unseen tokens keep their logits.
-        Assert.Equal(0, Pick([-1f, -3f, -1.5f], Greedy with { RepetitionPenalty = 2, Seen = [1] }));
+        Assert.Equal(0, Pick([-1f, -3f, -1.5f], Greedy with { RepetitionPenalty = 2, Tokens = [1] }));
     }
 
     [Fact]
