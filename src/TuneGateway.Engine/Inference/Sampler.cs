@@ -108,25 +108,33 @@ public static class Sampler
         }
 
         bool filter = rows.Any(r => r.Temperature > 0 && ((r.TopK > 0 && r.TopK < vocab) || r.TopP < 1));
-        if (!filter)
-        {
-            var cdf = scaled.softmax(-1).cumsum(-1);
-            var index = (cdf < uniform * cdf.narrow(1, vocab - 1, 1)).sum(-1);
-            return index.clamp_max(vocab - 1);
-        }
+        if (filter) scaled = scaled.masked_fill(TopKTopPKept(scaled, rows, device).logical_not(), double.NegativeInfinity);
 
+        // Inverse CDF in vocabulary order for every row, filtered or not: a row's pick for its draw must
+        // not depend on whether another row of the batch needed the sort.
+        var cdf = scaled.softmax(-1).cumsum(-1);
+        var index = (cdf < uniform * cdf.narrow(1, vocab - 1, 1)).sum(-1);
+        return index.clamp_max(vocab - 1);
+    }
+
+    /// <summary>
+    /// [rows, vocab], true for the tokens top-k and top-p keep (found in sorted order, scattered back
+    /// to vocabulary order). Rows without a filter keep everything: their top_p counts as infinite,
+    /// so that rounding in the cumulative sum cannot drop their least likely tokens.
+    /// </summary>
+    private static Tensor TopKTopPKept(Tensor scaled, IReadOnlyList<RowSampling> rows, Device device)
+    {
+        long vocab = scaled.shape[1];
         var (sorted, order) = scaled.sort(-1, descending: true);
         var rank = torch.arange(vocab, device: device).unsqueeze(0);
         var topK = torch.tensor(rows.Select(r => (long)(r.TopK > 0 ? Math.Min(r.TopK, vocab) : vocab)).ToArray(), device: device).unsqueeze(1);
-        sorted = sorted.masked_fill(rank >= topK, double.NegativeInfinity);
-        var probs = sorted.softmax(-1);
-        var topP = RowColumn(rows, r => r.TopP, device);
+        var keep = rank < topK;
+        var probs = sorted.masked_fill(keep.logical_not(), double.NegativeInfinity).softmax(-1);
+        var topP = RowColumn(rows, r => r.TopP < 1 ? r.TopP : double.PositiveInfinity, device);
         // Keep a token while the mass before it is below top_p; the most likely token always stays.
         var before = probs.cumsum(-1) - probs;
-        probs = probs.masked_fill((before >= topP).logical_and(rank > 0), 0.0);
-        var sortedCdf = probs.cumsum(-1);
-        var position = (sortedCdf < uniform * sortedCdf.narrow(1, vocab - 1, 1)).sum(-1).clamp_max(vocab - 1);
-        return order.gather(1, position.unsqueeze(1)).squeeze(1);
+        keep = keep.logical_and((before < topP).logical_or(rank == 0));
+        return torch.zeros_like(keep).scatter_(1, order, keep);
     }
 
     /// <summary>One float per row as a [rows, 1] column, to broadcast over the vocabulary.</summary>
