@@ -5,111 +5,101 @@ namespace TuneGateway.Engine.Inference;
 
 /// <summary>
 /// The logits processors of one step, in vLLM's order: logit bias, then the penalties (repetition
-/// over prompt and output, frequency and presence over the output), then the mask of tokens a row
-/// may not pick. Each is a fixed number of [rows, vocab] tensor operations over the whole batch,
-/// built from dense per-step tensors; rows that do not use a processor get its neutral value
-/// (bias 0, penalty 1 or 0, nothing masked), and a processor no row uses costs nothing.
+/// over prompt and output tokens, frequency and presence over the output), then the tokens a row
+/// may not pick. Each processor is one or three indexed operations on the flattened [rows × vocab]
+/// logits for the whole batch, at the (row, token) entries the rows name: the work is proportional
+/// to the tokens the rows have seen, not to rows × vocabulary, and a processor no row uses costs
+/// nothing. The host side only lists those entries (a pass over each penalized row's tokens).
 /// </summary>
 internal static class LogitsProcessor
 {
     public static Tensor Apply(Tensor logits, IReadOnlyList<RowSampling> rows)
     {
-        var device = logits.device;
+        if (!rows.Any(r => r.HasLogitBias || r.HasRepetitionPenalty || r.HasOutputPenalty || r.HasBanned)) return logits;
         long vocab = logits.shape[1];
-        if (rows.Any(r => r.HasLogitBias)) logits = logits + LogitBias(rows, vocab, device);
+        // A copy: the caller's logits stay raw (the reported log-probabilities come from them).
+        var processed = logits.contiguous().clone();
+        var flat = processed.view(-1);
 
-        bool repetition = rows.Any(r => r.HasRepetitionPenalty), output = rows.Any(r => r.HasOutputPenalty);
-        if (repetition || output)
-        {
-            var counts = TokenCounts.Build(rows, vocab, device);
-            if (repetition)
-            {
-                var penalty = Sampler.RowColumn(rows, r => r.HasRepetitionPenalty ? r.RepetitionPenalty : 1, device);
-                var penalized = torch.where(logits > 0, logits / penalty, logits * penalty);
-                logits = torch.where(counts.Seen, penalized, logits);
-            }
-            if (output)
-            {
-                var frequency = Sampler.RowColumn(rows, r => r.HasOutputPenalty ? r.FrequencyPenalty : 0, device);
-                var presence = Sampler.RowColumn(rows, r => r.HasOutputPenalty ? r.PresencePenalty : 0, device);
-                logits = logits - frequency * counts.Output - presence * (counts.Output > 0).to(logits.dtype);
-            }
-        }
+        var bias = new TokenEntries(vocab);
+        for (int i = 0; i < rows.Count; i++)
+            foreach (var (token, value) in rows[i].LogitBias ?? NoBias) bias.Add(i, token, value);
+        if (bias.Count > 0) flat.index_add_(0, bias.Index(flat.device), bias.Values(flat.device), 1);
 
-        // The one place where tokens are forbidden outright. A per-row allowed-token mask (constrained
-        // decoding) joins TokenMask.Blocked as one more bool [rows, vocab] term.
-        if (TokenMask.Blocked(rows, vocab, device) is { } blocked) logits = logits.masked_fill(blocked, double.NegativeInfinity);
-        return logits;
-    }
-
-    /// <summary>[rows, vocab]: each row's bias at its token ids, 0 elsewhere (one scatter into the flattened tensor).</summary>
-    private static Tensor LogitBias(IReadOnlyList<RowSampling> rows, long vocab, Device device)
-    {
-        var index = new List<long>();
-        var values = new List<float>();
+        var repetition = new TokenEntries(vocab);
         for (int i = 0; i < rows.Count; i++)
         {
-            foreach (var (token, bias) in rows[i].LogitBias ?? EmptyBias)
-            {
-                if (token < 0 || token >= vocab) continue;
-                index.Add(i * vocab + token);
-                values.Add(bias);
-            }
+            if (!rows[i].HasRepetitionPenalty) continue;
+            foreach (int token in rows[i].Tokens!.Distinct()) repetition.Add(i, token, (float)rows[i].RepetitionPenalty);
         }
-        var dense = torch.zeros(rows.Count * vocab, device: device);
-        dense.index_add_(0, torch.tensor(index.ToArray(), device: device), torch.tensor(values.ToArray(), device: device), 1);
-        return dense.view(rows.Count, vocab);
-    }
+        if (repetition.Count > 0)
+        {
+            // Divide positive logits, multiply negative ones (vLLM and transformers).
+            var index = repetition.Index(flat.device);
+            var penalty = repetition.Values(flat.device);
+            var seen = flat.index_select(0, index);
+            flat.index_copy_(0, index, torch.where(seen > 0, seen / penalty, seen * penalty));
+        }
 
-    private static readonly Dictionary<int, float> EmptyBias = [];
-}
-
-/// <summary>
-/// Per-row token occurrences as dense tensors, from one padded [rows, longest] id tensor and two
-/// scatter-adds (padding and out-of-range ids land in an extra column that is cut off).
-/// <see cref="Seen"/>: in the prompt or the output; <see cref="Output"/>: occurrences in the output.
-/// </summary>
-internal sealed record TokenCounts(Tensor Seen, Tensor Output)
-{
-    public static TokenCounts Build(IReadOnlyList<RowSampling> rows, long vocab, Device device)
-    {
-        int width = Math.Max(1, rows.Max(r => r.HasRepetitionPenalty || r.HasOutputPenalty ? r.Tokens!.Count : 0));
-        var ids = new long[rows.Count * width];
-        var isOutput = new float[ids.Length];
-        Array.Fill(ids, vocab);
+        var output = new TokenEntries(vocab);
         for (int i = 0; i < rows.Count; i++)
         {
             var r = rows[i];
-            if (!r.HasRepetitionPenalty && !r.HasOutputPenalty) continue;
-            var tokens = r.Tokens!;
-            for (int j = 0; j < tokens.Count; j++)
-            {
-                int token = tokens[j];
-                ids[i * width + j] = token >= 0 && token < vocab ? token : vocab;
-                isOutput[i * width + j] = j >= r.PromptLength ? 1 : 0;
-            }
+            if (!r.HasOutputPenalty) continue;
+            foreach (var (token, count) in OutputCounts(r))
+                output.Add(i, token, (float)-(r.FrequencyPenalty * count + r.PresencePenalty));
         }
-        var index = torch.tensor(ids, device: device).view(rows.Count, width);
-        var occurrences = torch.zeros(rows.Count, vocab + 1, device: device).scatter_add_(1, index, torch.ones(rows.Count, width, device: device));
-        var output = torch.zeros(rows.Count, vocab + 1, device: device).scatter_add_(1, index, torch.tensor(isOutput, device: device).view(rows.Count, width));
-        return new TokenCounts(occurrences.narrow(1, 0, vocab) > 0, output.narrow(1, 0, vocab));
+        if (output.Count > 0) flat.index_add_(0, output.Index(flat.device), output.Values(flat.device), 1);
+
+        TokenMask.Apply(flat, rows, vocab);
+        return processed;
+    }
+
+    /// <summary>Each token of the row's output with how often it occurs there.</summary>
+    private static Dictionary<int, int> OutputCounts(RowSampling row)
+    {
+        var counts = new Dictionary<int, int>();
+        var tokens = row.Tokens!;
+        for (int j = row.PromptLength; j < tokens.Count; j++) counts[tokens[j]] = counts.GetValueOrDefault(tokens[j]) + 1;
+        return counts;
+    }
+
+    private static readonly Dictionary<int, float> NoBias = [];
+}
+
+/// <summary>
+/// The tokens a row may not pick this step, set to -inf in place. This is the one place where
+/// tokens are forbidden outright: today the end-of-sequence and stop tokens before
+/// <c>min_tokens</c>; a per-row allowed-token mask (constrained decoding) belongs here too, as a
+/// bool [rows, vocab] tensor applied with one <c>masked_fill_</c> after the banned ids.
+/// </summary>
+internal static class TokenMask
+{
+    public static void Apply(Tensor flatLogits, IReadOnlyList<RowSampling> rows, long vocab)
+    {
+        var banned = new TokenEntries(vocab);
+        for (int i = 0; i < rows.Count; i++)
+            foreach (int token in rows[i].Banned ?? []) banned.Add(i, token, 0);
+        if (banned.Count > 0) flatLogits.index_fill_(0, banned.Index(flatLogits.device), double.NegativeInfinity);
     }
 }
 
-/// <summary>Which tokens each row may not pick this step, as one bool [rows, vocab] tensor (null: none anywhere).</summary>
-internal static class TokenMask
+/// <summary>(row, token) entries of a step's flattened logits with a value each; ids outside the vocabulary are skipped.</summary>
+internal sealed class TokenEntries(long vocab)
 {
-    public static Tensor? Blocked(IReadOnlyList<RowSampling> rows, long vocab, Device device)
+    private readonly List<long> _index = [];
+    private readonly List<float> _values = [];
+
+    public int Count => _index.Count;
+
+    public void Add(int row, int token, float value)
     {
-        if (!rows.Any(r => r.HasBanned)) return null;
-        var index = new List<long>();
-        for (int i = 0; i < rows.Count; i++)
-        {
-            foreach (int token in rows[i].Banned ?? [])
-                if (token >= 0 && token < vocab) index.Add(i * vocab + token);
-        }
-        var blocked = torch.zeros(rows.Count * vocab, dtype: ScalarType.Bool, device: device);
-        blocked.index_fill_(0, torch.tensor(index.ToArray(), device: device), true);
-        return blocked.view(rows.Count, vocab);
+        if (token < 0 || token >= vocab) return;
+        _index.Add(row * vocab + token);
+        _values.Add(value);
     }
+
+    public Tensor Index(Device device) => torch.tensor(_index.ToArray(), device: device);
+
+    public Tensor Values(Device device) => torch.tensor(_values.ToArray(), device: device);
 }
