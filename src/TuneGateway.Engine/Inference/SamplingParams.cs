@@ -50,6 +50,11 @@ public sealed record SamplingParams
     public int TopLogprobs { get; init; }
     /// <summary>Report the chosen token's log-probability.</summary>
     public bool Logprobs { get; init; }
+    /// <summary>
+    /// Score the prompt: each prompt token's log-probability given the tokens before it, with this
+    /// many alternatives (vLLM's <c>prompt_logprobs</c>); null: not scored.
+    /// </summary>
+    public int? PromptLogprobs { get; init; }
 
     /// <summary>OpenAI's bounds of <see cref="PresencePenalty"/> and <see cref="FrequencyPenalty"/>.</summary>
     public const double MaxPenalty = 2;
@@ -68,6 +73,7 @@ public sealed record SamplingParams
         if (double.IsNaN(TopP) || TopP <= 0 || TopP > 1) throw new ArgumentException("top_p must be in (0, 1].", "top_p");
         if (TopK < -1) throw new ArgumentException("top_k must be -1, 0 (disabled) or positive.", "top_k");
         if (TopLogprobs is < 0 or > 20) throw new ArgumentException("logprobs must be between 0 and 20.", "logprobs");
+        if (PromptLogprobs is < 0 or > 20) throw new ArgumentException("prompt_logprobs must be between 0 and 20.", "prompt_logprobs");
         if (Stop.Any(string.IsNullOrEmpty)) throw new ArgumentException("stop strings must not be empty.", "stop");
         if (MinTokens < 0 || MinTokens > MaxTokens) throw new ArgumentException("min_tokens must be between 0 and max_tokens.", "min_tokens");
         if (!(MinP >= 0 && MinP <= 1)) throw new ArgumentException("min_p must be between 0 and 1.", "min_p");

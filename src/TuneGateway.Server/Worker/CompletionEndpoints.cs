@@ -57,13 +57,13 @@ internal static class CompletionEndpoints
         var prompts = ReadPrompts(f, engine);
         int? logprobs = f.Int("logprobs", 0, SamplingFields.MaxTopLogprobs);
         bool echo = f.Bool("echo") ?? false;
-        if (echo && logprobs is not null)
-            throw ApiException.Invalid("echo", "'echo' with 'logprobs' is not supported by this server: prompt log-probabilities are not implemented.");
         f.RejectUnsupported("suffix", RequestFields.IsEmpty, "insertion is not supported");
         var plan = ReadCommon(f, engine, model, prompts, defaultMaxTokens: _ => 16, logprobs is not null, logprobs ?? 0);
         plan = SamplingFields.ApplyBestOf(plan, f.Int("best_of", 1, MaxChoices), MaxChoices) with
         {
             EchoPrompts = echo ? plan.Prompts.Select(p => engine.Tokenizer.Decode(p, skipSpecialTokens: true)).ToArray() : null,
+            // echo with logprobs scores the prompt too, with as many alternatives as the generated tokens get.
+            Sampling = echo && logprobs is not null ? plan.Sampling with { PromptLogprobs = logprobs } : plan.Sampling,
         };
         f.RejectUnread(UnsupportedParameters);
 
@@ -360,7 +360,7 @@ internal static class CompletionEndpoints
         var usage = UsageOf(plan, results.Select(r => r.Finished));
         if (plan.BestOf > plan.N) results = SamplingFields.SelectBest(results, plan.N);
         var choices = results.Select(r => new CompletionChoice(r.Index, plan.EchoPrompts?[r.PromptIndex] + r.Text,
-            plan.Logprobs ? CompletionLogprobsOf(engine, r.Tokens, 0) : null, GenerationRun.FinishReasonText(r.Finished!.Reason))
+            plan.Logprobs ? CompletionLogprobsOf(engine, r.Tokens, 0, r.Prompt) : null, GenerationRun.FinishReasonText(r.Finished!.Reason))
         {
             TokenIds = plan.ReturnTokenIds ? r.Tokens.Select(t => t.TokenId).ToArray() : null,
         }).ToArray();
@@ -380,25 +380,33 @@ internal static class CompletionEndpoints
         if (mean.Value is { } value) context.Response.Headers[MeanLogprob.Header] = MeanLogprob.Format(value);
     }
 
-    private static CompletionLogprobs CompletionLogprobsOf(InferenceEngine engine, IReadOnlyList<TokenOut> tokens, int offset)
+    /// <summary>
+    /// OpenAI's legacy logprobs of <paramref name="tokens"/>, led by the prompt's tokens when it was
+    /// scored (echo): the first prompt token has neither a log-probability nor alternatives (null).
+    /// </summary>
+    private static CompletionLogprobs CompletionLogprobsOf(InferenceEngine engine, IReadOnlyList<TokenOut> tokens, int offset, PromptScored? prompt = null)
     {
+        var entries = new List<(string Text, float? Logprob, IReadOnlyDictionary<string, float>? Top)>();
+        for (int i = 0; i < (prompt?.TokenIds.Count ?? 0); i++)
+            entries.Add((engine.TokenText(prompt!.TokenIds[i]), prompt.Logprobs[i], prompt.TopLogprobs[i] is { } top ? TopDictionary(engine, top) : null));
+        foreach (var t in tokens) entries.Add((t.Text, t.Logprob, TopDictionary(engine, t.Top ?? [])));
         var offsets = new List<int>();
-        foreach (var t in tokens)
+        foreach (var e in entries)
         {
             offsets.Add(offset);
-            offset += t.Text.Length;
+            offset += e.Text.Length;
         }
         return new CompletionLogprobs(
-            tokens.Select(t => t.Text).ToArray(),
-            tokens.Select(t => GenerationRun.Finite(t.Logprob)).ToArray(),
-            tokens.Select(t => (IReadOnlyDictionary<string, float>)TopDictionary(engine, t)).ToArray(),
+            entries.Select(e => e.Text).ToArray(),
+            entries.Select(e => e.Logprob is float l ? GenerationRun.Finite(l) : (float?)null).ToArray(),
+            entries.Select(e => e.Top).ToArray(),
             offsets);
     }
 
-    private static Dictionary<string, float> TopDictionary(InferenceEngine engine, TokenOut token)
+    private static Dictionary<string, float> TopDictionary(InferenceEngine engine, IReadOnlyList<(int TokenId, float Logprob)> alternatives)
     {
         var top = new Dictionary<string, float>(StringComparer.Ordinal);
-        foreach (var (tokenId, logprob) in token.Top ?? []) top.TryAdd(engine.TokenText(tokenId), GenerationRun.Finite(logprob));
+        foreach (var (tokenId, logprob) in alternatives) top.TryAdd(engine.TokenText(tokenId), GenerationRun.Finite(logprob));
         return top;
     }
 
@@ -521,6 +529,11 @@ internal static class CompletionEndpoints
                         TokenIds = plan.ReturnTokenIds ? [t.TokenId] : null,
                         PromptTokenIds = PromptIds(choice),
                     });
+                case PromptScored prompt:
+                    // echo with logprobs: the prompt's text and scores in a chunk of their own, before the first token.
+                    var scored = CompletionLogprobsOf(engine, [], offsets[choice], prompt);
+                    offsets[choice] = scored.TextOffset.Count == 0 ? offsets[choice] : scored.TextOffset[^1] + scored.Tokens[^1].Length;
+                    return Chunk(new CompletionChoice(choice, Echo(choice, ""), scored, null));
                 case GenerationFinished f:
                     return Chunk(new CompletionChoice(choice, Echo(choice, f.TrailingText), null, GenerationRun.FinishReasonText(f.Reason))
                     {

@@ -40,6 +40,8 @@ internal sealed class ChoiceResult(int index, int promptIndex)
     public StringBuilder Text { get; } = new();
     public List<TokenOut> Tokens { get; } = [];
     public GenerationFinished? Finished { get; set; }
+    /// <summary>The prompt's scores, when they were asked for (echo with logprobs).</summary>
+    public PromptScored? Prompt { get; set; }
 }
 
 /// <summary>
@@ -137,6 +139,9 @@ internal sealed class GenerationRun : IDisposable
                 case TokenGenerated token:
                     result.Text.Append(token.Text);
                     result.Tokens.Add(new TokenOut(token.TokenId, engine.TokenText(token.TokenId), token.Logprob, token.TopLogprobs));
+                    break;
+                case PromptScored prompt:
+                    result.Prompt = prompt;
                     break;
                 case GenerationFinished finished:
                     result.Text.Append(finished.TrailingText);

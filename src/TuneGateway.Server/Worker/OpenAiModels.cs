@@ -23,8 +23,9 @@ public sealed record CompletionChoice(int Index, string Text, CompletionLogprobs
     public IReadOnlyList<int>? PromptTokenIds { get; init; }
 }
 
-public sealed record CompletionLogprobs(IReadOnlyList<string> Tokens, IReadOnlyList<float> TokenLogprobs,
-    IReadOnlyList<IReadOnlyDictionary<string, float>> TopLogprobs, IReadOnlyList<int> TextOffset);
+/// <summary>OpenAI's legacy logprobs; with echo the first prompt token has a null log-probability and null alternatives.</summary>
+public sealed record CompletionLogprobs(IReadOnlyList<string> Tokens, IReadOnlyList<float?> TokenLogprobs,
+    IReadOnlyList<IReadOnlyDictionary<string, float>?> TopLogprobs, IReadOnlyList<int> TextOffset);
 
 public sealed record CompletionChunk(string Id, string Object, long Created, string Model, IReadOnlyList<CompletionChoice> Choices)
 {

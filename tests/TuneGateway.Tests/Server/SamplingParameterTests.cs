@@ -180,6 +180,48 @@ public sealed class SamplingParameterTests(ServeFixture serve) : IClassFixture<S
     }
 
     [Fact]
+    public async Task EchoWithLogprobsScoresThePromptTokensFirstOneNull()
+    {
+        var body = new JsonObject
+        {
+            ["model"] = Model, ["prompt"] = "Once upon a time", ["max_tokens"] = 4, ["temperature"] = 0, ["logprobs"] = 2, ["echo"] = true,
+            ["return_token_ids"] = true,
+        };
+        var answer = await OkAsync("/v1/completions", body);
+        int[] promptIds = Ints(answer.GetProperty("prompt_token_ids"));
+        var logprobs = answer.GetProperty("choices")[0].GetProperty("logprobs");
+        var tokenLogprobs = logprobs.GetProperty("token_logprobs").EnumerateArray().ToArray();
+        var top = logprobs.GetProperty("top_logprobs").EnumerateArray().ToArray();
+        Assert.Equal(promptIds.Length + 4, logprobs.GetProperty("tokens").GetArrayLength());
+        Assert.Equal(JsonValueKind.Null, tokenLogprobs[0].ValueKind);
+        Assert.Equal(JsonValueKind.Null, top[0].ValueKind);
+        Assert.All(top[1..], t => Assert.InRange(t.EnumerateObject().Count(), 1, 2));
+
+        // Prompt token i scores as it would if generated after tokens 0..i-1: forced there with a +100
+        // bias, its reported (raw) log-probability is the same number.
+        for (int i = 1; i < promptIds.Length; i++)
+        {
+            var forced = new JsonObject
+            {
+                ["model"] = Model, ["prompt"] = new JsonArray(promptIds[..i].Select(id => (JsonNode)id).ToArray()), ["max_tokens"] = 1, ["temperature"] = 0,
+                ["logprobs"] = 0, ["logit_bias"] = new JsonObject { [promptIds[i].ToString(System.Globalization.CultureInfo.InvariantCulture)] = 100 },
+            };
+            double expected = (await OkAsync("/v1/completions", forced)).GetProperty("choices")[0].GetProperty("logprobs").GetProperty("token_logprobs")[0].GetDouble();
+            Assert.True(Math.Abs(expected - tokenLogprobs[i].GetDouble()) < 1e-3, $"prompt token {i}: {tokenLogprobs[i]} scored, {expected} generated");
+        }
+
+        // Streamed: the prompt's chunk first, then the tokens; the same tokens and numbers.
+        body["stream"] = true;
+        var (text, chunks, _) = await StreamCompletionAsync(body);
+        Assert.Equal(answer.GetProperty("choices")[0].GetProperty("text").GetString(), text);
+        var streamedTokens = chunks.SelectMany(c => c.GetProperty("choices").EnumerateArray())
+            .Where(c => c.GetProperty("logprobs").ValueKind == JsonValueKind.Object)
+            .SelectMany(c => c.GetProperty("logprobs").GetProperty("token_logprobs").EnumerateArray().Select(l => l.ValueKind == JsonValueKind.Null ? (double?)null : l.GetDouble()))
+            .ToArray();
+        Assert.Equal(tokenLogprobs.Select(l => l.ValueKind == JsonValueKind.Null ? (double?)null : l.GetDouble()), streamedTokens);
+    }
+
+    [Fact]
     public async Task StreamedDeltasReassembleTheAnswerWithTheUsageChunkLast()
     {
         // Sampled, with every processor on, through the OpenAI client: the stream and the answer agree.
