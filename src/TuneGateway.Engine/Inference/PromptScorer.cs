@@ -42,28 +42,14 @@ internal static class PromptScorer
         var device = logits.device;
         var logprobs = logits.index_select(0, torch.tensor(rows, device: device)).log_softmax(-1);
         float[] chosen = logprobs.gather(1, torch.tensor(targets, device: device).unsqueeze(1)).squeeze(1).cpu().data<float>().ToArray();
-        int maxTop = scored.Max(s => chunks[s.Chunk].ScoreTop);
-        long[] topIds = [];
-        float[] topValues = [];
-        if (maxTop > 0)
-        {
-            var (values, indices) = logprobs.topk(maxTop, dim: 1);
-            topIds = indices.cpu().data<long>().ToArray();
-            topValues = values.cpu().data<float>().ToArray();
-        }
+        var top = Sampler.TopAlternatives(logprobs, scored.SelectMany(s => Enumerable.Repeat(chunks[s.Chunk].ScoreTop, chunks[s.Chunk].ScoreTargets.Length)).ToArray());
 
         var result = new List<PromptScores>(scored.Count);
         int at = 0;
         foreach (var (chunk, _) in scored)
         {
-            int count = chunks[chunk].ScoreTargets.Length, top = chunks[chunk].ScoreTop;
-            var tops = new (int, float)[count][];
-            for (int j = 0; j < count; j++)
-            {
-                tops[j] = new (int, float)[top];
-                for (int k = 0; k < top; k++) tops[j][k] = ((int)topIds[(at + j) * maxTop + k], topValues[(at + j) * maxTop + k]);
-            }
-            result.Add(new PromptScores(chosen[at..(at + count)], tops));
+            int count = chunks[chunk].ScoreTargets.Length;
+            result.Add(new PromptScores(chosen[at..(at + count)], top[at..(at + count)]));
             at += count;
         }
         return result;

@@ -66,7 +66,18 @@ public static class Sampler
         }
 
         var chosenLogprobs = logprobs.gather(1, chosen.unsqueeze(1)).squeeze(1);
-        int maxTop = rows.Max(r => r.TopLogprobs);
+        var top = TopAlternatives(logprobs, rows.Select(r => r.TopLogprobs).ToArray());
+        long[] ids = chosen.cpu().data<long>().ToArray();
+        float[] lp = chosenLogprobs.cpu().data<float>().ToArray();
+        var result = new SampledToken[count];
+        for (int i = 0; i < count; i++) result[i] = new SampledToken((int)ids[i], lp[i], rows[i].TopLogprobs > 0 ? top[i] : null);
+        return result;
+    }
+
+    /// <summary>The <paramref name="counts"/>[i] most likely tokens of each row of <paramref name="logprobs"/>, on the host (one top-k for all rows).</summary>
+    internal static (int TokenId, float Logprob)[][] TopAlternatives(Tensor logprobs, IReadOnlyList<int> counts)
+    {
+        int maxTop = counts.Count == 0 ? 0 : counts.Max();
         long[] topIds = [];
         float[] topValues = [];
         if (maxTop > 0)
@@ -75,19 +86,11 @@ public static class Sampler
             topIds = indices.cpu().data<long>().ToArray();
             topValues = values.cpu().data<float>().ToArray();
         }
-
-        long[] ids = chosen.cpu().data<long>().ToArray();
-        float[] lp = chosenLogprobs.cpu().data<float>().ToArray();
-        var result = new SampledToken[count];
-        for (int i = 0; i < count; i++)
+        var result = new (int, float)[counts.Count][];
+        for (int i = 0; i < counts.Count; i++)
         {
-            (int, float)[]? top = null;
-            if (rows[i].TopLogprobs > 0)
-            {
-                top = new (int, float)[rows[i].TopLogprobs];
-                for (int j = 0; j < top.Length; j++) top[j] = ((int)topIds[i * maxTop + j], topValues[i * maxTop + j]);
-            }
-            result[i] = new SampledToken((int)ids[i], lp[i], top);
+            result[i] = new (int, float)[counts[i]];
+            for (int j = 0; j < counts[i]; j++) result[i][j] = ((int)topIds[i * maxTop + j], topValues[i * maxTop + j]);
         }
         return result;
     }

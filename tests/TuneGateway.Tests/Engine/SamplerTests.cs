@@ -119,17 +119,17 @@ public sealed class SamplerTests
         Assert.DoesNotContain(together[3].TokenId, new[] { 0, 1 });
     }
 
-    [Fact]
-    public void TopKAndTopPKeepOnlyTheMostLikelyTokens()
-    {
-        float[] logits = [1f, 3f, 2f, 0f];
-        var late = new RowSampling(1, 0, 1, 0, 0.999);
-        Assert.Equal(3, Pick(logits, late));
-        // top_k = 2 keeps tokens 1 and 2: the late draw lands on the later of them in vocabulary order.
-        Assert.Equal(2, Pick(logits, late with { TopK = 2 }));
-        Assert.Equal(1, Pick(logits, late with { TopK = 1 }));
-        // Token 1 holds about 0.64 of the mass: top_p 0.5 keeps it alone, top_p 0.7 adds token 2.
-        Assert.Equal(1, Pick(logits, late with { TopP = 0.5 }));
-        Assert.Equal(2, Pick(logits, late with { TopP = 0.7 }));
-    }
+    /// <summary>
+    /// Logits [1, 3, 2, 0] and a late draw (0.999), which picks the last kept token in vocabulary order:
+    /// token 3 unfiltered; top_k 2 keeps tokens 1 and 2, top_k 1 token 1; token 1 holds about 0.64 of
+    /// the mass, so top_p 0.5 keeps it alone and top_p 0.7 adds token 2.
+    /// </summary>
+    [Theory]
+    [InlineData(0, 1.0, 3)]
+    [InlineData(2, 1.0, 2)]
+    [InlineData(1, 1.0, 1)]
+    [InlineData(0, 0.5, 1)]
+    [InlineData(0, 0.7, 2)]
+    public void TopKAndTopPKeepOnlyTheMostLikelyTokens(int topK, double topP, int expected) =>
+        Assert.Equal(expected, Pick([1f, 3f, 2f, 0f], new RowSampling(1, topK, topP, 0, 0.999)));
 }
