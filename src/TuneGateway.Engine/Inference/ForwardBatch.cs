@@ -8,8 +8,13 @@ namespace TuneGateway.Engine.Inference;
 /// The new tokens of one sequence in one forward pass: <see cref="Tokens"/> go to positions
 /// <see cref="Start"/>.. of cache slot <see cref="Slot"/>. A one-token chunk is a decode row.
 /// <see cref="Adapter"/> indexes the step's LoRA working set (-1: the base model alone).
+/// <see cref="ScoreTargets"/> (prompt log-probabilities): row j of the chunk is scored against
+/// token ScoreTargets[j], the one that follows it in the prompt, with <see cref="ScoreTop"/>
+/// alternatives; it covers the first rows only (a final chunk's last row predicts the first
+/// generated token, which is sampled instead).
 /// </summary>
-public readonly record struct SequenceChunk(int Slot, int Start, ReadOnlyMemory<int> Tokens, bool WantLogits = true, int Adapter = -1);
+public readonly record struct SequenceChunk(int Slot, int Start, ReadOnlyMemory<int> Tokens, bool WantLogits = true, int Adapter = -1,
+    ReadOnlyMemory<int> ScoreTargets = default, int ScoreTop = 0);
 
 /// <summary>A prefill chunk's place in the packed rows, with its attention mask.</summary>
 public sealed record PrefillChunk(int Offset, int Slot, int Start, int Length, Tensor Mask);
@@ -26,7 +31,10 @@ public sealed class ForwardBatch
     public required Tensor TokenIds { get; init; }
     public required Tensor Positions { get; init; }
     public required Tensor CacheSlots { get; init; }
-    /// <summary>Packed rows whose logits are returned, in the order of the input chunks that want them.</summary>
+    /// <summary>
+    /// Packed rows whose logits are returned, chunk by chunk in input order: a chunk's scored rows
+    /// (<see cref="SequenceChunk.ScoreTargets"/>), then its last row when it wants logits.
+    /// </summary>
     public required Tensor LogitRows { get; init; }
 
     public int DecodeCount { get; init; }
@@ -82,7 +90,12 @@ public sealed class ForwardBatch
         var logitRows = new List<long>();
         for (int i = 0; i < chunks.Count; i++)
         {
-            if (chunks[i].WantLogits) logitRows.Add(chunkOffset[i] + chunks[i].Tokens.Length - 1);
+            var c = chunks[i];
+            int scored = c.ScoreTargets.Length;
+            if (scored > c.Tokens.Length - (c.WantLogits ? 1 : 0))
+                throw new ArgumentException($"Chunk {i} scores {scored} rows of {c.Tokens.Length}{(c.WantLogits ? ", its last row being sampled" : "")}.", nameof(chunks));
+            for (int j = 0; j < scored; j++) logitRows.Add(chunkOffset[i] + j);
+            if (c.WantLogits) logitRows.Add(chunkOffset[i] + c.Tokens.Length - 1);
         }
 
         int? window = config.SlidingWindow;

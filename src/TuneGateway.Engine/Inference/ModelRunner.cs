@@ -46,12 +46,22 @@ public sealed class ModelRunner : IDisposable
         return Model.Forward(batch, Cache, delta).MoveToOuterDisposeScope();
     }
 
-    /// <summary>One forward pass and one sampled token per chunk that wants logits.</summary>
-    public SampledToken[] Step(IReadOnlyList<SequenceChunk> chunks, IReadOnlyList<RowSampling> sampling, LoraWorkingSet? adapters = null)
+    /// <summary>
+    /// One forward pass and one sampled token per chunk that wants logits. Chunks with
+    /// <see cref="SequenceChunk.ScoreTargets"/> also get their prompt scores, added to
+    /// <paramref name="scores"/> in chunk order.
+    /// </summary>
+    public SampledToken[] Step(IReadOnlyList<SequenceChunk> chunks, IReadOnlyList<RowSampling> sampling, LoraWorkingSet? adapters = null,
+        List<PromptScores>? scores = null)
     {
         using var logits = Forward(chunks, adapters);
         using var noGrad = torch.no_grad();
-        return Sampler.Sample(logits, sampling);
+        if (!chunks.Any(c => c.ScoreTargets.Length > 0)) return Sampler.Sample(logits, sampling);
+
+        using var scope = torch.NewDisposeScope();
+        var (sampleRows, scored) = PromptScorer.SplitRows(chunks);
+        (scores ?? []).AddRange(PromptScorer.Score(logits, chunks, scored));
+        return sampleRows.Length == 0 ? [] : Sampler.Sample(logits.index_select(0, torch.tensor(sampleRows, device: logits.device)), sampling);
     }
 
     public void Dispose() => Cache.Dispose();

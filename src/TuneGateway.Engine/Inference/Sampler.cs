@@ -7,23 +7,44 @@ namespace TuneGateway.Engine.Inference;
 public readonly record struct SampledToken(int TokenId, float Logprob, (int TokenId, float Logprob)[]? TopLogprobs);
 
 /// <summary>
-/// Per-row sampling settings for one step. <paramref name="Seen"/>: the row's prompt and output
-/// tokens, read when <paramref name="RepetitionPenalty"/> is not 1; <paramref name="Banned"/>:
-/// tokens the row may not pick this step (end-of-sequence before <c>min_tokens</c>).
+/// Per-row sampling settings for one step: the filters of the positional parameters (temperature 0
+/// is greedy; <paramref name="Uniform"/> is the row's random draw in [0, 1)), then the logits
+/// processors (<see cref="LogitsProcessor"/>), each neutral at its default.
 /// </summary>
-public readonly record struct RowSampling(double Temperature, int TopK, double TopP, int TopLogprobs, double Uniform,
-    double MinP = 0, double RepetitionPenalty = 1, IReadOnlyList<int>? Seen = null, IReadOnlyList<int>? Banned = null)
+public readonly record struct RowSampling(double Temperature, int TopK, double TopP, int TopLogprobs, double Uniform)
 {
-    internal bool Penalized => RepetitionPenalty != 1 && Seen is { Count: > 0 };
+    public double MinP { get; init; }
+    /// <summary>Over prompt and output tokens, as vLLM and transformers apply it; 1 is neutral.</summary>
+    public double RepetitionPenalty { get; init; } = 1;
+    /// <summary>Over output tokens, as OpenAI applies it: logit −= presence·[count &gt; 0].</summary>
+    public double PresencePenalty { get; init; }
+    /// <summary>Over output tokens, as OpenAI applies it: logit −= frequency·count.</summary>
+    public double FrequencyPenalty { get; init; }
+    /// <summary>The row's prompt then output tokens; read when a penalty is set.</summary>
+    public IReadOnlyList<int>? Tokens { get; init; }
+    /// <summary>How many of <see cref="Tokens"/> are the prompt (the rest is output).</summary>
+    public int PromptLength { get; init; }
+    /// <summary>Token id → value added to its logit before the penalties.</summary>
+    public IReadOnlyDictionary<int, float>? LogitBias { get; init; }
+    /// <summary>Tokens the row may not pick this step (end-of-sequence before <c>min_tokens</c>).</summary>
+    public IReadOnlyList<int>? Banned { get; init; }
+
+    internal bool HasRepetitionPenalty => RepetitionPenalty != 1 && Tokens is { Count: > 0 };
+    internal bool HasOutputPenalty => (PresencePenalty != 0 || FrequencyPenalty != 0) && Tokens is not null && Tokens.Count > PromptLength;
+    internal bool HasLogitBias => LogitBias is { Count: > 0 };
     internal bool HasBanned => Banned is { Count: > 0 };
 }
 
 /// <summary>
 /// Picks the next token for every row of a step in a fixed number of batched tensor operations,
-/// whatever the mix of greedy and sampled rows. Randomness comes from each request's own seeded
-/// generator (a uniform number per step, drawn on the host), so a request's tokens do not depend
-/// on which other requests share its batch. Log-probabilities are those of the raw model
-/// distribution, before penalties, temperature and filtering.
+/// whatever the mix of greedy and sampled rows and of logits processors. Randomness comes from
+/// each request's own seeded generator (a uniform number per step, drawn on the host), so a
+/// request's tokens do not depend on which other requests share its batch.
+/// Log-probabilities (chosen and top alternatives) are those of the raw model distribution, before
+/// logit bias, penalties, masks, temperature and filtering: they say what the model (with its
+/// adapter) thinks of a token, so that the traffic log's mean log-probability, drift detection and
+/// best_of ranking compare requests whatever sampling settings each used (vLLM's default
+/// <c>raw_logprobs</c> makes the same choice).
 /// </summary>
 public static class Sampler
 {
@@ -34,7 +55,7 @@ public static class Sampler
         using var scope = torch.NewDisposeScope();
         var device = logits.device;
         var logprobs = logits.log_softmax(-1);
-        logits = Penalize(logits, rows, device);
+        logits = LogitsProcessor.Apply(logits, rows);
 
         var chosen = logits.argmax(-1);
         if (rows.Any(r => r.Temperature > 0))
@@ -45,7 +66,18 @@ public static class Sampler
         }
 
         var chosenLogprobs = logprobs.gather(1, chosen.unsqueeze(1)).squeeze(1);
-        int maxTop = rows.Max(r => r.TopLogprobs);
+        var top = TopAlternatives(logprobs, rows.Select(r => r.TopLogprobs).ToArray());
+        long[] ids = chosen.cpu().data<long>().ToArray();
+        float[] lp = chosenLogprobs.cpu().data<float>().ToArray();
+        var result = new SampledToken[count];
+        for (int i = 0; i < count; i++) result[i] = new SampledToken((int)ids[i], lp[i], rows[i].TopLogprobs > 0 ? top[i] : null);
+        return result;
+    }
+
+    /// <summary>The <paramref name="counts"/>[i] most likely tokens of each row of <paramref name="logprobs"/>, on the host (one top-k for all rows).</summary>
+    internal static (int TokenId, float Logprob)[][] TopAlternatives(Tensor logprobs, IReadOnlyList<int> counts)
+    {
+        int maxTop = counts.Count == 0 ? 0 : counts.Max();
         long[] topIds = [];
         float[] topValues = [];
         if (maxTop > 0)
@@ -54,49 +86,11 @@ public static class Sampler
             topIds = indices.cpu().data<long>().ToArray();
             topValues = values.cpu().data<float>().ToArray();
         }
-
-        long[] ids = chosen.cpu().data<long>().ToArray();
-        float[] lp = chosenLogprobs.cpu().data<float>().ToArray();
-        var result = new SampledToken[count];
-        for (int i = 0; i < count; i++)
+        var result = new (int, float)[counts.Count][];
+        for (int i = 0; i < counts.Count; i++)
         {
-            (int, float)[]? top = null;
-            if (rows[i].TopLogprobs > 0)
-            {
-                top = new (int, float)[rows[i].TopLogprobs];
-                for (int j = 0; j < top.Length; j++) top[j] = ((int)topIds[i * maxTop + j], topValues[i * maxTop + j]);
-            }
-            result[i] = new SampledToken((int)ids[i], lp[i], top);
-        }
-        return result;
-    }
-
-    /// <summary>
-    /// The repetition penalty and banned tokens, on a copy of the logits; rows without either (the
-    /// common case) cost nothing. Each such row is a few small indexed operations on its own ids.
-    /// </summary>
-    private static Tensor Penalize(Tensor logits, IReadOnlyList<RowSampling> rows, Device device)
-    {
-        if (!rows.Any(r => r.Penalized || r.HasBanned)) return logits;
-        long vocab = logits.shape[1];
-        var result = logits.clone();
-        for (int i = 0; i < rows.Count; i++)
-        {
-            var r = rows[i];
-            if (!r.Penalized && !r.HasBanned) continue;
-            var row = result[i];
-            if (r.Penalized)
-            {
-                var ids = torch.tensor(r.Seen!.Where(t => t >= 0 && t < vocab).Distinct().Select(t => (long)t).ToArray(), device: device);
-                var values = row.index_select(0, ids);
-                float penalty = (float)r.RepetitionPenalty;
-                row.index_copy_(0, ids, torch.where(values > 0, values / penalty, values * penalty));
-            }
-            if (r.HasBanned)
-            {
-                var ids = torch.tensor(r.Banned!.Where(t => t >= 0 && t < vocab).Distinct().Select(t => (long)t).ToArray(), device: device);
-                row.index_fill_(0, ids, double.NegativeInfinity);
-            }
+            result[i] = new (int, float)[counts[i]];
+            for (int j = 0; j < counts[i]; j++) result[i][j] = ((int)topIds[i * maxTop + j], topValues[i * maxTop + j]);
         }
         return result;
     }
@@ -105,36 +99,48 @@ public static class Sampler
     private static Tensor SampleRows(Tensor logits, IReadOnlyList<RowSampling> rows, Device device)
     {
         long vocab = logits.shape[1];
-        var temperature = torch.tensor(rows.Select(r => (float)(r.Temperature > 0 ? r.Temperature : 1.0)).ToArray(), device: device).unsqueeze(1);
-        var uniform = torch.tensor(rows.Select(r => (float)r.Uniform).ToArray(), device: device).unsqueeze(1);
+        var temperature = RowColumn(rows, r => r.Temperature > 0 ? r.Temperature : 1.0, device);
+        var uniform = RowColumn(rows, r => r.Uniform, device);
         var scaled = logits / temperature;
         if (rows.Any(r => r.Temperature > 0 && r.MinP > 0))
         {
             // min_p: drop tokens less likely than min_p times the most likely one (which always stays).
             var all = scaled.softmax(-1);
-            var minP = torch.tensor(rows.Select(r => (float)r.MinP).ToArray(), device: device).unsqueeze(1);
+            var minP = RowColumn(rows, r => r.MinP, device);
             scaled = scaled.masked_fill(all < minP * all.max(-1, keepdim: true).values, double.NegativeInfinity);
         }
 
         bool filter = rows.Any(r => r.Temperature > 0 && ((r.TopK > 0 && r.TopK < vocab) || r.TopP < 1));
-        if (!filter)
-        {
-            var cdf = scaled.softmax(-1).cumsum(-1);
-            var index = (cdf < uniform * cdf.narrow(1, vocab - 1, 1)).sum(-1);
-            return index.clamp_max(vocab - 1);
-        }
+        if (filter) scaled = scaled.masked_fill(TopKTopPKept(scaled, rows, device).logical_not(), double.NegativeInfinity);
 
+        // Inverse CDF in vocabulary order for every row, filtered or not: a row's pick for its draw must
+        // not depend on whether another row of the batch needed the sort.
+        var cdf = scaled.softmax(-1).cumsum(-1);
+        var index = (cdf < uniform * cdf.narrow(1, vocab - 1, 1)).sum(-1);
+        return index.clamp_max(vocab - 1);
+    }
+
+    /// <summary>
+    /// [rows, vocab], true for the tokens top-k and top-p keep (found in sorted order, scattered back
+    /// to vocabulary order). Rows without a filter keep everything: their top_p counts as infinite,
+    /// so that rounding in the cumulative sum cannot drop their least likely tokens.
+    /// </summary>
+    private static Tensor TopKTopPKept(Tensor scaled, IReadOnlyList<RowSampling> rows, Device device)
+    {
+        long vocab = scaled.shape[1];
         var (sorted, order) = scaled.sort(-1, descending: true);
         var rank = torch.arange(vocab, device: device).unsqueeze(0);
         var topK = torch.tensor(rows.Select(r => (long)(r.TopK > 0 ? Math.Min(r.TopK, vocab) : vocab)).ToArray(), device: device).unsqueeze(1);
-        sorted = sorted.masked_fill(rank >= topK, double.NegativeInfinity);
-        var probs = sorted.softmax(-1);
-        var topP = torch.tensor(rows.Select(r => (float)r.TopP).ToArray(), device: device).unsqueeze(1);
+        var keep = rank < topK;
+        var probs = sorted.masked_fill(keep.logical_not(), double.NegativeInfinity).softmax(-1);
+        var topP = RowColumn(rows, r => r.TopP < 1 ? r.TopP : double.PositiveInfinity, device);
         // Keep a token while the mass before it is below top_p; the most likely token always stays.
         var before = probs.cumsum(-1) - probs;
-        probs = probs.masked_fill((before >= topP).logical_and(rank > 0), 0.0);
-        var sortedCdf = probs.cumsum(-1);
-        var position = (sortedCdf < uniform * sortedCdf.narrow(1, vocab - 1, 1)).sum(-1).clamp_max(vocab - 1);
-        return order.gather(1, position.unsqueeze(1)).squeeze(1);
+        keep = keep.logical_and((before < topP).logical_or(rank == 0));
+        return torch.zeros_like(keep).scatter_(1, order, keep);
     }
+
+    /// <summary>One float per row as a [rows, 1] column, to broadcast over the vocabulary.</summary>
+    internal static Tensor RowColumn(IReadOnlyList<RowSampling> rows, Func<RowSampling, double> value, Device device) =>
+        torch.tensor(rows.Select(r => (float)value(r)).ToArray(), device: device).unsqueeze(1);
 }

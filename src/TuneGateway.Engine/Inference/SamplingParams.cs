@@ -34,10 +34,32 @@ public sealed record SamplingParams
     /// multiplied by it when negative; 1 disables it (vLLM's <c>repetition_penalty</c>).
     /// </summary>
     public double RepetitionPenalty { get; init; } = 1.0;
+    /// <summary>
+    /// Subtracted once from the logit of every token already in the output (OpenAI's
+    /// <c>presence_penalty</c>, -2 to 2); 0 disables it.
+    /// </summary>
+    public double PresencePenalty { get; init; }
+    /// <summary>
+    /// Subtracted from a token's logit once per time it is already in the output (OpenAI's
+    /// <c>frequency_penalty</c>, -2 to 2); 0 disables it.
+    /// </summary>
+    public double FrequencyPenalty { get; init; }
+    /// <summary>Token id → bias added to its logit before sampling (OpenAI's <c>logit_bias</c>, -100 to 100).</summary>
+    public IReadOnlyDictionary<int, float> LogitBias { get; init; } = new Dictionary<int, float>();
     /// <summary>Number of most likely alternatives to report with each token (0 = none).</summary>
     public int TopLogprobs { get; init; }
     /// <summary>Report the chosen token's log-probability.</summary>
     public bool Logprobs { get; init; }
+    /// <summary>
+    /// Score the prompt: each prompt token's log-probability given the tokens before it, with this
+    /// many alternatives (vLLM's <c>prompt_logprobs</c>); null: not scored.
+    /// </summary>
+    public int? PromptLogprobs { get; init; }
+
+    /// <summary>OpenAI's bounds of <see cref="PresencePenalty"/> and <see cref="FrequencyPenalty"/>.</summary>
+    public const double MaxPenalty = 2;
+    /// <summary>OpenAI's bound of a <see cref="LogitBias"/> value.</summary>
+    public const double MaxLogitBias = 100;
 
     public bool IsGreedy => Temperature <= 0;
 
@@ -51,9 +73,14 @@ public sealed record SamplingParams
         if (double.IsNaN(TopP) || TopP <= 0 || TopP > 1) throw new ArgumentException("top_p must be in (0, 1].", "top_p");
         if (TopK < -1) throw new ArgumentException("top_k must be -1, 0 (disabled) or positive.", "top_k");
         if (TopLogprobs is < 0 or > 20) throw new ArgumentException("logprobs must be between 0 and 20.", "logprobs");
+        if (PromptLogprobs is < 0 or > 20) throw new ArgumentException("prompt_logprobs must be between 0 and 20.", "prompt_logprobs");
         if (Stop.Any(string.IsNullOrEmpty)) throw new ArgumentException("stop strings must not be empty.", "stop");
         if (MinTokens < 0 || MinTokens > MaxTokens) throw new ArgumentException("min_tokens must be between 0 and max_tokens.", "min_tokens");
         if (!(MinP >= 0 && MinP <= 1)) throw new ArgumentException("min_p must be between 0 and 1.", "min_p");
         if (!(RepetitionPenalty > 0 && double.IsFinite(RepetitionPenalty))) throw new ArgumentException("repetition_penalty must be greater than 0.", "repetition_penalty");
+        if (!(PresencePenalty >= -MaxPenalty && PresencePenalty <= MaxPenalty)) throw new ArgumentException($"presence_penalty must be between -{MaxPenalty} and {MaxPenalty}.", "presence_penalty");
+        if (!(FrequencyPenalty >= -MaxPenalty && FrequencyPenalty <= MaxPenalty)) throw new ArgumentException($"frequency_penalty must be between -{MaxPenalty} and {MaxPenalty}.", "frequency_penalty");
+        if (LogitBias.Values.Any(b => !(b >= -MaxLogitBias && b <= MaxLogitBias))) throw new ArgumentException($"logit_bias values must be between -{MaxLogitBias} and {MaxLogitBias}.", "logit_bias");
+        if (LogitBias.Keys.Any(t => t < 0)) throw new ArgumentException("logit_bias keys must be token ids (non-negative integers).", "logit_bias");
     }
 }

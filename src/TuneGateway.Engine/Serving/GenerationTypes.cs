@@ -43,6 +43,14 @@ public readonly record struct TextStep(string Text, bool Stopped, string? StopSt
 /// <summary>Something that happened to a request; read them in order from <see cref="GenerationHandle.Events"/>.</summary>
 public abstract record GenerationEvent;
 
+/// <summary>
+/// The prompt's scores (<see cref="SamplingParams.PromptLogprobs"/>), before the first token: for
+/// each prompt token its log-probability given the tokens before it and the top alternatives at
+/// its position; the first token has none (null), as nothing precedes it.
+/// </summary>
+public sealed record PromptScored(IReadOnlyList<int> TokenIds, IReadOnlyList<float?> Logprobs, IReadOnlyList<IReadOnlyList<(int TokenId, float Logprob)>?> TopLogprobs)
+    : GenerationEvent;
+
 /// <summary>A generated token, with the text it released and its log-probabilities.</summary>
 public sealed record TokenGenerated(int TokenId, string Text, float Logprob, IReadOnlyList<(int TokenId, float Logprob)>? TopLogprobs) : GenerationEvent;
 

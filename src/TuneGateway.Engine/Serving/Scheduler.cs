@@ -176,17 +176,17 @@ public sealed class Scheduler : IDisposable
         for (int i = 0; i < chunks.Count; i++)
         {
             if (!chunks[i].WantLogits) continue;
-            var s = owners[i];
-            var p = s.Request.Sampling;
-            sampling.Add(new RowSampling(p.Temperature, p.TopK, p.TopP, p.TopLogprobs, p.IsGreedy ? 0 : s.Random.NextDouble(),
-                p.MinP, p.RepetitionPenalty, p.RepetitionPenalty != 1 ? s.Tokens : null,
-                s.Generated >= p.MinTokens ? null : p.IgnoreEos ? p.StopTokenIds : [.. _eos, .. p.StopTokenIds]));
-            sampled.Add(s);
+            sampling.Add(RowOf(owners[i]));
+            sampled.Add(owners[i]);
         }
 
-        SampledToken[] tokens = sampling.Count > 0
-            ? _runner.Step(chunks, sampling, workingSet)
+        bool scoring = chunks.Any(c => c.ScoreTargets.Length > 0);
+        var scores = new List<PromptScores>();
+        SampledToken[] tokens = sampling.Count > 0 || scoring
+            ? _runner.Step(chunks, sampling, workingSet, scores)
             : RunWithoutSampling(chunks, workingSet);
+        for (int i = 0, next = 0; i < chunks.Count && scoring; i++)
+            if (chunks[i].ScoreTargets.Length > 0) owners[i].AddPromptScores(scores[next++]);
 
         _steps++;
         _lastRows = chunks.Count;
@@ -197,6 +197,24 @@ public sealed class Scheduler : IDisposable
         _stats = Snapshot();
         StepCompleted?.Invoke(_stats);
         return true;
+    }
+
+    /// <summary>A sequence's sampling settings for this step; a sampled row takes the next draw of its own generator.</summary>
+    private RowSampling RowOf(Sequence s)
+    {
+        var p = s.Request.Sampling;
+        bool penalized = p.RepetitionPenalty != 1 || p.PresencePenalty != 0 || p.FrequencyPenalty != 0;
+        return new RowSampling(p.Temperature, p.TopK, p.TopP, p.TopLogprobs, p.IsGreedy ? 0 : s.Random.NextDouble())
+        {
+            MinP = p.MinP,
+            RepetitionPenalty = p.RepetitionPenalty,
+            PresencePenalty = p.PresencePenalty,
+            FrequencyPenalty = p.FrequencyPenalty,
+            Tokens = penalized ? s.Tokens : null,
+            PromptLength = s.PromptLength,
+            LogitBias = p.LogitBias.Count > 0 ? p.LogitBias : null,
+            Banned = s.Generated >= p.MinTokens ? null : p.IgnoreEos ? p.StopTokenIds : [.. _eos, .. p.StopTokenIds],
+        };
     }
 
     private SampledToken[] RunWithoutSampling(List<SequenceChunk> chunks, LoraWorkingSet? set)
@@ -284,7 +302,10 @@ public sealed class Scheduler : IDisposable
             if (pending <= 0 || s.Generated > 0) continue;
             int take = Math.Min(pending, budget);
             bool completes = take == pending;
-            chunks.Add(new SequenceChunk(s.Slot, s.Cached, s.Tokens.GetRange(s.Cached, take).ToArray(), WantLogits: completes));
+            // Prompt scoring: each row against the prompt token after it (the last prompt row predicts the first generated token).
+            int scored = s.Request.Sampling.PromptLogprobs is null ? 0 : Math.Min(take, s.PromptLength - s.Cached - 1);
+            chunks.Add(new SequenceChunk(s.Slot, s.Cached, s.Tokens.GetRange(s.Cached, take).ToArray(), WantLogits: completes,
+                ScoreTargets: scored > 0 ? s.Tokens.GetRange(s.Cached + 1, scored).ToArray() : default, ScoreTop: s.Request.Sampling.PromptLogprobs ?? 0));
             owners.Add(s);
             budget -= take;
         }
@@ -300,6 +321,8 @@ public sealed class Scheduler : IDisposable
         {
             s.FirstToken = Stopwatch.GetTimestamp();
             _prompted += s.PromptLength;
+            if (s.PromptScoring is { } scored)
+                s.Output.TryWrite(new PromptScored(s.Tokens.GetRange(0, s.PromptLength), scored.Logprobs, scored.Top));
         }
 
         var sampling = s.Request.Sampling;
@@ -387,6 +410,7 @@ public sealed class Scheduler : IDisposable
             Tokens = [.. request.PromptIds];
             PromptLength = Tokens.Count;
             Random = new Random(request.Sampling.Seed is long seed ? unchecked((int)(seed ^ (seed >> 32))) : System.Random.Shared.Next());
+            if (request.Sampling.PromptLogprobs is not null) PromptScoring = ([null], [null]);
             Arrived = Stopwatch.GetTimestamp();
             ArrivedAt = DateTimeOffset.UtcNow;
         }
@@ -410,6 +434,15 @@ public sealed class Scheduler : IDisposable
         public bool Done { get; set; }
         public volatile bool Cancelled;
         public CancellationTokenRegistration CancellationRegistration { get; set; }
+        /// <summary>The prompt's scores so far, when asked for (the first token has none).</summary>
+        public (List<float?> Logprobs, List<IReadOnlyList<(int TokenId, float Logprob)>?> Top)? PromptScoring { get; }
+
+        public void AddPromptScores(PromptScores scores)
+        {
+            var (logprobs, top) = PromptScoring!.Value;
+            logprobs.AddRange(scores.Logprobs.Select(l => (float?)l));
+            top.AddRange(scores.Top);
+        }
 
         public GenerationTimings Timings(long now)
         {

@@ -22,12 +22,20 @@ public sealed class GatewayProxyConfig(InMemoryConfigProvider provider, WorkerRe
     public const string ClusterId = "workers";
     public const string HttpClientName = "tunegw-workers";
 
-    /// <summary>The proxied routes: the two generation endpoints.</summary>
+    /// <summary>The proxied routes: the two generation endpoints and vLLM's tokenizer endpoints, all routed by their <c>model</c>.</summary>
     public static IReadOnlyList<RouteConfig> Routes { get; } =
     [
         Route("completions", "/v1/completions"),
         Route("chat-completions", "/v1/chat/completions"),
+        Route("tokenize", "/tokenize"),
+        Route("detokenize", "/detokenize"),
     ];
+
+    /// <summary>
+    /// The routes whose exchanges are traffic (the request observer sees them); tokenizing is
+    /// not a completion and stays out of the traffic log.
+    /// </summary>
+    public static bool IsGeneration(string path) => path is "/v1/completions" or "/v1/chat/completions";
 
     private static RouteConfig Route(string id, string path) => new()
     {

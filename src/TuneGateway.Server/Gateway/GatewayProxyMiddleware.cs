@@ -48,7 +48,7 @@ public sealed class GatewayProxyMiddleware(RequestDelegate next, AliasResolver a
 
         ObservingResponseStream? capture = null;
         Stream? clientBody = null;
-        if (observer is not NullRequestObserver)
+        if (observer is not NullRequestObserver && GatewayProxyConfig.IsGeneration(context.Request.Path))
         {
             clientBody = context.Response.Body;
             capture = new ObservingResponseStream(clientBody, context.Response, start);

@@ -55,12 +55,16 @@ internal static class CompletionEndpoints
         var f = RequestFields.Parse(document, CompletionParameters);
         string model = ResolveModel(context, engine, f);
         var prompts = ReadPrompts(f, engine);
-        int? logprobs = f.Int("logprobs", 0, 20);
-        f.RejectUnsupported("echo", RequestFields.IsFalse, "the prompt is not echoed");
+        int? logprobs = f.Int("logprobs", 0, SamplingFields.MaxTopLogprobs);
+        bool echo = f.Bool("echo") ?? false;
         f.RejectUnsupported("suffix", RequestFields.IsEmpty, "insertion is not supported");
         var plan = ReadCommon(f, engine, model, prompts, defaultMaxTokens: _ => 16, logprobs is not null, logprobs ?? 0);
-        if (f.Int("best_of", 1, MaxChoices) is int bestOf && bestOf != plan.N)
-            throw ApiException.Invalid("best_of", "'best_of' other than n is not supported.");
+        plan = SamplingFields.ApplyBestOf(plan, f.Int("best_of", 1, MaxChoices), MaxChoices) with
+        {
+            EchoPrompts = echo ? plan.Prompts.Select(p => engine.Tokenizer.Decode(p, skipSpecialTokens: true)).ToArray() : null,
+            // echo with logprobs scores the prompt too, with as many alternatives as the generated tokens get.
+            Sampling = echo && logprobs is not null ? plan.Sampling with { PromptLogprobs = logprobs } : plan.Sampling,
+        };
         f.RejectUnread(UnsupportedParameters);
 
         string id = "cmpl-" + Guid.NewGuid().ToString("N");
@@ -87,24 +91,9 @@ internal static class CompletionEndpoints
         if (f.Get("tools") is { } tools && !RequestFields.IsEmpty(tools))
             throw ApiException.Invalid("tools", "Tool calling is not supported by this server.");
         bool logprobs = f.Bool("logprobs") ?? false;
-        int? top = f.Int("top_logprobs", 0, 20);
+        int? top = f.Int("top_logprobs", 0, SamplingFields.MaxTopLogprobs);
         if (top is > 0 && !logprobs) throw ApiException.Invalid("top_logprobs", "'top_logprobs' requires 'logprobs': true.");
-        var extra = new Dictionary<string, object?>(StringComparer.Ordinal);
-        if (f.Get("chat_template_kwargs") is { } kwargs)
-        {
-            if (kwargs.ValueKind != JsonValueKind.Object) throw ApiException.Invalid("chat_template_kwargs", "'chat_template_kwargs' must be an object.");
-            foreach (var property in kwargs.EnumerateObject()) extra[property.Name] = property.Value.Clone();
-        }
-
-        string prompt;
-        try
-        {
-            prompt = engine.RenderChat(messages, f.Bool("add_generation_prompt") ?? true, extra);
-        }
-        catch (ChatTemplateException ex)
-        {
-            throw ApiException.Invalid("messages", ex.Message, "chat_template_error");
-        }
+        string prompt = RenderChat(f, engine, messages);
         var ids = engine.Encode(prompt, addSpecialTokens: false);
         var plan = ReadCommon(f, engine, model, [ids], defaultMaxTokens: length => Math.Max(1, engine.MaxModelLength - length), logprobs, top ?? 0,
             maxTokensFields: ["max_completion_tokens", "max_tokens"]);
@@ -124,7 +113,7 @@ internal static class CompletionEndpoints
         }
     }
 
-    private static string ResolveModel(HttpContext context, InferenceEngine engine, RequestFields f)
+    internal static string ResolveModel(HttpContext context, InferenceEngine engine, RequestFields f)
     {
         string model = f.RequiredString("model");
         AuthSetup.EnsureModelAllowed(context, model);
@@ -162,19 +151,13 @@ internal static class CompletionEndpoints
     private static GenerationPlan ReadCommon(RequestFields f, InferenceEngine engine, string model, IReadOnlyList<IReadOnlyList<int>> prompts,
         Func<int, int> defaultMaxTokens, bool logprobs, int topLogprobs, string[]? maxTokensFields = null)
     {
-        // Every field is read (the first one given wins), so that none counts as ignored.
-        int? maxTokens = null;
-        foreach (int? given in (maxTokensFields ?? ["max_tokens"]).Select(field => f.Int(field, 1, int.MaxValue)).ToArray())
-            maxTokens ??= given;
+        int? maxTokens = SamplingFields.MaxTokens(f, maxTokensFields ?? ["max_tokens"]);
         if (f.Get("response_format") is { } format &&
             !(format.ValueKind == JsonValueKind.Object && format.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String && type.GetString() == "text"))
             throw ApiException.Invalid("response_format", "Only response_format {\"type\": \"text\"} is supported: structured outputs are not implemented.");
         prompts = Truncate(f, engine, prompts);
         int n = f.Int("n", 1, MaxChoices) ?? 1;
         if (n * prompts.Count > MaxChoices) throw ApiException.Invalid("n", $"At most {MaxChoices} choices per request (prompts × n).");
-        f.RejectUnsupported("presence_penalty", RequestFields.IsZero, "penalties are not implemented");
-        f.RejectUnsupported("frequency_penalty", RequestFields.IsZero, "penalties are not implemented");
-        f.RejectUnsupported("logit_bias", RequestFields.IsEmpty, "logit_bias is not implemented");
         _ = f.String("user");
         var stop = f.Strings("stop");
         if (stop.Any(s => s.Length == 0)) throw ApiException.Invalid("stop", "Stop strings must not be empty.");
@@ -204,6 +187,9 @@ internal static class CompletionEndpoints
             IncludeStopStringInOutput = f.Bool("include_stop_str_in_output") ?? false,
             MinP = f.Double("min_p", 0, 1) ?? 0,
             RepetitionPenalty = f.Double("repetition_penalty", 0, MaxRepetitionPenalty, minExclusive: true) ?? 1.0,
+            PresencePenalty = f.Double("presence_penalty", -SamplingParams.MaxPenalty, SamplingParams.MaxPenalty) ?? 0,
+            FrequencyPenalty = f.Double("frequency_penalty", -SamplingParams.MaxPenalty, SamplingParams.MaxPenalty) ?? 0,
+            LogitBias = SamplingFields.LogitBias(f, engine.Config.VocabSize),
             Logprobs = logprobs,
             TopLogprobs = topLogprobs,
         };
@@ -241,8 +227,31 @@ internal static class CompletionEndpoints
         return prompts.Select(p => p.Count <= keep ? p : (IReadOnlyList<int>)p.Skip(p.Count - keep).ToArray()).ToArray();
     }
 
+    /// <summary>
+    /// <c>messages</c> through the chat template, with <c>add_generation_prompt</c> and
+    /// <c>chat_template_kwargs</c>; template errors are 400s naming <c>messages</c>.
+    /// </summary>
+    internal static string RenderChat(RequestFields f, InferenceEngine engine, IReadOnlyList<ChatMessage> messages)
+    {
+        var extra = new Dictionary<string, object?>(StringComparer.Ordinal);
+        if (f.Get("chat_template_kwargs") is { } kwargs)
+        {
+            if (kwargs.ValueKind != JsonValueKind.Object) throw ApiException.Invalid("chat_template_kwargs", "'chat_template_kwargs' must be an object.");
+            foreach (var property in kwargs.EnumerateObject()) extra[property.Name] = property.Value.Clone();
+        }
+
+        try
+        {
+            return engine.RenderChat(messages, f.Bool("add_generation_prompt") ?? true, extra);
+        }
+        catch (ChatTemplateException ex)
+        {
+            throw ApiException.Invalid("messages", ex.Message, "chat_template_error");
+        }
+    }
+
     /// <summary><c>messages</c> as the chat template sees them; text content parts are joined.</summary>
-    private static IReadOnlyList<ChatMessage> ReadMessages(RequestFields f)
+    internal static IReadOnlyList<ChatMessage> ReadMessages(RequestFields f)
     {
         var value = f.Get("messages") ?? throw ApiException.Invalid("messages", "'messages' is required.");
         if (value.ValueKind != JsonValueKind.Array || value.GetArrayLength() == 0)
@@ -347,12 +356,15 @@ internal static class CompletionEndpoints
     {
         var results = await run.CollectAsync(engine).ConfigureAwait(false);
         ThrowIfFailed(context, results);
-        var choices = results.Select(r => new CompletionChoice(r.Index, r.Text.ToString(),
-            plan.Logprobs ? CompletionLogprobsOf(engine, r.Tokens, 0) : null, GenerationRun.FinishReasonText(r.Finished!.Reason))
+        // Usage counts every generated candidate: best_of's dropped ones were computed too.
+        var usage = UsageOf(plan, results.Select(r => r.Finished));
+        if (plan.BestOf > plan.N) results = SamplingFields.SelectBest(results, plan.N);
+        var choices = results.Select(r => new CompletionChoice(r.Index, plan.EchoPrompts?[r.PromptIndex] + r.Text,
+            plan.Logprobs ? CompletionLogprobsOf(engine, r.Tokens, 0, r.Prompt) : null, GenerationRun.FinishReasonText(r.Finished!.Reason))
         {
             TokenIds = plan.ReturnTokenIds ? r.Tokens.Select(t => t.TokenId).ToArray() : null,
         }).ToArray();
-        var response = new CompletionResponse(id, "text_completion", created, plan.Model, choices, UsageOf(plan, results.Select(r => r.Finished)))
+        var response = new CompletionResponse(id, "text_completion", created, plan.Model, choices, usage)
         {
             PromptTokenIds = !plan.ReturnTokenIds ? null : plan.Prompts.Count == 1 ? plan.Prompts[0] : plan.Prompts,
         };
@@ -368,25 +380,33 @@ internal static class CompletionEndpoints
         if (mean.Value is { } value) context.Response.Headers[MeanLogprob.Header] = MeanLogprob.Format(value);
     }
 
-    private static CompletionLogprobs CompletionLogprobsOf(InferenceEngine engine, IReadOnlyList<TokenOut> tokens, int offset)
+    /// <summary>
+    /// OpenAI's legacy logprobs of <paramref name="tokens"/>, led by the prompt's tokens when it was
+    /// scored (echo): the first prompt token has neither a log-probability nor alternatives (null).
+    /// </summary>
+    private static CompletionLogprobs CompletionLogprobsOf(InferenceEngine engine, IReadOnlyList<TokenOut> tokens, int offset, PromptScored? prompt = null)
     {
+        var entries = new List<(string Text, float? Logprob, IReadOnlyDictionary<string, float>? Top)>();
+        for (int i = 0; i < (prompt?.TokenIds.Count ?? 0); i++)
+            entries.Add((engine.TokenText(prompt!.TokenIds[i]), prompt.Logprobs[i], prompt.TopLogprobs[i] is { } top ? TopDictionary(engine, top) : null));
+        foreach (var t in tokens) entries.Add((t.Text, t.Logprob, TopDictionary(engine, t.Top ?? [])));
         var offsets = new List<int>();
-        foreach (var t in tokens)
+        foreach (var e in entries)
         {
             offsets.Add(offset);
-            offset += t.Text.Length;
+            offset += e.Text.Length;
         }
         return new CompletionLogprobs(
-            tokens.Select(t => t.Text).ToArray(),
-            tokens.Select(t => GenerationRun.Finite(t.Logprob)).ToArray(),
-            tokens.Select(t => (IReadOnlyDictionary<string, float>)TopDictionary(engine, t)).ToArray(),
+            entries.Select(e => e.Text).ToArray(),
+            entries.Select(e => e.Logprob is float l ? GenerationRun.Finite(l) : (float?)null).ToArray(),
+            entries.Select(e => e.Top).ToArray(),
             offsets);
     }
 
-    private static Dictionary<string, float> TopDictionary(InferenceEngine engine, TokenOut token)
+    private static Dictionary<string, float> TopDictionary(InferenceEngine engine, IReadOnlyList<(int TokenId, float Logprob)> alternatives)
     {
         var top = new Dictionary<string, float>(StringComparer.Ordinal);
-        foreach (var (tokenId, logprob) in token.Top ?? []) top.TryAdd(engine.TokenText(tokenId), GenerationRun.Finite(logprob));
+        foreach (var (tokenId, logprob) in alternatives) top.TryAdd(engine.TokenText(tokenId), GenerationRun.Finite(logprob));
         return top;
     }
 
@@ -479,7 +499,15 @@ internal static class CompletionEndpoints
     {
         var offsets = new int[run.Count];
         var started = new bool[run.Count];
+        var echoed = new bool[run.Count];
         CompletionChunk Chunk(CompletionChoice choice) => new(id, "text_completion", created, plan.Model, [choice]);
+        // echo: the prompt's text leads the first chunk of each choice.
+        string Echo(int choice, string text)
+        {
+            if (plan.EchoPrompts is null || echoed[choice]) return text;
+            echoed[choice] = true;
+            return plan.EchoPrompts[run.PromptIndexOf(choice)] + text;
+        }
         IReadOnlyList<int>? PromptIds(int choice)
         {
             if (!plan.ReturnTokenIds || started[choice]) return null;
@@ -496,13 +524,18 @@ internal static class CompletionEndpoints
                     var token = new TokenOut(t.TokenId, engine.TokenText(t.TokenId), t.Logprob, t.TopLogprobs);
                     var logprobs = plan.Logprobs ? CompletionLogprobsOf(engine, [token], offsets[choice]) : null;
                     offsets[choice] += token.Text.Length;
-                    return Chunk(new CompletionChoice(choice, t.Text, logprobs, null)
+                    return Chunk(new CompletionChoice(choice, Echo(choice, t.Text), logprobs, null)
                     {
                         TokenIds = plan.ReturnTokenIds ? [t.TokenId] : null,
                         PromptTokenIds = PromptIds(choice),
                     });
+                case PromptScored prompt:
+                    // echo with logprobs: the prompt's text and scores in a chunk of their own, before the first token.
+                    var scored = CompletionLogprobsOf(engine, [], offsets[choice], prompt);
+                    offsets[choice] = scored.TextOffset.Count == 0 ? offsets[choice] : scored.TextOffset[^1] + scored.Tokens[^1].Length;
+                    return Chunk(new CompletionChoice(choice, Echo(choice, ""), scored, null));
                 case GenerationFinished f:
-                    return Chunk(new CompletionChoice(choice, f.TrailingText, null, GenerationRun.FinishReasonText(f.Reason))
+                    return Chunk(new CompletionChoice(choice, Echo(choice, f.TrailingText), null, GenerationRun.FinishReasonText(f.Reason))
                     {
                         TokenIds = plan.ReturnTokenIds ? [] : null,
                         PromptTokenIds = PromptIds(choice),

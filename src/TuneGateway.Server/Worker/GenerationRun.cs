@@ -14,7 +14,13 @@ internal sealed record GenerationPlan
     public required string Model { get; init; }
     public required IReadOnlyList<IReadOnlyList<int>> Prompts { get; init; }
     public required SamplingParams Sampling { get; init; }
+    /// <summary>Choices returned per prompt.</summary>
     public int N { get; init; } = 1;
+    /// <summary>Candidates generated per prompt (<c>best_of</c>, at least <see cref="N"/>); the N most likely are returned.</summary>
+    public int BestOf { get; init; } = 1;
+    public int Candidates => Math.Max(N, BestOf);
+    /// <summary><c>echo</c>: each prompt's text, put before its choices' text; null without echo.</summary>
+    public IReadOnlyList<string>? EchoPrompts { get; init; }
     public bool Stream { get; init; }
     public bool IncludeUsage { get; init; }
     /// <summary>Report log-probabilities (with <see cref="SamplingParams.TopLogprobs"/> alternatives).</summary>
@@ -28,16 +34,19 @@ internal readonly record struct TokenOut(int TokenId, string Text, float Logprob
 /// <summary>The result of one choice, collected for a non-streaming answer.</summary>
 internal sealed class ChoiceResult(int index, int promptIndex)
 {
-    public int Index { get; } = index;
+    /// <summary>The choice's index in the answer (renumbered when <c>best_of</c> drops candidates).</summary>
+    public int Index { get; set; } = index;
     public int PromptIndex { get; } = promptIndex;
     public StringBuilder Text { get; } = new();
     public List<TokenOut> Tokens { get; } = [];
     public GenerationFinished? Finished { get; set; }
+    /// <summary>The prompt's scores, when they were asked for (echo with logprobs).</summary>
+    public PromptScored? Prompt { get; set; }
 }
 
 /// <summary>
-/// Runs a <see cref="GenerationPlan"/>: one engine request per prompt and choice (n > 1 offsets
-/// the seed per choice), all cancelled together when the client disconnects or one submission
+/// Runs a <see cref="GenerationPlan"/>: one engine request per prompt and candidate (n or best_of
+/// > 1 offsets the seed per candidate), all cancelled together when the client disconnects or one submission
 /// fails, their events merged in arrival order.
 /// </summary>
 internal sealed class GenerationRun : IDisposable
@@ -65,7 +74,7 @@ internal sealed class GenerationRun : IDisposable
                     if (id < 0 || id >= engine.Config.VocabSize)
                         throw ApiException.Invalid("prompt", $"Token id {id} is out of the vocabulary (0 to {engine.Config.VocabSize - 1}).");
                 }
-                for (int i = 0; i < plan.N; i++)
+                for (int i = 0; i < plan.Candidates; i++)
                 {
                     var sampling = plan.Sampling.Seed is long seed && i > 0 ? plan.Sampling with { Seed = seed + i } : plan.Sampling;
                     run._handles.Add((p, engine.Submit(ids, sampling, plan.Model, run._cancel.Token)));
@@ -130,6 +139,9 @@ internal sealed class GenerationRun : IDisposable
                 case TokenGenerated token:
                     result.Text.Append(token.Text);
                     result.Tokens.Add(new TokenOut(token.TokenId, engine.TokenText(token.TokenId), token.Logprob, token.TopLogprobs));
+                    break;
+                case PromptScored prompt:
+                    result.Prompt = prompt;
                     break;
                 case GenerationFinished finished:
                     result.Text.Append(finished.TrailingText);

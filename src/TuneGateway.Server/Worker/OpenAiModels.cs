@@ -23,8 +23,9 @@ public sealed record CompletionChoice(int Index, string Text, CompletionLogprobs
     public IReadOnlyList<int>? PromptTokenIds { get; init; }
 }
 
-public sealed record CompletionLogprobs(IReadOnlyList<string> Tokens, IReadOnlyList<float> TokenLogprobs,
-    IReadOnlyList<IReadOnlyDictionary<string, float>> TopLogprobs, IReadOnlyList<int> TextOffset);
+/// <summary>OpenAI's legacy logprobs; with echo the first prompt token has a null log-probability and null alternatives.</summary>
+public sealed record CompletionLogprobs(IReadOnlyList<string> Tokens, IReadOnlyList<float?> TokenLogprobs,
+    IReadOnlyList<IReadOnlyDictionary<string, float>?> TopLogprobs, IReadOnlyList<int> TextOffset);
 
 public sealed record CompletionChunk(string Id, string Object, long Created, string Model, IReadOnlyList<CompletionChoice> Choices)
 {
@@ -104,3 +105,9 @@ public static class ModelStatus
 }
 
 public sealed record ModelList(string Object, IReadOnlyList<ModelCard> Data);
+
+/// <summary>vLLM's <c>/tokenize</c> answer; <c>token_strs</c> only with <c>return_token_strs</c>.</summary>
+public sealed record TokenizeResponse(int Count, int MaxModelLen, IReadOnlyList<int> Tokens, IReadOnlyList<string>? TokenStrs);
+
+/// <summary>vLLM's <c>/detokenize</c> answer.</summary>
+public sealed record DetokenizeResponse(string Prompt);

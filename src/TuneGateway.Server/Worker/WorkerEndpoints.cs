@@ -20,6 +20,8 @@ public static class WorkerEndpoints
         var api = app.MapGroup(prefix);
         api.MapPost("/v1/completions", CompletionEndpoints.CompletionsAsync).RequireAuthorization(Policies.Inference);
         api.MapPost("/v1/chat/completions", CompletionEndpoints.ChatCompletionsAsync).RequireAuthorization(Policies.Inference);
+        api.MapPost("/tokenize", TokenizeEndpoints.TokenizeAsync).RequireAuthorization(Policies.Inference);
+        api.MapPost("/detokenize", TokenizeEndpoints.DetokenizeAsync).RequireAuthorization(Policies.Inference);
         api.MapGet("/v1/models", (EngineHost host) => Results.Json(Models(host.Require()), ServerJson.Options)).RequireAuthorization(Policies.Inference);
         api.MapGet("/v1/models/{id}", (string id, EngineHost host) => Results.Json(
             Models(host.Require()).Data.FirstOrDefault(m => m.Id == id) ?? throw ApiException.ModelNotFound(id), ServerJson.Options)).RequireAuthorization(Policies.Inference);

@@ -57,6 +57,38 @@ public sealed class SchedulerTests : IDisposable
         return (scheduler, adapters, runner);
     }
 
+    [Theory]
+    [InlineData(5)]
+    [InlineData(64)]
+    public async Task PromptScoresMatchTheReferenceLogprobsWhateverTheChunking(int maxBatchTokens)
+    {
+        // The reference prompt followed by its first eight greedy tokens: scoring that prompt must give
+        // those tokens the log-probabilities Hugging Face computed when generating them, whether the
+        // prefill runs in chunks of five tokens or in one.
+        var (scheduler, adapters, runner) = Start(maxNumSeqs: 2, maxBatchTokens: maxBatchTokens);
+        using var _ = scheduler; using var __ = adapters; using var ___ = runner;
+        var c = _reference.Cases["base"][0];
+        int[] prompt = [.. c.PromptIds, .. c.GreedyIds[..8]];
+        var request = Greedy(prompt, null, tokens: 2) with { Sampling = SamplingParams.Greedy(2) with { IgnoreEos = true, PromptLogprobs = 3 } };
+        PromptScored? scored = null;
+        int tokens = 0;
+        await foreach (var e in scheduler.Submit(request).Events.ReadAllAsync())
+        {
+            if (e is PromptScored p) { Assert.Equal(0, tokens); scored = p; }
+            if (e is TokenGenerated) tokens++;
+        }
+        Assert.NotNull(scored);
+        Assert.Equal(prompt, scored!.TokenIds);
+        Assert.Equal(prompt.Length, scored.Logprobs.Count);
+        Assert.Null(scored.Logprobs[0]);
+        Assert.Null(scored.TopLogprobs[0]);
+        for (int j = 0; j < 8; j++)
+            Assert.True(Math.Abs(c.GreedyLogprobs[j] - scored.Logprobs[c.PromptIds.Length + j]!.Value) < 1e-3, $"token {j}");
+        // Greedy tokens were the most likely: each is its position's first alternative.
+        for (int j = 0; j < 8; j++) Assert.Equal(c.GreedyIds[j], scored.TopLogprobs[c.PromptIds.Length + j]![0].TokenId);
+        Assert.All(scored.TopLogprobs.Skip(1), top => Assert.Equal(3, top!.Count));
+    }
+
     [Fact]
     public async Task ConcurrentRequestsOverBaseAndAdaptersGetTheirReferenceTokens()
     {

@@ -23,12 +23,12 @@ public sealed class RequestParameterTests(ServeFixture serve) : IClassFixture<Se
     private static readonly Dictionary<string, string> Samples = new()
     {
         ["model"] = "\"llama-tiny\"", ["prompt"] = "\"Hello\"", ["messages"] = "[{\"role\":\"user\",\"content\":\"Hello\"}]",
-        ["max_tokens"] = "3", ["max_completion_tokens"] = "3", ["n"] = "2", ["presence_penalty"] = "0", ["frequency_penalty"] = "0",
-        ["logit_bias"] = "{}", ["user"] = "\"alice\"", ["stop"] = "[\"zzz\"]", ["stream"] = "false", ["stream_options"] = "{\"include_usage\":true}",
+        ["max_tokens"] = "3", ["max_completion_tokens"] = "3", ["n"] = "2", ["presence_penalty"] = "0.5", ["frequency_penalty"] = "0.5",
+        ["logit_bias"] = "{\"5\": 1.5}", ["user"] = "\"alice\"", ["stop"] = "[\"zzz\"]", ["stream"] = "false", ["stream_options"] = "{\"include_usage\":true}",
         ["top_k"] = "5", ["temperature"] = "0.7", ["top_p"] = "0.9", ["seed"] = "3", ["stop_token_ids"] = "[1]", ["ignore_eos"] = "true",
         ["return_token_ids"] = "true", ["min_p"] = "0.1", ["repetition_penalty"] = "1.3", ["min_tokens"] = "2",
         ["include_stop_str_in_output"] = "true", ["truncate_prompt_tokens"] = "2", ["response_format"] = "{\"type\":\"text\"}",
-        ["logprobs"] = "2", ["echo"] = "false", ["suffix"] = "\"\"", ["best_of"] = "1", ["tools"] = "[]", ["top_logprobs"] = "2",
+        ["logprobs"] = "2", ["echo"] = "true", ["suffix"] = "\"\"", ["best_of"] = "2", ["tools"] = "[]", ["top_logprobs"] = "2",
         ["chat_template_kwargs"] = "{}", ["add_generation_prompt"] = "true",
     };
 
@@ -119,6 +119,15 @@ public sealed class RequestParameterTests(ServeFixture serve) : IClassFixture<Se
         { "/v1/completions", "truncate_prompt_tokens", "0" },
         { "/v1/completions", "include_stop_str_in_output", "\"yes\"" },
         { "/v1/completions", "temperature", "1e400" },
+        { "/v1/completions", "presence_penalty", "2.5" },
+        { "/v1/chat/completions", "frequency_penalty", "-3" },
+        { "/v1/completions", "logit_bias", "{\"5\": 101}" },
+        { "/v1/completions", "logit_bias", "{\"hello\": 1}" },
+        { "/v1/chat/completions", "logit_bias", "{\"99999999\": 1}" },
+        { "/v1/chat/completions", "logit_bias", "[1]" },
+        { "/v1/completions", "best_of", "0" },
+        { "/v1/completions", "logprobs", "21" },
+        { "/v1/chat/completions", "top_logprobs", "21" },
     };
 
     [Theory]
