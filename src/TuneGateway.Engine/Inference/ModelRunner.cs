@@ -47,11 +47,19 @@ public sealed class ModelRunner : IDisposable
     }
 
     /// <summary>One forward pass and one sampled token per chunk that wants logits.</summary>
-    public SampledToken[] Step(IReadOnlyList<SequenceChunk> chunks, IReadOnlyList<RowSampling> sampling, LoraWorkingSet? adapters = null)
+    public SampledToken[] Step(IReadOnlyList<SequenceChunk> chunks, IReadOnlyList<RowSampling> sampling, LoraWorkingSet? adapters = null) =>
+        Step(chunks, () => sampling, adapters);
+
+    /// <summary>
+    /// One forward pass, then the rows' sampling settings (asked for only after the forward, so that
+    /// work they wait on, such as constrained rows' masks, overlaps it), then one token per row.
+    /// </summary>
+    public SampledToken[] Step(IReadOnlyList<SequenceChunk> chunks, Func<IReadOnlyList<RowSampling>> sampling, LoraWorkingSet? adapters = null)
     {
         using var logits = Forward(chunks, adapters);
+        var rows = sampling();
         using var noGrad = torch.no_grad();
-        return Sampler.Sample(logits, sampling);
+        return Sampler.Sample(logits, rows);
     }
 
     public void Dispose() => Cache.Dispose();

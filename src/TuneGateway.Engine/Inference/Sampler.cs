@@ -9,10 +9,11 @@ public readonly record struct SampledToken(int TokenId, float Logprob, (int Toke
 /// <summary>
 /// Per-row sampling settings for one step. <paramref name="Seen"/>: the row's prompt and output
 /// tokens, read when <paramref name="RepetitionPenalty"/> is not 1; <paramref name="Banned"/>:
-/// tokens the row may not pick this step (end-of-sequence before <c>min_tokens</c>).
+/// tokens the row may not pick this step (end-of-sequence before <c>min_tokens</c>);
+/// <paramref name="Allowed"/>: the only tokens the row may pick (constrained decoding), null for all.
 /// </summary>
 public readonly record struct RowSampling(double Temperature, int TopK, double TopP, int TopLogprobs, double Uniform,
-    double MinP = 0, double RepetitionPenalty = 1, IReadOnlyList<int>? Seen = null, IReadOnlyList<int>? Banned = null)
+    double MinP = 0, double RepetitionPenalty = 1, IReadOnlyList<int>? Seen = null, IReadOnlyList<int>? Banned = null, TokenMask? Allowed = null)
 {
     internal bool Penalized => RepetitionPenalty != 1 && Seen is { Count: > 0 };
     internal bool HasBanned => Banned is { Count: > 0 };
@@ -35,6 +36,7 @@ public static class Sampler
         var device = logits.device;
         var logprobs = logits.log_softmax(-1);
         logits = Penalize(logits, rows, device);
+        logits = Restrict(logits, rows, device);
 
         var chosen = logits.argmax(-1);
         if (rows.Any(r => r.Temperature > 0))
@@ -99,6 +101,20 @@ public static class Sampler
             }
         }
         return result;
+    }
+
+    /// <summary>
+    /// Constrained rows: every token outside the row's allowed set gets -inf, for the whole batch
+    /// in one masked_fill (unconstrained rows mask nothing), before greedy and sampled picks alike.
+    /// </summary>
+    private static Tensor Restrict(Tensor logits, IReadOnlyList<RowSampling> rows, Device device)
+    {
+        if (!rows.Any(r => r.Allowed is not null)) return logits;
+        int vocab = (int)logits.shape[1];
+        var disallowed = new bool[rows.Count * vocab];
+        for (int i = 0; i < rows.Count; i++) rows[i].Allowed?.WriteDisallowed(disallowed.AsSpan(i * vocab, vocab));
+        var mask = torch.tensor(disallowed, device: device).reshape(rows.Count, vocab);
+        return logits.masked_fill(mask, double.NegativeInfinity);
     }
 
     /// <summary>Temperature, min-p, top-k and top-p, then inverse-CDF sampling with each row's uniform draw.</summary>
