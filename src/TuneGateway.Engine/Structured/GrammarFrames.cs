@@ -42,7 +42,14 @@ internal static class Automaton
     /// <summary>Adds every state <paramref name="state"/> reaches on byte <paramref name="b"/>.</summary>
     public static void Step(FrameStack state, byte b, AutomatonLimits limits, List<FrameStack> output)
     {
+        int before = output.Count;
         state.Top.Step(b, state, limits, output);
+        // A value that has just ended and cannot go on, refused by its container (a duplicate free key),
+        // is dead now: left for the next byte, its last byte would be allowed into a dead end.
+        for (int i = output.Count - 1; i >= before; i--)
+        {
+            if (output[i].Top.IsFinal && output[i].Rest is { } container && container.Top.AfterChild(output[i].Top) is null) output.RemoveAt(i);
+        }
         if (state.Top.CanEnd && state.Rest is { } parent && parent.Top.AfterChild(state.Top) is { } resumed)
             Step(parent.With(resumed), b, limits, output);
     }
@@ -102,6 +109,9 @@ internal abstract record GrammarFrame
     /// <summary>Whether the value read so far is complete (the byte after it may belong to the parent).</summary>
     public virtual bool CanEnd => false;
 
+    /// <summary>The value has ended and takes no more bytes.</summary>
+    public virtual bool IsFinal => false;
+
     /// <summary>A container after its member value <paramref name="child"/> ended; null when that member is not acceptable.</summary>
     public virtual GrammarFrame? AfterChild(GrammarFrame child) => throw new InvalidOperationException($"{GetType().Name} has no members.");
 
@@ -146,6 +156,8 @@ internal enum StringPhase { Start, Body, Escape, Hex, Utf8, Closed }
 internal sealed record StringFrame(StringNode Node, StringPhase Phase, int Count = 0, int Pending = 0, int Hex = 0, byte Low = 0x80, byte High = 0xBF, string? Key = null) : GrammarFrame
 {
     public override bool CanEnd => Phase == StringPhase.Closed;
+
+    public override bool IsFinal => Phase == StringPhase.Closed;
 
     public override void Step(byte b, FrameStack self, AutomatonLimits limits, List<FrameStack> output)
     {

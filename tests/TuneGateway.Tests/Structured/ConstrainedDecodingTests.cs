@@ -84,6 +84,15 @@ public sealed class ConstrainedDecodingTests
     }
 
     [Fact]
+    public void A_duplicate_free_key_is_refused_at_its_closing_quote_not_one_byte_later()
+    {
+        // Found by the property test: the quote closing a repeated key led into a dead end.
+        var state = Schema("""{"type":"object","additionalProperties":true}""").Start();
+        state.AcceptText("{\"\":1,\"");
+        Assert.False(state.AllowedTokens()[Tiny.TokenToId("\"")!.Value]);
+    }
+
+    [Fact]
     public void Token_bytes_cover_byte_level_sentencepiece_and_byte_fallback_pieces()
     {
         var space = Tiny.TokenToId("Ġ")!.Value;
