@@ -110,11 +110,21 @@ public static class Sampler
     private static Tensor Restrict(Tensor logits, IReadOnlyList<RowSampling> rows, Device device)
     {
         if (!rows.Any(r => r.Allowed is not null)) return logits;
-        int vocab = (int)logits.shape[1];
-        var disallowed = new bool[rows.Count * vocab];
-        for (int i = 0; i < rows.Count; i++) rows[i].Allowed?.WriteDisallowed(disallowed.AsSpan(i * vocab, vocab));
-        var mask = torch.tensor(disallowed, device: device).reshape(rows.Count, vocab);
-        return logits.masked_fill(mask, double.NegativeInfinity);
+        long vocab = logits.shape[1];
+        int width = (int)((vocab + 7) / 8);
+        // The masks go to the device as packed bits (a byte per 8 tokens, not a byte per token) and are unpacked there.
+        var packed = new byte[rows.Count * width];
+        for (int i = 0; i < rows.Count; i++)
+        {
+            var row = packed.AsSpan(i * width, width);
+            if (rows[i].Allowed is { } allowed) allowed.CopyBytes(row);
+            else row.Fill(0xFF);
+        }
+        var bits = torch.tensor(packed, device: device).reshape(rows.Count, width, 1);
+        var shifts = torch.arange(8, dtype: ScalarType.Byte, device: device);
+        var one = torch.ones(1, dtype: ScalarType.Byte, device: device);
+        var allowedBits = bits.bitwise_right_shift(shifts).bitwise_and(one).reshape(rows.Count, width * 8L).narrow(1, 0, vocab);
+        return logits.masked_fill(allowedBits.eq(0), double.NegativeInfinity);
     }
 
     /// <summary>Temperature, min-p, top-k and top-p, then inverse-CDF sampling with each row's uniform draw.</summary>

@@ -22,10 +22,17 @@ public sealed class TokenMask
 
     internal void Set(int id) => _bits[id >> 6] |= 1UL << (id & 63);
 
-    /// <summary>Writes "not allowed" for each of the first <c>destination.Length</c> ids (the sampler's masked_fill input).</summary>
-    public void WriteDisallowed(Span<bool> destination)
+    /// <summary>The bits as bytes (id i is bit i % 8 of byte i / 8); bytes past the mask are 0 (not allowed).</summary>
+    public void CopyBytes(Span<byte> destination)
     {
-        for (int id = 0; id < destination.Length; id++) destination[id] = !this[id];
+        destination.Clear();
+        var bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(_bits.AsSpan());
+        if (!BitConverter.IsLittleEndian)
+        {
+            for (int id = 0; id < Math.Min(Size, destination.Length * 8); id++) if (this[id]) destination[id >> 3] |= (byte)(1 << (id & 7));
+            return;
+        }
+        bytes[..Math.Min(bytes.Length, destination.Length)].CopyTo(destination);
     }
 
     public IEnumerable<int> Ids()

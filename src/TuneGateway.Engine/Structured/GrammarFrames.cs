@@ -253,6 +253,36 @@ internal sealed record NumberFrame(NumberNode Node, NumberPhase Phase, int Digit
     }
 }
 
+/// <summary>
+/// A JSON object or array: its opening byte and the bounded whitespace between its members are
+/// read here, everything else by <see cref="StepMember"/> (on a copy with the whitespace run reset).
+/// </summary>
+internal abstract record ContainerFrame(int Whitespace) : GrammarFrame
+{
+    protected abstract byte Opening { get; }
+    protected abstract bool AtStart { get; }
+    /// <summary>Closed, or reading a member value (the member's frame is on top): takes no byte itself.</summary>
+    protected abstract bool Busy { get; }
+    protected abstract GrammarFrame Opened();
+    protected abstract void StepMember(byte b, FrameStack self, AutomatonLimits limits, List<FrameStack> output);
+
+    public sealed override void Step(byte b, FrameStack self, AutomatonLimits limits, List<FrameStack> output)
+    {
+        if (AtStart)
+        {
+            if (b == Opening) Emit(self, Opened(), output);
+            return;
+        }
+        if (Busy) return;
+        if (Automaton.IsWhitespace(b))
+        {
+            if (Whitespace < limits.MaxWhitespace) Emit(self, this with { Whitespace = Whitespace + 1 }, output);
+            return;
+        }
+        (this with { Whitespace = 0 }).StepMember(b, self, limits, output);
+    }
+}
+
 internal enum ObjectPhase { Start, Open, Key, Colon, Value, InValue, AfterValue, Closed }
 
 /// <summary>
@@ -260,43 +290,36 @@ internal enum ObjectPhase { Start, Open, Key, Colon, Value, InValue, AfterValue,
 /// <see cref="Pending"/>: the property whose value comes next (-1: a free key's);
 /// <see cref="FreeKeys"/>: free keys used so far, to refuse duplicates.
 /// </summary>
-internal sealed record ObjectFrame(ObjectNode Node, ObjectPhase Phase, int Next = 0, int Pending = -1, int Whitespace = 0, string FreeKeys = "") : GrammarFrame
+internal sealed record ObjectFrame(ObjectNode Node, ObjectPhase Phase, int Next = 0, int Pending = -1, int Whitespace = 0, string FreeKeys = "") : ContainerFrame(Whitespace)
 {
     public override bool CanEnd => Phase == ObjectPhase.Closed;
 
-    public override void Step(byte b, FrameStack self, AutomatonLimits limits, List<FrameStack> output)
+    protected override byte Opening => (byte)'{';
+    protected override bool AtStart => Phase == ObjectPhase.Start;
+    protected override bool Busy => Phase is ObjectPhase.Closed or ObjectPhase.InValue;
+    protected override GrammarFrame Opened() => this with { Phase = ObjectPhase.Open };
+
+    protected override void StepMember(byte b, FrameStack self, AutomatonLimits limits, List<FrameStack> output)
     {
-        if (Phase == ObjectPhase.Start)
-        {
-            if (b == '{') Emit(self, this with { Phase = ObjectPhase.Open }, output);
-            return;
-        }
-        if (Phase is ObjectPhase.Closed or ObjectPhase.InValue) return;
-        if (Automaton.IsWhitespace(b))
-        {
-            if (Whitespace < limits.MaxWhitespace) Emit(self, this with { Whitespace = Whitespace + 1 }, output);
-            return;
-        }
-        var settled = this with { Whitespace = 0 };
         switch (Phase)
         {
             case ObjectPhase.Open or ObjectPhase.AfterValue when b == '}' && Node.RequiredDone(Next):
-                Emit(self, settled with { Phase = ObjectPhase.Closed }, output);
+                Emit(self, this with { Phase = ObjectPhase.Closed }, output);
                 break;
             case ObjectPhase.AfterValue when b == ',' && Node.MoreKeys(Next):
-                Emit(self, settled with { Phase = ObjectPhase.Key }, output);
+                Emit(self, this with { Phase = ObjectPhase.Key }, output);
                 break;
             case ObjectPhase.Open or ObjectPhase.Key when b == '"':
-                var waiting = self.With(settled with { Phase = ObjectPhase.Colon });
+                var waiting = self.With(this with { Phase = ObjectPhase.Colon });
                 if (Node.KeysFrom[Next] is { } declared) Automaton.Begin(declared, b, waiting, limits, output);
                 if (Node.Additional is not null) Automaton.Begin(Node.FreeKey, b, waiting, limits, output);
                 break;
             case ObjectPhase.Colon when b == ':':
-                Emit(self, settled with { Phase = ObjectPhase.Value }, output);
+                Emit(self, this with { Phase = ObjectPhase.Value }, output);
                 break;
             case ObjectPhase.Value:
                 var value = Pending >= 0 ? Node.Properties[Pending].Value : Node.Additional!;
-                Automaton.Begin(value, b, self.With(settled with { Phase = ObjectPhase.InValue }), limits, output);
+                Automaton.Begin(value, b, self.With(this with { Phase = ObjectPhase.InValue }), limits, output);
                 break;
         }
     }
@@ -316,31 +339,24 @@ internal sealed record ObjectFrame(ObjectNode Node, ObjectPhase Phase, int Next 
 internal enum ArrayPhase { Start, Open, InValue, AfterValue, AfterComma, Closed }
 
 /// <summary>Inside a JSON array; <see cref="Count"/> counts items up to the node's cap.</summary>
-internal sealed record ArrayFrame(ArrayNode Node, ArrayPhase Phase, int Count = 0, int Whitespace = 0) : GrammarFrame
+internal sealed record ArrayFrame(ArrayNode Node, ArrayPhase Phase, int Count = 0, int Whitespace = 0) : ContainerFrame(Whitespace)
 {
     public override bool CanEnd => Phase == ArrayPhase.Closed;
 
-    public override void Step(byte b, FrameStack self, AutomatonLimits limits, List<FrameStack> output)
+    protected override byte Opening => (byte)'[';
+    protected override bool AtStart => Phase == ArrayPhase.Start;
+    protected override bool Busy => Phase is ArrayPhase.Closed or ArrayPhase.InValue;
+    protected override GrammarFrame Opened() => this with { Phase = ArrayPhase.Open };
+
+    protected override void StepMember(byte b, FrameStack self, AutomatonLimits limits, List<FrameStack> output)
     {
-        if (Phase == ArrayPhase.Start)
-        {
-            if (b == '[') Emit(self, this with { Phase = ArrayPhase.Open }, output);
-            return;
-        }
-        if (Phase is ArrayPhase.Closed or ArrayPhase.InValue) return;
-        if (Automaton.IsWhitespace(b))
-        {
-            if (Whitespace < limits.MaxWhitespace) Emit(self, this with { Whitespace = Whitespace + 1 }, output);
-            return;
-        }
-        var settled = this with { Whitespace = 0 };
         bool full = Node.MaxItems is int max && Count >= max;
         if (b == ']' && Phase is ArrayPhase.Open or ArrayPhase.AfterValue && Count >= Node.MinItems)
-            Emit(self, settled with { Phase = ArrayPhase.Closed }, output);
+            Emit(self, this with { Phase = ArrayPhase.Closed }, output);
         else if (b == ',' && Phase == ArrayPhase.AfterValue && !full)
-            Emit(self, settled with { Phase = ArrayPhase.AfterComma }, output);
+            Emit(self, this with { Phase = ArrayPhase.AfterComma }, output);
         else if (Phase is ArrayPhase.Open or ArrayPhase.AfterComma && !full)
-            Automaton.Begin(Node.Items, b, self.With(settled with { Phase = ArrayPhase.InValue }), limits, output);
+            Automaton.Begin(Node.Items, b, self.With(this with { Phase = ArrayPhase.InValue }), limits, output);
     }
 
     public override GrammarFrame? AfterChild(GrammarFrame child) =>
