@@ -19,7 +19,7 @@ internal static class BenchCommand
         var promptTokens = new Option<int?>("--prompt-tokens") { Description = "Prompt length (default: 128 on GPU, 32 on CPU)." };
         var newTokens = new Option<int?>("--new-tokens") { Description = "Tokens to decode per sequence (default: 128 on GPU, 8 on CPU)." };
         var loraRank = new Option<int>("--lora-rank") { Description = "Rank of the random adapters.", DefaultValueFactory = _ => 16 };
-        var suites = new Option<string>("--suites") { Description = "Comma-separated: engine, lora, gateway, traffic, sampler.", DefaultValueFactory = _ => "engine,lora" };
+        var suites = new Option<string>("--suites") { Description = "Comma-separated: engine, lora, gateway, traffic, sampler, structured.", DefaultValueFactory = _ => "engine,lora" };
         var gatewayClients = new Option<string>("--gateway-clients") { Description = "Gateway suite: comma-separated numbers of concurrent clients.", DefaultValueFactory = _ => "1,64" };
         var trafficClients = new Option<string>("--traffic-clients") { Description = "Traffic suite: comma-separated numbers of concurrent clients.", DefaultValueFactory = _ => "1,16" };
         var trafficEntries = new Option<int>("--traffic-entries") { Description = "Traffic suite: entries the writer benchmark records per store.", DefaultValueFactory = _ => 20_000 };
@@ -39,9 +39,10 @@ internal static class BenchCommand
             var selectedSuites = parse.GetValue(suites)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
             foreach (string suite in selectedSuites)
             {
-                if (suite is not ("engine" or "lora" or "gateway" or "traffic" or "sampler"))
-                    throw new ArgumentException($"--suites: unknown suite '{suite}' (expected engine, lora, gateway, traffic or sampler).");
+                if (suite is not ("engine" or "lora" or "gateway" or "traffic" or "sampler" or "structured"))
+                    throw new ArgumentException($"--suites: unknown suite '{suite}' (expected engine, lora, gateway, traffic, sampler or structured).");
             }
+            if (selectedSuites.Contains("structured")) StructuredBench.Run(Console.Out);
 
             // The HTTP suites serve the model with room in the batch for every concurrent client.
             TuneGateway.Engine.Serving.EngineOptions ServingEngine(int[] clients) => new()

@@ -25,11 +25,12 @@ internal sealed class EngineOptionsBinder
     public Option<string> LoraHostMemory { get; } = new("--lora-host-memory") { Description = "Host memory for adapters.", DefaultValueFactory = _ => "4GiB" };
     public Option<int> MaxLoraRank { get; } = new("--max-lora-rank") { Description = "Largest adapter rank accepted.", DefaultValueFactory = _ => 64 };
     public Option<string?> ChatTemplate { get; } = new("--chat-template") { Description = "Jinja chat template file replacing the model's own." };
+    public Option<string?> ToolCallParser { get; } = new("--tool-call-parser") { Description = "How tool calls are read from outputs: hermes (also Qwen 2.5), llama3_json, mistral. Needed for tool_choice auto, required and named." };
 
     public void AddTo(Command command)
     {
         foreach (var option in new Option[] { Model, ServedModelName, Device, Dtype, MaxModelLen, MaxNumSeqs, MaxBatchTokens, MaxQueue, KvCacheMemory,
-                     Lora, LoraDir, MaxLoras, MaxCpuLoras, LoraDeviceMemory, LoraHostMemory, MaxLoraRank, ChatTemplate })
+                     Lora, LoraDir, MaxLoras, MaxCpuLoras, LoraDeviceMemory, LoraHostMemory, MaxLoraRank, ChatTemplate, ToolCallParser })
             command.Options.Add(option);
     }
 
@@ -54,6 +55,9 @@ internal sealed class EngineOptionsBinder
             MaxQueue = parse.GetValue(MaxQueue),
             KvCacheMemory = parse.GetValue(KvCacheMemory) is { } kv ? ByteSize.Parse(kv, "--kv-cache-memory") : null,
             ChatTemplatePath = parse.GetValue(ChatTemplate),
+            ToolCallParser = parse.GetValue(ToolCallParser) is { } parser && !TuneGateway.Server.Tools.ToolCallFormat.Names.Contains(parser)
+                ? throw new ArgumentException($"--tool-call-parser '{parser}': expected one of {string.Join(", ", TuneGateway.Server.Tools.ToolCallFormat.Names)}.")
+                : parse.GetValue(ToolCallParser),
             Loras = loras,
             Adapters = new AdapterManagerOptions
             {

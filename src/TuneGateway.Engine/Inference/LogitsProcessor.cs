@@ -51,7 +51,7 @@ internal static class LogitsProcessor
         }
         if (output.Count > 0) flat.index_add_(0, output.Index(flat.device), output.Values(flat.device), 1);
 
-        TokenMask.Apply(flat, rows, vocab);
+        BannedTokens.Apply(flat, rows, vocab);
         return processed;
     }
 
@@ -68,12 +68,11 @@ internal static class LogitsProcessor
 }
 
 /// <summary>
-/// The tokens a row may not pick this step, set to -inf in place. This is the one place where
-/// tokens are forbidden outright: today the end-of-sequence and stop tokens before
-/// <c>min_tokens</c>; a per-row allowed-token mask (constrained decoding) belongs here too, as a
-/// bool [rows, vocab] tensor applied with one <c>masked_fill_</c> after the banned ids.
+/// The tokens a row may not pick this step, set to -inf in place: the end-of-sequence and stop
+/// tokens before <c>min_tokens</c>. (Constrained decoding's allowed-token masks, the other way of
+/// forbidding tokens, are applied by <see cref="Sampler"/> after all processors.)
 /// </summary>
-internal static class TokenMask
+internal static class BannedTokens
 {
     public static void Apply(Tensor flatLogits, IReadOnlyList<RowSampling> rows, long vocab)
     {

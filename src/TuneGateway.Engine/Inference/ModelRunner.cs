@@ -46,22 +46,29 @@ public sealed class ModelRunner : IDisposable
         return Model.Forward(batch, Cache, delta).MoveToOuterDisposeScope();
     }
 
-    /// <summary>
-    /// One forward pass and one sampled token per chunk that wants logits. Chunks with
-    /// <see cref="SequenceChunk.ScoreTargets"/> also get their prompt scores, added to
-    /// <paramref name="scores"/> in chunk order.
-    /// </summary>
+    /// <summary>One forward pass and one sampled token per chunk that wants logits.</summary>
     public SampledToken[] Step(IReadOnlyList<SequenceChunk> chunks, IReadOnlyList<RowSampling> sampling, LoraWorkingSet? adapters = null,
+        List<PromptScores>? scores = null) =>
+        Step(chunks, () => sampling, adapters, scores);
+
+    /// <summary>
+    /// One forward pass, then the rows' sampling settings (asked for only after the forward, so that
+    /// work they wait on, such as constrained rows' masks, overlaps it), then one token per row that
+    /// samples. Chunks with <see cref="SequenceChunk.ScoreTargets"/> also get their prompt scores,
+    /// added to <paramref name="scores"/> in chunk order.
+    /// </summary>
+    public SampledToken[] Step(IReadOnlyList<SequenceChunk> chunks, Func<IReadOnlyList<RowSampling>> sampling, LoraWorkingSet? adapters = null,
         List<PromptScores>? scores = null)
     {
         using var logits = Forward(chunks, adapters);
+        var rows = sampling();
         using var noGrad = torch.no_grad();
-        if (!chunks.Any(c => c.ScoreTargets.Length > 0)) return Sampler.Sample(logits, sampling);
+        if (!chunks.Any(c => c.ScoreTargets.Length > 0)) return Sampler.Sample(logits, rows);
 
         using var scope = torch.NewDisposeScope();
         var (sampleRows, scored) = PromptScorer.SplitRows(chunks);
         (scores ?? []).AddRange(PromptScorer.Score(logits, chunks, scored));
-        return sampleRows.Length == 0 ? [] : Sampler.Sample(logits.index_select(0, torch.tensor(sampleRows, device: logits.device)), sampling);
+        return sampleRows.Length == 0 ? [] : Sampler.Sample(logits.index_select(0, torch.tensor(sampleRows, device: logits.device)), rows);
     }
 
     public void Dispose() => Cache.Dispose();

@@ -28,6 +28,8 @@ public readonly record struct RowSampling(double Temperature, int TopK, double T
     public IReadOnlyDictionary<int, float>? LogitBias { get; init; }
     /// <summary>Tokens the row may not pick this step (end-of-sequence before <c>min_tokens</c>).</summary>
     public IReadOnlyList<int>? Banned { get; init; }
+    /// <summary>The only tokens the row may pick (constrained decoding); null for all.</summary>
+    public TokenMask? Allowed { get; init; }
 
     internal bool HasRepetitionPenalty => RepetitionPenalty != 1 && Tokens is { Count: > 0 };
     internal bool HasOutputPenalty => (PresencePenalty != 0 || FrequencyPenalty != 0) && Tokens is not null && Tokens.Count > PromptLength;
@@ -56,6 +58,7 @@ public static class Sampler
         var device = logits.device;
         var logprobs = logits.log_softmax(-1);
         logits = LogitsProcessor.Apply(logits, rows);
+        logits = Restrict(logits, rows, device);
 
         var chosen = logits.argmax(-1);
         if (rows.Any(r => r.Temperature > 0))
@@ -93,6 +96,30 @@ public static class Sampler
             for (int j = 0; j < counts[i]; j++) result[i][j] = ((int)topIds[i * maxTop + j], topValues[i * maxTop + j]);
         }
         return result;
+    }
+
+    /// <summary>
+    /// Constrained rows: every token outside the row's allowed set gets -inf, for the whole batch
+    /// in one masked_fill (unconstrained rows mask nothing), before greedy and sampled picks alike.
+    /// </summary>
+    private static Tensor Restrict(Tensor logits, IReadOnlyList<RowSampling> rows, Device device)
+    {
+        if (!rows.Any(r => r.Allowed is not null)) return logits;
+        long vocab = logits.shape[1];
+        int width = (int)((vocab + 7) / 8);
+        // The masks go to the device as packed bits (a byte per 8 tokens, not a byte per token) and are unpacked there.
+        var packed = new byte[rows.Count * width];
+        for (int i = 0; i < rows.Count; i++)
+        {
+            var row = packed.AsSpan(i * width, width);
+            if (rows[i].Allowed is { } allowed) allowed.CopyBytes(row);
+            else row.Fill(0xFF);
+        }
+        var bits = torch.tensor(packed, device: device).reshape(rows.Count, width, 1);
+        var shifts = torch.arange(8, dtype: ScalarType.Byte, device: device);
+        var one = torch.ones(1, dtype: ScalarType.Byte, device: device);
+        var allowedBits = bits.bitwise_right_shift(shifts).bitwise_and(one).reshape(rows.Count, width * 8L).narrow(1, 0, vocab);
+        return logits.masked_fill(allowedBits.eq(0), double.NegativeInfinity);
     }
 
     /// <summary>Temperature, min-p, top-k and top-p, then inverse-CDF sampling with each row's uniform draw.</summary>

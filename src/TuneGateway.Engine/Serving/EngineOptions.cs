@@ -22,4 +22,11 @@ public sealed record EngineOptions
     public IReadOnlyDictionary<string, string> Loras { get; init; } = new Dictionary<string, string>();
     /// <summary>A Jinja chat template file that replaces the model's own.</summary>
     public string? ChatTemplatePath { get; init; }
+    /// <summary>Bounds of constrained decoding (response_format, tool calls).</summary>
+    public Structured.StructuredOutputOptions StructuredOutputs { get; init; } = new();
+    /// <summary>
+    /// How tool calls are read from chat outputs (<c>--tool-call-parser</c>: hermes, llama3_json,
+    /// mistral); null: tool_choice auto is refused. Read by the server's chat endpoint.
+    /// </summary>
+    public string? ToolCallParser { get; init; }
 }

@@ -25,6 +25,8 @@ public sealed record GenerationRequest
     public string RequestId { get; init; } = Guid.NewGuid().ToString("N");
     /// <summary>Detokenizes and finds stop strings; null to emit token ids only.</summary>
     public ITextStream? Text { get; init; }
+    /// <summary>Restricts which tokens may come next (constrained decoding); null for none.</summary>
+    public ITokenConstraint? Constraint { get; init; }
 }
 
 /// <summary>Incremental text for one sequence: released text and stop-string detection.</summary>

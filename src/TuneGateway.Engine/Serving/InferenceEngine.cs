@@ -5,6 +5,7 @@ using TuneGateway.Engine.Inference;
 using TuneGateway.Engine.Lora;
 using TuneGateway.Engine.Models;
 using TuneGateway.Engine.Runtime;
+using TuneGateway.Engine.Structured;
 using TuneGateway.Engine.Tokenization;
 
 namespace TuneGateway.Engine.Serving;
@@ -32,6 +33,7 @@ public sealed class InferenceEngine : IDisposable
         _chatTemplate = chatTemplate;
         _chatTemplateError = chatTemplateError;
         ModelId = options.ServedModelName ?? DefaultName(options.ModelDirectory);
+        Structured = new StructuredOutputs(() => TokenVocabulary.FromTokenizer(tokenizer, model.Config.VocabSize, scheduler.Options.EosTokenIds), options.StructuredOutputs);
     }
 
     public EngineOptions Options { get; }
@@ -39,6 +41,8 @@ public sealed class InferenceEngine : IDisposable
     public HfTokenizer Tokenizer { get; }
     public AdapterManager Adapters { get; }
     public Scheduler Scheduler { get; }
+    /// <summary>Constrained decoding (JSON schemas, tool calls) over this model's vocabulary.</summary>
+    public StructuredOutputs Structured { get; }
     public ModelConfig Config => _model.Config;
     public int MaxModelLength => _runner.MaxLength;
     public string DeviceDescription => $"{_model.Device} ({TorchRuntime.DtypeName(_model.Dtype)})";
@@ -134,9 +138,12 @@ public sealed class InferenceEngine : IDisposable
     /// Submits a tokenized prompt. <paramref name="model"/> is the base model's id or an adapter
     /// name. Throws as <see cref="Scheduler.Submit"/> does.
     /// </summary>
-    public GenerationHandle Submit(IReadOnlyList<int> promptIds, SamplingParams sampling, string model, CancellationToken cancellationToken = default, string? requestId = null)
+    /// <param name="constraint">Restricts the tokens (constrained decoding); one per request.</param>
+    /// <param name="skipSpecialTokens">Leave special tokens out of the text (tool-call formats that start with one keep them).</param>
+    public GenerationHandle Submit(IReadOnlyList<int> promptIds, SamplingParams sampling, string model, CancellationToken cancellationToken = default, string? requestId = null,
+        ITokenConstraint? constraint = null, bool skipSpecialTokens = true)
     {
-        var decoder = Tokenizer.CreateIncrementalDecoder(skipSpecialTokens: true, promptIds: promptIds);
+        var decoder = Tokenizer.CreateIncrementalDecoder(skipSpecialTokens, promptIds: promptIds);
         var request = new GenerationRequest
         {
             PromptIds = promptIds,
@@ -144,6 +151,7 @@ public sealed class InferenceEngine : IDisposable
             Adapter = model == ModelId ? null : model,
             RequestId = requestId ?? Guid.NewGuid().ToString("N"),
             Text = new StopStringTextStream(decoder, sampling.Stop, sampling.MinTokens, sampling.IncludeStopStringInOutput),
+            Constraint = constraint,
         };
         return Scheduler.Submit(request, cancellationToken);
     }

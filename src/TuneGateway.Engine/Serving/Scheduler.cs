@@ -183,7 +183,7 @@ public sealed class Scheduler : IDisposable
         bool scoring = chunks.Any(c => c.ScoreTargets.Length > 0);
         var scores = new List<PromptScores>();
         SampledToken[] tokens = sampling.Count > 0 || scoring
-            ? _runner.Step(chunks, sampling, workingSet, scores)
+            ? _runner.Step(chunks, () => WithMasks(sampling, sampled), workingSet, scores)
             : RunWithoutSampling(chunks, workingSet);
         for (int i = 0, next = 0; i < chunks.Count && scoring; i++)
             if (chunks[i].ScoreTargets.Length > 0) owners[i].AddPromptScores(scores[next++]);
@@ -215,6 +215,24 @@ public sealed class Scheduler : IDisposable
             LogitBias = p.LogitBias.Count > 0 ? p.LogitBias : null,
             Banned = s.Generated >= p.MinTokens ? null : p.IgnoreEos ? p.StopTokenIds : [.. _eos, .. p.StopTokenIds],
         };
+    }
+
+    /// <summary>
+    /// Constrained rows' allowed tokens, computed on the thread pool since their last token was
+    /// accepted (or since admission); called once the forward pass is done, so it rarely waits.
+    /// </summary>
+    private static List<RowSampling> WithMasks(List<RowSampling> sampling, List<Sequence> sampled)
+    {
+        for (int i = 0; i < sampled.Count; i++)
+        {
+            if (sampled[i].PendingMask is { } mask) sampling[i] = sampling[i] with { Allowed = mask.GetAwaiter().GetResult() };
+        }
+        return sampling;
+    }
+
+    private static void StartMask(Sequence s)
+    {
+        if (s.Request.Constraint is { } constraint) s.PendingMask = Task.Run(constraint.AllowedTokens);
     }
 
     private SampledToken[] RunWithoutSampling(List<SequenceChunk> chunks, LoraWorkingSet? set)
@@ -278,6 +296,7 @@ public sealed class Scheduler : IDisposable
             _slotOwner[s.Slot] = s;
             s.Admitted = Stopwatch.GetTimestamp();
             _running.Add(s);
+            StartMask(s);
             node = next;
         }
     }
@@ -328,13 +347,17 @@ public sealed class Scheduler : IDisposable
         var sampling = s.Request.Sampling;
         bool eos = !sampling.IgnoreEos && _eos.Contains(token.TokenId);
         bool stopToken = sampling.StopTokenIds.Contains(token.TokenId);
+        // A constrained row ends at a dead end with end-of-sequence although its output is incomplete: that is a cut, not a stop.
+        bool cut = eos && s.Request.Constraint is { IsComplete: false };
+        s.Request.Constraint?.Accept(token.TokenId);
         // A stop token's text is kept only when asked for; end-of-sequence is a special token without text.
         var text = s.Request.Text is { } stream && !eos && (!stopToken || sampling.IncludeStopStringInOutput) ? stream.Append(token.TokenId) : new TextStep("", false);
         s.Output.TryWrite(new TokenGenerated(token.TokenId, text.Text, token.Logprob, token.TopLogprobs));
 
-        if (eos || stopToken) Finish(s, FinishReason.Stop, null);
+        if (eos || stopToken) Finish(s, cut ? FinishReason.Length : FinishReason.Stop, null);
         else if (text.Stopped) Finish(s, FinishReason.Stop, null, text.StopString);
         else if (s.Generated >= sampling.MaxTokens) Finish(s, FinishReason.Length, null);
+        else StartMask(s);
     }
 
     /// <summary>Ends a sequence wherever it is: emits the last event, frees its slot and adapter.</summary>
@@ -431,6 +454,8 @@ public sealed class Scheduler : IDisposable
         public int Cached { get; set; }
         public int Generated { get; set; }
         public bool Activated { get; set; }
+        /// <summary>A constrained row's allowed tokens for its next step, being computed.</summary>
+        public Task<TokenMask>? PendingMask { get; set; }
         public bool Done { get; set; }
         public volatile bool Cancelled;
         public CancellationTokenRegistration CancellationRegistration { get; set; }

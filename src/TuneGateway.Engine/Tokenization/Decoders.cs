@@ -17,6 +17,9 @@ internal abstract class DecoderStep
     /// <summary>Whether this step turns <c>&lt;0xNN&gt;</c> tokens into bytes.</summary>
     public virtual bool HandlesByteFallback => false;
 
+    /// <summary>Whether token strings are in the byte-level alphabet (each character stands for one byte).</summary>
+    public virtual bool IsByteLevel => false;
+
     public abstract List<string> Decode(List<string> tokens);
 
     /// <summary>Whether <paramref name="token"/> is a <c>&lt;0xNN&gt;</c> byte token; gives the byte.</summary>
@@ -56,6 +59,8 @@ internal abstract class DecoderStep
     /// </summary>
     private sealed class ByteLevelDecoder : DecoderStep
     {
+        public override bool IsByteLevel => true;
+
         public override List<string> Decode(List<string> tokens)
         {
             var bytes = new List<byte>();
@@ -218,6 +223,8 @@ internal abstract class DecoderStep
     private sealed class SequenceDecoder(IReadOnlyList<DecoderStep> steps) : DecoderStep
     {
         public override bool HandlesByteFallback => steps.Any(s => s.HandlesByteFallback);
+
+        public override bool IsByteLevel => steps.Any(s => s.IsByteLevel);
 
         public static SequenceDecoder FromJson(JsonElement config, string path, JsonFields json)
         {

@@ -32,6 +32,7 @@ public sealed class HfTokenizer
     private readonly Dictionary<int, AddedToken> _addedById;
     private readonly Dictionary<string, AddedToken> _addedByContent;
     private readonly HashSet<string> _specialContents;
+    private readonly Lazy<int?> _anchorId;
 
     private HfTokenizer(
         BpeModel model,
@@ -60,6 +61,7 @@ public sealed class HfTokenizer
             .Select(t => (normalizer?.Normalize(t.Content) ?? t.Content, t)));
         VocabSize = Math.Max(model.MaxId, addedTokens.Count == 0 ? -1 : addedTokens.Max(t => t.Id)) + 1;
         DecoderHandlesByteFallback = decoder?.HandlesByteFallback == true;
+        _anchorId = new Lazy<int?>(FindAnchor);
     }
 
     /// <summary>Number of ids: the largest id over the vocabulary and added tokens, plus one.</summary>
@@ -213,6 +215,62 @@ public sealed class HfTokenizer
     /// (e.g. the space a SentencePiece <c>▁word</c> stands for); they are not emitted.</param>
     public IncrementalDecoder CreateIncrementalDecoder(bool skipSpecialTokens = false, IReadOnlyList<int>? promptIds = null) =>
         new(this, skipSpecialTokens, promptIds);
+
+    /// <summary>
+    /// The bytes a token adds to decoded text wherever it stands (not at the very start, where
+    /// SentencePiece decoders drop a leading space), for constrained decoding: byte-level pieces
+    /// through the byte alphabet, <c>&lt;0xNN&gt;</c> byte-fallback tokens as their byte, other pieces
+    /// as the UTF-8 of their text after a neighbouring token. Null for special tokens (skipped in
+    /// output text) and unknown ids.
+    /// </summary>
+    public byte[]? TokenBytes(int id)
+    {
+        if (IdToToken(id) is not { } token || _specialContents.Contains(token))
+        {
+            return null;
+        }
+
+        if (DecoderHandlesByteFallback && DecoderStep.TryParseByteToken(token, out byte value))
+        {
+            return [value];
+        }
+
+        if (_decoder?.IsByteLevel == true)
+        {
+            var bytes = new byte[token.Length];
+            for (int i = 0; i < token.Length; i++)
+            {
+                int b = ByteLevelAlphabet.ToByte(token[i]);
+                if (b < 0)
+                {
+                    // An added token outside the alphabet decodes as its own text.
+                    return System.Text.Encoding.UTF8.GetBytes(token);
+                }
+
+                bytes[i] = (byte)b;
+            }
+
+            return bytes;
+        }
+
+        // Decoded after an anchor token, so start-of-text rules (a stripped leading space) do not apply.
+        string text = Decode([id]);
+        if (_anchorId.Value is int anchor)
+        {
+            string alone = Decode([anchor]);
+            string both = Decode([anchor, id]);
+            if (both.StartsWith(alone, StringComparison.Ordinal))
+            {
+                text = both[alone.Length..];
+            }
+        }
+
+        return System.Text.Encoding.UTF8.GetBytes(text);
+    }
+
+    /// <summary>A plain letter token: decoding another token after it shows that token's bytes in context.</summary>
+    private int? FindAnchor() =>
+        new[] { "a", "x", "e", "t" }.Select(TokenToId).FirstOrDefault(id => id is not null && !IsSpecial(id.Value));
 
     /// <summary>Whether decoding holds <paramref name="id"/> back as part of a byte-fallback group.</summary>
     internal bool IsByteFallbackToken(int id) =>

@@ -6,6 +6,7 @@ using TuneGateway.Engine.Inference;
 using TuneGateway.Engine.Serving;
 using TuneGateway.Server.Auth;
 using TuneGateway.Server.Common;
+using TuneGateway.Server.Tools;
 
 namespace TuneGateway.Server.Worker;
 
@@ -30,7 +31,7 @@ internal static class CompletionEndpoints
 
     /// <summary>Every parameter <c>/v1/chat/completions</c> reads; anything else is refused with a 400 naming it.</summary>
     internal static readonly IReadOnlySet<string> ChatParameters = new HashSet<string>(
-        [.. CommonParameters, "messages", "tools", "top_logprobs", "chat_template_kwargs", "add_generation_prompt", "max_completion_tokens"], StringComparer.Ordinal);
+        [.. CommonParameters, "messages", "tools", "tool_choice", "parallel_tool_calls", "top_logprobs", "chat_template_kwargs", "add_generation_prompt", "max_completion_tokens"], StringComparer.Ordinal);
 
     /// <summary>Known parameters (vLLM's and OpenAI's) this server refuses, with why; a separate issue covers structured outputs.</summary>
     internal static readonly IReadOnlyDictionary<string, string> UnsupportedParameters = new Dictionary<string, string>(StringComparer.Ordinal)
@@ -44,8 +45,6 @@ internal static class CompletionEndpoints
         ["structured_outputs"] = "guided decoding (structured outputs) is not implemented",
         ["functions"] = "legacy function calling is not implemented",
         ["function_call"] = "legacy function calling is not implemented",
-        ["tool_choice"] = "tool calling is not implemented",
-        ["parallel_tool_calls"] = "tool calling is not implemented",
     };
 
     public static async Task CompletionsAsync(HttpContext context, EngineHost host)
@@ -88,15 +87,15 @@ internal static class CompletionEndpoints
         var f = RequestFields.Parse(document, ChatParameters);
         string model = ResolveModel(context, engine, f);
         var messages = ReadMessages(f);
-        if (f.Get("tools") is { } tools && !RequestFields.IsEmpty(tools))
-            throw ApiException.Invalid("tools", "Tool calling is not supported by this server.");
+        var tools = ToolCalls.Read(f, host.ToolCallFormat);
         bool logprobs = f.Bool("logprobs") ?? false;
         int? top = f.Int("top_logprobs", 0, SamplingFields.MaxTopLogprobs);
         if (top is > 0 && !logprobs) throw ApiException.Invalid("top_logprobs", "'top_logprobs' requires 'logprobs': true.");
-        string prompt = RenderChat(f, engine, messages);
+        string prompt = RenderChat(f, engine, messages, tools);
         var ids = engine.Encode(prompt, addSpecialTokens: false);
         var plan = ReadCommon(f, engine, model, [ids], defaultMaxTokens: length => Math.Max(1, engine.MaxModelLength - length), logprobs, top ?? 0,
             maxTokensFields: ["max_completion_tokens", "max_tokens"]);
+        plan = WithTools(engine, plan, tools);
         f.RejectUnread(UnsupportedParameters);
 
         string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
@@ -111,6 +110,17 @@ internal static class CompletionEndpoints
         {
             run.Cancel();
         }
+    }
+
+    /// <summary>tool_choice required or a named function holds the output to valid calls in the parser's format.</summary>
+    private static GenerationPlan WithTools(InferenceEngine engine, GenerationPlan plan, ToolPlan? tools)
+    {
+        if (tools is null) return plan;
+        plan = plan with { Tools = tools, KeepSpecialTokens = tools.ParsesCalls && tools.Format!.KeepsSpecialTokens };
+        if (tools.Grammar is not { } calls) return plan;
+        if (plan.Grammar is not null) throw ApiException.Invalid("tool_choice", "A required or named tool_choice cannot be combined with a JSON response_format.");
+        StructuredRequests.RejectConflicts(plan.Sampling, "a required or named tool_choice");
+        return plan with { Grammar = StructuredRequests.Compile(engine, calls, "tools") };
     }
 
     internal static string ResolveModel(HttpContext context, InferenceEngine engine, RequestFields f)
@@ -152,9 +162,7 @@ internal static class CompletionEndpoints
         Func<int, int> defaultMaxTokens, bool logprobs, int topLogprobs, string[]? maxTokensFields = null)
     {
         int? maxTokens = SamplingFields.MaxTokens(f, maxTokensFields ?? ["max_tokens"]);
-        if (f.Get("response_format") is { } format &&
-            !(format.ValueKind == JsonValueKind.Object && format.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String && type.GetString() == "text"))
-            throw ApiException.Invalid("response_format", "Only response_format {\"type\": \"text\"} is supported: structured outputs are not implemented.");
+        var format = StructuredRequests.ResponseFormat(f);
         prompts = Truncate(f, engine, prompts);
         int n = f.Int("n", 1, MaxChoices) ?? 1;
         if (n * prompts.Count > MaxChoices) throw ApiException.Invalid("n", $"At most {MaxChoices} choices per request (prompts × n).");
@@ -193,6 +201,7 @@ internal static class CompletionEndpoints
             Logprobs = logprobs,
             TopLogprobs = topLogprobs,
         };
+        if (format is not null) StructuredRequests.RejectConflicts(sampling, "a JSON response_format");
         return new GenerationPlan
         {
             Model = model,
@@ -203,6 +212,7 @@ internal static class CompletionEndpoints
             IncludeUsage = includeUsage,
             Logprobs = logprobs,
             ReturnTokenIds = f.Bool("return_token_ids") ?? false,
+            Grammar = format is null ? null : StructuredRequests.Compile(engine, format, "response_format"),
         };
     }
 
@@ -231,7 +241,7 @@ internal static class CompletionEndpoints
     /// <c>messages</c> through the chat template, with <c>add_generation_prompt</c> and
     /// <c>chat_template_kwargs</c>; template errors are 400s naming <c>messages</c>.
     /// </summary>
-    internal static string RenderChat(RequestFields f, InferenceEngine engine, IReadOnlyList<ChatMessage> messages)
+    internal static string RenderChat(RequestFields f, InferenceEngine engine, IReadOnlyList<ChatMessage> messages, ToolPlan? tools = null)
     {
         var extra = new Dictionary<string, object?>(StringComparer.Ordinal);
         if (f.Get("chat_template_kwargs") is { } kwargs)
@@ -239,6 +249,8 @@ internal static class CompletionEndpoints
             if (kwargs.ValueKind != JsonValueKind.Object) throw ApiException.Invalid("chat_template_kwargs", "'chat_template_kwargs' must be an object.");
             foreach (var property in kwargs.EnumerateObject()) extra[property.Name] = property.Value.Clone();
         }
+        // As transformers' apply_chat_template(tools=...): the request's tool list, as given.
+        if (tools is not null) extra["tools"] = tools.Tools;
 
         try
         {
@@ -420,10 +432,14 @@ internal static class CompletionEndpoints
     {
         var results = await run.CollectAsync(engine).ConfigureAwait(false);
         ThrowIfFailed(context, results);
-        var choices = results.Select(r => new ChatChoice(r.Index, new ChatMessageOut("assistant", r.Text.ToString()),
-            plan.Logprobs ? ChatLogprobsOf(engine, r.Tokens) : null, GenerationRun.FinishReasonText(r.Finished!.Reason))
+        var output = new ChatToolOutput(plan.Tools, results.Count);
+        var choices = results.Select(r =>
         {
-            TokenIds = plan.ReturnTokenIds ? r.Tokens.Select(t => t.TokenId).ToArray() : null,
+            var (message, finish) = output.Answer(r.Text.ToString(), r.Finished!.Reason);
+            return new ChatChoice(r.Index, message, plan.Logprobs ? ChatLogprobsOf(engine, r.Tokens) : null, finish)
+            {
+                TokenIds = plan.ReturnTokenIds ? r.Tokens.Select(t => t.TokenId).ToArray() : null,
+            };
         }).ToArray();
         var response = new ChatCompletionResponse(id, "chat.completion", created, plan.Model, choices, UsageOf(plan, results.Select(r => r.Finished)))
         {
@@ -549,21 +565,23 @@ internal static class CompletionEndpoints
     private static Task StreamChatAsync(HttpContext context, InferenceEngine engine, GenerationPlan plan, GenerationRun run, string id, long created)
     {
         ChatCompletionChunk Chunk(ChatChunkChoice choice) => new(id, "chat.completion.chunk", created, plan.Model, [choice]);
+        var output = new ChatToolOutput(plan.Tools, run.Count);
         bool first = true;
         return StreamAsync(context, run, plan, (choice, e, meanLogprob) =>
         {
             switch (e)
             {
                 case TokenGenerated t:
-                    if (t.Text.Length == 0 && !plan.Logprobs && !plan.ReturnTokenIds) return null;
+                    var delta = output.Delta(choice, t.Text);
+                    if (delta is null && !plan.Logprobs && !plan.ReturnTokenIds) return null;
                     var token = new TokenOut(t.TokenId, engine.TokenText(t.TokenId), t.Logprob, t.TopLogprobs);
-                    return Chunk(new ChatChunkChoice(choice, new ChatDelta { Content = t.Text }, plan.Logprobs ? ChatLogprobsOf(engine, [token]) : null, null)
+                    return Chunk(new ChatChunkChoice(choice, delta ?? new ChatDelta { Content = "" }, plan.Logprobs ? ChatLogprobsOf(engine, [token]) : null, null)
                     {
                         TokenIds = plan.ReturnTokenIds ? [t.TokenId] : null,
                     });
                 case GenerationFinished f:
-                    return Chunk(new ChatChunkChoice(choice, new ChatDelta { Content = f.TrailingText.Length > 0 ? f.TrailingText : null }, null,
-                        GenerationRun.FinishReasonText(f.Reason))) with { MeanLogprob = meanLogprob };
+                    return Chunk(new ChatChunkChoice(choice, output.Delta(choice, f.TrailingText, final: true)!, null,
+                        output.FinishReason(choice, f.Reason))) with { MeanLogprob = meanLogprob };
                 default:
                     return null;
             }

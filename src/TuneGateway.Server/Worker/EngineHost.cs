@@ -33,7 +33,11 @@ public sealed class EngineHost : IHostedService, IDisposable
         _lifetime = lifetime;
         _services = services;
         _logger = loggers.CreateLogger<EngineHost>();
+        ToolCallFormat = Tools.ToolCallFormat.ByName(options.Engine.ToolCallParser);
     }
+
+    /// <summary>How chat outputs are read for tool calls (<c>--tool-call-parser</c>); null when not configured.</summary>
+    public Tools.ToolCallFormat? ToolCallFormat { get; }
 
     /// <summary>The start of the line logged once the model serves (<see cref="AnnounceReady"/>).</summary>
     public const string ReadyLinePrefix = "ready: serving";

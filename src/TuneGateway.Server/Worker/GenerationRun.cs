@@ -4,6 +4,8 @@ using Microsoft.AspNetCore.Http;
 using TuneGateway.Engine.Inference;
 using TuneGateway.Engine.Lora;
 using TuneGateway.Engine.Serving;
+using TuneGateway.Engine.Structured;
+using TuneGateway.Server.Tools;
 using TuneGateway.Server.Common;
 
 namespace TuneGateway.Server.Worker;
@@ -26,6 +28,12 @@ internal sealed record GenerationPlan
     /// <summary>Report log-probabilities (with <see cref="SamplingParams.TopLogprobs"/> alternatives).</summary>
     public bool Logprobs { get; init; }
     public bool ReturnTokenIds { get; init; }
+    /// <summary>The grammar every choice's output is held to (response_format, forced tool calls); null for free text.</summary>
+    public CompiledGrammar? Grammar { get; init; }
+    /// <summary>The request's tools (chat), which decide how outputs are read.</summary>
+    public ToolPlan? Tools { get; init; }
+    /// <summary>Keep special tokens in the text (a tool-call format whose marker is one).</summary>
+    public bool KeepSpecialTokens { get; init; }
 }
 
 /// <summary>One generated token with what the API reports about it.</summary>
@@ -77,7 +85,8 @@ internal sealed class GenerationRun : IDisposable
                 for (int i = 0; i < plan.Candidates; i++)
                 {
                     var sampling = plan.Sampling.Seed is long seed && i > 0 ? plan.Sampling with { Seed = seed + i } : plan.Sampling;
-                    run._handles.Add((p, engine.Submit(ids, sampling, plan.Model, run._cancel.Token)));
+                    run._handles.Add((p, engine.Submit(ids, sampling, plan.Model, run._cancel.Token,
+                        constraint: plan.Grammar?.Start(), skipSpecialTokens: !plan.KeepSpecialTokens)));
                 }
             }
             return run;

@@ -49,7 +49,16 @@ public sealed record ChatChoice(int Index, ChatMessageOut Message, ChatLogprobs?
     public IReadOnlyList<int>? TokenIds { get; init; }
 }
 
-public sealed record ChatMessageOut(string Role, string? Content);
+public sealed record ChatMessageOut(string Role, string? Content)
+{
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<ToolCallOut>? ToolCalls { get; init; }
+}
+
+/// <summary>A tool call of an answer; <see cref="ToolCallFunctionOut.Arguments"/> is JSON text, as OpenAI sends it.</summary>
+public sealed record ToolCallOut(string Id, string Type, ToolCallFunctionOut Function);
+
+public sealed record ToolCallFunctionOut(string Name, string Arguments);
 
 public sealed record ChatLogprobs(IReadOnlyList<ChatTokenLogprob> Content);
 
@@ -81,6 +90,9 @@ public sealed record ChatDelta
     public string? Role { get; init; }
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public string? Content { get; init; }
+    /// <summary>Tool-call fragments: the first per call with its id, type and name, then argument text (null members left out).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<Tools.ToolCallDelta>? ToolCalls { get; init; }
 }
 
 /// <summary>

@@ -52,7 +52,7 @@ public class ChatTemplateParityTests
     public void FixturesCoverEveryTemplateWithRendersAndErrors()
     {
         var cases = ChatFixtures.Cases.Values.ToList();
-        Assert.Equal(10, ChatFixtures.Templates.Count);
+        Assert.Equal(11, ChatFixtures.Templates.Count);
         foreach (var name in ChatFixtures.Templates.Keys)
         {
             Assert.Contains(cases, c => c.GetProperty("template").GetString() == name && c.TryGetProperty("expected", out _));

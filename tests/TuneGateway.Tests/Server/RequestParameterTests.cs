@@ -28,7 +28,7 @@ public sealed class RequestParameterTests(ServeFixture serve) : IClassFixture<Se
         ["top_k"] = "5", ["temperature"] = "0.7", ["top_p"] = "0.9", ["seed"] = "3", ["stop_token_ids"] = "[1]", ["ignore_eos"] = "true",
         ["return_token_ids"] = "true", ["min_p"] = "0.1", ["repetition_penalty"] = "1.3", ["min_tokens"] = "2",
         ["include_stop_str_in_output"] = "true", ["truncate_prompt_tokens"] = "2", ["response_format"] = "{\"type\":\"text\"}",
-        ["logprobs"] = "2", ["echo"] = "true", ["suffix"] = "\"\"", ["best_of"] = "2", ["tools"] = "[]", ["top_logprobs"] = "2",
+        ["logprobs"] = "2", ["echo"] = "true", ["suffix"] = "\"\"", ["best_of"] = "2", ["tools"] = "[]", ["tool_choice"] = "\"none\"", ["parallel_tool_calls"] = "true", ["top_logprobs"] = "2",
         ["chat_template_kwargs"] = "{}", ["add_generation_prompt"] = "true",
     };
 
@@ -71,8 +71,8 @@ public sealed class RequestParameterTests(ServeFixture serve) : IClassFixture<Se
         string[] chat =
         [
             "add_generation_prompt", "chat_template_kwargs", "frequency_penalty", "ignore_eos", "include_stop_str_in_output", "logit_bias", "logprobs",
-            "max_completion_tokens", "max_tokens", "messages", "min_p", "min_tokens", "model", "n", "presence_penalty", "repetition_penalty",
-            "response_format", "return_token_ids", "seed", "stop", "stop_token_ids", "stream", "stream_options", "temperature", "tools", "top_k",
+            "max_completion_tokens", "max_tokens", "messages", "min_p", "min_tokens", "model", "n", "parallel_tool_calls", "presence_penalty", "repetition_penalty",
+            "response_format", "return_token_ids", "seed", "stop", "stop_token_ids", "stream", "stream_options", "temperature", "tool_choice", "tools", "top_k",
             "top_logprobs", "top_p", "truncate_prompt_tokens", "user",
         ];
         Assert.Equal(completions, CompletionEndpoints.CompletionParameters.Order(StringComparer.Ordinal));
@@ -102,15 +102,16 @@ public sealed class RequestParameterTests(ServeFixture serve) : IClassFixture<Se
         { "/v1/completions", "guided_choice", "[\"yes\",\"no\"]" },
         { "/v1/completions", "guided_regex", "\"a+\"" },
         { "/v1/completions", "structured_outputs", "{\"choice\":[\"yes\",\"no\"]}" },
-        { "/v1/completions", "response_format", "{\"type\":\"json_object\"}" },
+        { "/v1/completions", "response_format", "{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\",\"schema\":{\"type\":\"string\",\"format\":\"email\"}}}" },
         { "/v1/completions", "made_up_parameter", "1" },
         { "/v1/chat/completions", "guided_json", "{\"type\":\"object\"}" },
         { "/v1/chat/completions", "guided_choice", "[\"yes\",\"no\"]" },
         { "/v1/chat/completions", "structured_outputs", "{\"choice\":[\"yes\",\"no\"]}" },
-        { "/v1/chat/completions", "response_format", "{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\",\"schema\":{}}}" },
+        { "/v1/chat/completions", "response_format", "{\"type\":\"xml\"}" },
         { "/v1/chat/completions", "functions", "[{\"name\":\"f\",\"parameters\":{}}]" },
         { "/v1/chat/completions", "function_call", "\"auto\"" },
         { "/v1/chat/completions", "tool_choice", "\"auto\"" },
+        { "/v1/chat/completions", "tools", "[{\"type\":\"function\",\"function\":{\"name\":\"bad name\"}}]" },
         { "/v1/chat/completions", "made_up_parameter", "1" },
         // Out of range values of the honoured extras.
         { "/v1/completions", "min_p", "1.5" },
