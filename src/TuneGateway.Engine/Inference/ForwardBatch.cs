@@ -1,5 +1,4 @@
 using TorchSharp;
-using TuneGateway.Engine.Models;
 using static TorchSharp.torch;
 
 namespace TuneGateway.Engine.Inference;
@@ -11,8 +10,8 @@ namespace TuneGateway.Engine.Inference;
 /// </summary>
 public readonly record struct SequenceChunk(int Slot, int Start, ReadOnlyMemory<int> Tokens, bool WantLogits = true, int Adapter = -1);
 
-/// <summary>A prefill chunk's place in the packed rows, with its attention mask.</summary>
-public sealed record PrefillChunk(int Offset, int Slot, int Start, int Length, Tensor Mask);
+/// <summary>A prefill chunk's place in the packed rows.</summary>
+public sealed record PrefillChunk(int Offset, int Slot, int Start, int Length);
 
 /// <summary>
 /// Device tensors describing one forward pass over packed tokens: decode rows first (sorted by
@@ -34,8 +33,8 @@ public sealed class ForwardBatch
     public int? DecodeSlotStart { get; init; }
     public Tensor? DecodeSlots { get; init; }
     public int DecodeKeyLength { get; init; }
-    /// <summary>[decode rows, 1, 1, key length], true where a row may attend.</summary>
-    public Tensor? DecodeMask { get; init; }
+    /// <summary>The position of each decode row (its key length is this + 1).</summary>
+    public IReadOnlyList<int> DecodePositions { get; init; } = [];
     public IReadOnlyList<PrefillChunk> Prefills { get; init; } = [];
 
     /// <summary>For each packed row, the index of the input chunk it came from.</summary>
@@ -43,7 +42,7 @@ public sealed class ForwardBatch
 
     public int TokenCount => RowChunk.Length;
 
-    public static ForwardBatch Build(IReadOnlyList<SequenceChunk> chunks, ModelConfig config, int maxLength, Device device)
+    public static ForwardBatch Build(IReadOnlyList<SequenceChunk> chunks, int maxLength, Device device)
     {
         if (chunks.Count == 0) throw new ArgumentException("A forward pass needs at least one chunk.", nameof(chunks));
         var decode = new List<int>();
@@ -85,10 +84,9 @@ public sealed class ForwardBatch
             if (chunks[i].WantLogits) logitRows.Add(chunkOffset[i] + chunks[i].Tokens.Length - 1);
         }
 
-        int? window = config.SlidingWindow;
         int decodeCount = decode.Count;
         int? slotStart = null;
-        Tensor? decodeSlots = null, decodeMask = null;
+        Tensor? decodeSlots = null;
         int keyLength = 0;
         if (decodeCount > 0)
         {
@@ -99,23 +97,9 @@ public sealed class ForwardBatch
             else decodeSlots = torch.tensor(decode.Select(i => (long)chunks[i].Slot).ToArray(), device: device);
 
             keyLength = decode.Max(i => chunks[i].Start) + 1;
-            var mask = new bool[decodeCount * keyLength];
-            for (int j = 0; j < decodeCount; j++)
-            {
-                int position = chunks[decode[j]].Start;
-                int first = window is int w ? Math.Max(0, position - w + 1) : 0;
-                for (int k = first; k <= position; k++) mask[j * keyLength + k] = true;
-            }
-            decodeMask = torch.tensor(mask, device: device).view(decodeCount, 1, 1, keyLength);
         }
 
-        var prefills = new List<PrefillChunk>(prefill.Count);
-        foreach (int i in prefill)
-        {
-            var c = chunks[i];
-            prefills.Add(new PrefillChunk(chunkOffset[i], c.Slot, c.Start, c.Tokens.Length,
-                CausalMask(c.Start, c.Tokens.Length, config.GroupSize, window, device)));
-        }
+        var prefills = prefill.Select(i => new PrefillChunk(chunkOffset[i], chunks[i].Slot, chunks[i].Start, chunks[i].Tokens.Length)).ToArray();
 
         return new ForwardBatch
         {
@@ -127,22 +111,9 @@ public sealed class ForwardBatch
             DecodeSlotStart = slotStart,
             DecodeSlots = decodeSlots,
             DecodeKeyLength = keyLength,
-            DecodeMask = decodeMask,
+            DecodePositions = decode.Select(i => chunks[i].Start).ToArray(),
             Prefills = prefills,
             RowChunk = rowChunk,
         };
-    }
-
-    /// <summary>
-    /// [groups·T, start+T]: query row (g, t) at position start+t sees keys 0..start+t (within the
-    /// sliding window, if any). Rows are repeated per query head of a key/value group.
-    /// </summary>
-    private static Tensor CausalMask(int start, int length, int groups, int? window, Device device)
-    {
-        var queryPositions = torch.arange(start, start + length, dtype: ScalarType.Int64, device: device).unsqueeze(1);
-        var keyPositions = torch.arange(0, start + length, dtype: ScalarType.Int64, device: device).unsqueeze(0);
-        var mask = keyPositions <= queryPositions;
-        if (window is int w) mask = mask.logical_and(keyPositions > queryPositions - w);
-        return groups == 1 ? mask : mask.unsqueeze(0).expand(groups, length, start + length).reshape(groups * length, start + length);
     }
 }

@@ -18,6 +18,21 @@ public enum RopeType
 
     /// <summary>Llama 3.1 frequency-dependent scaling (factor, low/high frequency factors).</summary>
     Llama3,
+
+    /// <summary>Position interpolation: inv_freq / factor.</summary>
+    Linear,
+
+    /// <summary>
+    /// Dynamic NTK: the base grows once a sequence passes max_position_embeddings. The engine
+    /// never runs past max_position_embeddings, so within it this is plain RoPE, exactly.
+    /// </summary>
+    Dynamic,
+
+    /// <summary>YaRN: interpolated low frequencies, extrapolated high ones, a ramp between, cos/sin scaled.</summary>
+    Yarn,
+
+    /// <summary>LongRoPE (Phi-3): per-frequency short and long factors, cos/sin scaled.</summary>
+    LongRope,
 }
 
 /// <summary>RoPE parameters, read from either `rope_theta` + `rope_scaling` or `rope_parameters`.</summary>
@@ -27,7 +42,45 @@ public sealed record RopeParameters(
     double Factor = 1.0,
     double LowFreqFactor = 1.0,
     double HighFreqFactor = 4.0,
-    int OriginalMaxPositionEmbeddings = 8192);
+    int OriginalMaxPositionEmbeddings = 8192)
+{
+    /// <summary>Multiplies cos and sin (yarn's and longrope's attention factor); 1 for the other kinds.</summary>
+    public double AttentionFactor { get; init; } = 1.0;
+    /// <summary>yarn: rotations bounding the interpolation ramp (defaults 32 and 1).</summary>
+    public double BetaFast { get; init; } = 32;
+    public double BetaSlow { get; init; } = 1;
+    /// <summary>yarn: round the ramp's bounds to whole dimensions (transformers' default).</summary>
+    public bool Truncate { get; init; } = true;
+    /// <summary>longrope: per-frequency divisors for positions below, and at or past, the original context.</summary>
+    public IReadOnlyList<double>? ShortFactor { get; init; }
+    public IReadOnlyList<double>? LongFactor { get; init; }
+}
+
+/// <summary>How a norm applies its weight.</summary>
+public enum NormKind
+{
+    /// <summary>Llama: w · x̂, the normalised x cast to the model dtype first.</summary>
+    Rms,
+
+    /// <summary>Gemma: (1 + w) · x̂, computed in float32 and cast last.</summary>
+    OffsetRms,
+}
+
+/// <summary>The activation of the gated MLP: act(gate) · up.</summary>
+public enum Activation
+{
+    Silu,
+
+    /// <summary>GELU with the tanh approximation (transformers' gelu_pytorch_tanh).</summary>
+    GeluTanh,
+}
+
+/// <summary>Whether a layer attends to every earlier token or only to the last window of them.</summary>
+public enum AttentionKind
+{
+    Full,
+    Sliding,
+}
 
 /// <summary>
 /// The parts of a Hugging Face <c>config.json</c> (and <c>generation_config.json</c>) that the
@@ -56,8 +109,47 @@ public sealed record ModelConfig
     public required bool OutputBias { get; init; }
     public required bool MlpBias { get; init; }
     public required RopeParameters Rope { get; init; }
-    /// <summary>Sliding-window attention span, or null for full attention.</summary>
+    /// <summary>Sliding-window attention span of the sliding layers, or null for full attention everywhere.</summary>
     public int? SlidingWindow { get; init; }
+
+    // The family's declaration: what differs between the decoder layers of the architectures.
+
+    public NormKind Norm { get; init; } = NormKind.Rms;
+    public Activation Activation { get; init; } = Activation.Silu;
+    /// <summary>Per-head RMSNorm of queries and keys before RoPE (Qwen3, Gemma 3).</summary>
+    public bool QkNorm { get; init; }
+    /// <summary>Norms on the outputs of attention and MLP too, before the residual add (Gemma).</summary>
+    public bool SandwichNorms { get; init; }
+    /// <summary>One qkv_proj module instead of q_proj/k_proj/v_proj (Phi-3).</summary>
+    public bool FusedQkv { get; init; }
+    /// <summary>One gate_up_proj module instead of gate_proj/up_proj (Phi-3).</summary>
+    public bool FusedGateUp { get; init; }
+    /// <summary>Token embeddings multiplied by sqrt(hidden_size), rounded to the model dtype (Gemma).</summary>
+    public bool ScaleEmbeddings { get; init; }
+    /// <summary>Attention scores are q·k × this; null: 1/sqrt(head_dim). Gemma: query_pre_attn_scalar^-1/2.</summary>
+    public double? AttentionScale { get; init; }
+    /// <summary>Scores become cap·tanh(scores/cap) before the mask (Gemma 2).</summary>
+    public double? AttentionSoftCap { get; init; }
+    /// <summary>Logits become cap·tanh(logits/cap) (Gemma 2).</summary>
+    public double? FinalLogitSoftCap { get; init; }
+    /// <summary>Fraction of each head's dimensions that RoPE rotates (the first ones; Phi-3 partial rotary).</summary>
+    public double PartialRotaryFactor { get; init; } = 1.0;
+    /// <summary>Full or sliding attention per layer; null: every layer sliding when <see cref="SlidingWindow"/> is set.</summary>
+    public IReadOnlyList<AttentionKind>? LayerTypes { get; init; }
+    /// <summary>RoPE of the sliding layers when it differs from <see cref="Rope"/> (Gemma 3's local base).</summary>
+    public RopeParameters? SlidingRope { get; init; }
+
+    /// <summary>Dimensions of a head that RoPE rotates.</summary>
+    public int RotaryDim => (int)(HeadDim * PartialRotaryFactor);
+
+    public AttentionKind AttentionOf(int layer) =>
+        LayerTypes?[layer] ?? (SlidingWindow is null ? AttentionKind.Full : AttentionKind.Sliding);
+
+    /// <summary>The key span layer <paramref name="layer"/> attends to, or null for all earlier tokens.</summary>
+    public int? WindowOf(int layer) => AttentionOf(layer) == AttentionKind.Sliding ? SlidingWindow : null;
+
+    public RopeParameters RopeOf(int layer) =>
+        AttentionOf(layer) == AttentionKind.Sliding && SlidingRope is not null ? SlidingRope : Rope;
     /// <summary>The checkpoint's declared dtype (`torch_dtype` or `dtype`), if any.</summary>
     public string? CheckpointDtype { get; init; }
     public int? BosTokenId { get; init; }
