@@ -25,6 +25,8 @@ public sealed class ForwardBatch
     public required Tensor TokenIds { get; init; }
     public required Tensor Positions { get; init; }
     public required Tensor CacheSlots { get; init; }
+    /// <summary>For each packed row, the length of its sequence once this pass is done (its chunk's end).</summary>
+    public required Tensor SequenceLengths { get; init; }
     /// <summary>Packed rows whose logits are returned, in the order of the input chunks that want them.</summary>
     public required Tensor LogitRows { get; init; }
 
@@ -61,6 +63,7 @@ public sealed class ForwardBatch
         var ids = new long[total];
         var positions = new long[total];
         var slots = new long[total];
+        var lengths = new long[total];
         var rowChunk = new int[total];
         var chunkOffset = new int[chunks.Count];
         int row = 0;
@@ -74,6 +77,7 @@ public sealed class ForwardBatch
                 ids[row] = span[t];
                 positions[row] = c.Start + t;
                 slots[row] = c.Slot;
+                lengths[row] = c.Start + c.Tokens.Length;
                 rowChunk[row] = i;
             }
         }
@@ -106,6 +110,7 @@ public sealed class ForwardBatch
             TokenIds = torch.tensor(ids, device: device),
             Positions = torch.tensor(positions, device: device),
             CacheSlots = torch.tensor(slots, device: device),
+            SequenceLengths = torch.tensor(lengths, device: device),
             LogitRows = torch.tensor(logitRows.ToArray(), device: device),
             DecodeCount = decodeCount,
             DecodeSlotStart = slotStart,

@@ -43,7 +43,7 @@ public sealed class ModelRunner : IDisposable
         {
             throw new ArgumentException("A chunk names an adapter but no working set was given.", nameof(chunks));
         }
-        return Model.Forward(batch.TokenIds, batch.Positions, new CachedAttentionBackend(batch, Cache), delta, batch.LogitRows).MoveToOuterDisposeScope();
+        return Model.Forward(batch.TokenIds, batch.Positions, batch.SequenceLengths, new CachedAttentionBackend(batch, Cache), delta, batch.LogitRows).MoveToOuterDisposeScope();
     }
 
     /// <summary>One forward pass and one sampled token per chunk that wants logits.</summary>

@@ -67,7 +67,7 @@ public sealed class CausalLanguageModel : IDisposable
         using var checkpoint = SafeTensorsCheckpoint.Open(directory);
         if (!config.TieWordEmbeddings && !checkpoint.Contains("lm_head.weight"))
             throw new ModelLoadException($"'{directory}': tensor 'lm_head.weight' is missing and config.json does not set tie_word_embeddings.");
-        return Build(config, directory, device, dtype, maxPositions, (name, shape) => checkpoint.Load(name, shape, dtype, device));
+        return Build(config, directory, device, dtype, maxPositions, (name, shape) => checkpoint.Load(name, shape, dtype, device), checkpoint.Contains);
     }
 
     /// <summary>
@@ -85,16 +85,16 @@ public sealed class CausalLanguageModel : IDisposable
                 : torch.randn(shape, ScalarType.Float32, generator: generator).mul_(0.02);
             if (dtype == ScalarType.Float32 && device.type == DeviceType.CPU) return cpu;
             using (cpu) return cpu.to(dtype, device);
-        });
+        }, name => name.EndsWith("experts.gate_up_proj", StringComparison.Ordinal)); // random experts come fused
     }
 
     private static CausalLanguageModel Build(ModelConfig config, string directory, Device device, ScalarType dtype, int? maxPositions,
-        Func<string, long[], Tensor> read)
+        Func<string, long[], Tensor> read, Func<string, bool> contains)
     {
         int positions = Math.Min(maxPositions ?? config.MaxPositionEmbeddings, config.MaxPositionEmbeddings);
         if (positions <= 0) throw new ModelLoadException($"'{directory}': the context length must be positive.");
 
-        var weights = new WeightReader(read);
+        var weights = new WeightReader(read, contains);
         var ropes = new List<RotaryEmbedding>();
         try
         {
@@ -128,13 +128,15 @@ public sealed class CausalLanguageModel : IDisposable
 
     /// <summary>
     /// Logits for <paramref name="logitRows"/> of one forward pass over packed tokens
-    /// ([N] ids at [N] positions to float32 [rows, vocab]); <paramref name="attention"/> decides
-    /// what each row attends to (the serving cache: <c>Inference.CachedAttentionBackend</c>).
+    /// ([N] ids at [N] positions to float32 [rows, vocab]); <paramref name="sequenceLengths"/>
+    /// [N] is the length of each row's sequence in this pass (its chunk's end), and
+    /// <paramref name="attention"/> decides what each row attends to (the serving cache:
+    /// <c>Inference.CachedAttentionBackend</c>).
     /// </summary>
-    public Tensor Forward(Tensor tokenIds, Tensor positions, IAttentionBackend attention, IProjectionDelta? delta, Tensor logitRows)
+    public Tensor Forward(Tensor tokenIds, Tensor positions, Tensor sequenceLengths, IAttentionBackend attention, IProjectionDelta? delta, Tensor logitRows)
     {
         Debug.Assert(positions.shape[0] == tokenIds.shape[0]);
-        return Logits(HiddenStates(tokenIds, positions, attention, delta).index_select(0, logitRows));
+        return Logits(HiddenStates(tokenIds, positions, sequenceLengths, attention, delta).index_select(0, logitRows));
     }
 
     /// <summary>
@@ -164,14 +166,15 @@ public sealed class CausalLanguageModel : IDisposable
         long batch = tokenIds.shape[0], length = tokenIds.shape[1];
         if (length > MaxPositions) throw new ArgumentException($"Sequences of {length} tokens exceed the {MaxPositions} positions this model instance was loaded for.");
         var positions = torch.arange(length, device: Device).repeat(batch);  // [B·T]
-        return HiddenStates(tokenIds.reshape(-1), positions, new CausalAttentionBackend(batch, length), delta);
+        var lengths = torch.full([batch * length], length, ScalarType.Int64, Device);
+        return HiddenStates(tokenIds.reshape(-1), positions, lengths, new CausalAttentionBackend(batch, length), delta);
     }
 
     /// <summary>The decoder stack: [N] ids at [N] positions to hidden states before the final norm, [N, hidden].</summary>
-    private Tensor HiddenStates(Tensor tokenIds, Tensor positions, IAttentionBackend attention, IProjectionDelta? delta)
+    private Tensor HiddenStates(Tensor tokenIds, Tensor positions, Tensor sequenceLengths, IAttentionBackend attention, IProjectionDelta? delta)
     {
         var x = Embed(tokenIds);                                                   // [N, H]
-        var step = new LayerStep(attention, delta, _ropes.Select(r => r.Gather(positions)).ToArray());
+        var step = new LayerStep(attention, delta, _ropes.Select(r => r.Gather(positions, sequenceLengths)).ToArray());
         foreach (var layer in _layers) x = layer.Forward(x, step);
         return x;
     }

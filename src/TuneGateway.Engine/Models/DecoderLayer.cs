@@ -94,12 +94,64 @@ internal sealed class GatedMlp(LinearGroup gateUp, LinearGroup down, Activation 
     {
         Activation.Silu => torch.nn.functional.silu(gate),
         // 0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³))), PyTorch's gelu(approximate="tanh").
-        Activation.GeluTanh => gate.mul(0.5) * (gate.pow(3).mul(0.044715).add(gate).mul(Math.Sqrt(2 / Math.PI)).tanh().add(1.0)),
+        Activation.GeluTanh => GeluTanh(gate),
         _ => throw new ArgumentOutOfRangeException(nameof(activation)),
     };
 
+    private static Tensor GeluTanh(Tensor x) => x.mul(0.5) * (x.pow(3).mul(0.044715).add(x).mul(Math.Sqrt(2 / Math.PI)).tanh().add(1.0));
+
     public void Dispose()
     {
+        gateUp.Dispose();
+        down.Dispose();
+    }
+}
+
+/// <summary>
+/// A top-k routed mixture of experts (Mixtral, Qwen3-MoE), as transformers computes it: router
+/// softmax in float32, top-k, optional renormalisation, each expert a gated MLP. The experts'
+/// weights are fused 3-D tensors ([E, 2I, H] gate|up, [E, H, I] down); the (token, expert)
+/// pairs are grouped by expert so that each chosen expert runs one product over all its tokens.
+/// </summary>
+internal sealed class MoeBlock(Tensor router, Tensor gateUp, Tensor down, MoeConfig moe, Activation activation) : IFeedForward
+{
+    public IEnumerable<LinearGroup> Groups => [];
+
+    public Tensor Forward(Tensor x, IProjectionDelta? delta)
+    {
+        long n = x.shape[0], k = moe.TopK, inter = moe.IntermediateSize;
+        var logits = torch.nn.functional.linear(x, router);                                    // [N, E]
+        var probabilities = torch.nn.functional.softmax(logits.to(ScalarType.Float32), -1);
+        var (weights, chosen) = probabilities.topk((int)k, -1);                               // [N, k] each
+        if (moe.NormalizeTopK) weights = weights / weights.sum(-1, keepdim: true);
+        weights = weights.to(x.dtype);
+
+        var pairs = chosen.reshape(-1);                                                       // [N·k] expert of each pair
+        var order = pairs.argsort();                                                          // pairs grouped by expert
+        var tokenOfPair = torch.arange(n, device: x.device).unsqueeze(1).expand(n, k).reshape(-1).index_select(0, order); // [N·k]
+        var weightOfPair = weights.reshape(-1).index_select(0, order);                         // [N·k]
+        using var counts = pairs.bincount(null, moe.Experts).cpu();
+        var perExpert = counts.data<long>().ToArray();
+
+        var output = torch.zeros_like(x);                                                     // [N, H]
+        long offset = 0;
+        for (int e = 0; e < perExpert.Length; e++)
+        {
+            long count = perExpert[e];
+            if (count == 0) continue;
+            var tokens = tokenOfPair.narrow(0, offset, count);                                // [c]
+            var gu = torch.nn.functional.linear(x.index_select(0, tokens), gateUp[e]);        // [c, 2I]
+            var hidden = GatedMlp.Activate(gu.narrow(1, 0, inter), activation) * gu.narrow(1, inter, inter); // [c, I]
+            var y = torch.nn.functional.linear(hidden, down[e]) * weightOfPair.narrow(0, offset, count).unsqueeze(1); // [c, H]
+            output = output.index_add(0, tokens, y, 1);
+            offset += count;
+        }
+        return output;
+    }
+
+    public void Dispose()
+    {
+        router.Dispose();
         gateUp.Dispose();
         down.Dispose();
     }

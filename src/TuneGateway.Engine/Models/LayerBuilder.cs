@@ -7,8 +7,10 @@ namespace TuneGateway.Engine.Models;
 /// Reads tensors by Hugging Face name and shape, counting their bytes and remembering them so
 /// that a failed load disposes everything it read.
 /// </summary>
-internal sealed class WeightReader(Func<string, long[], Tensor> read)
+internal sealed class WeightReader(Func<string, long[], Tensor> read, Func<string, bool> contains)
 {
+    public bool Contains(string name) => contains(name);
+
     private readonly List<IDisposable> _owned = [];
 
     public long Bytes { get; private set; }
@@ -78,6 +80,7 @@ internal sealed class LayerBuilder(ModelConfig config, WeightReader weights, Sca
     private IFeedForward FeedForward(int i)
     {
         var c = config;
+        if (c.IsSparse(i)) return Experts(i, c.Moe!);
         int h = c.HiddenSize, inter = c.IntermediateSize;
         var gateUp = c.FusedGateUp
             ? Group(i, LinearKind.GateUp, c.MlpBias, ("gate_up_proj", "mlp.gate_up_proj", 2 * inter, h))
@@ -86,6 +89,58 @@ internal sealed class LayerBuilder(ModelConfig config, WeightReader weights, Sca
                 ("up_proj", "mlp.up_proj", inter, h));
         var down = Group(i, LinearKind.Down, c.MlpBias, ("down_proj", "mlp.down_proj", h, inter));
         return new GatedMlp(gateUp, down, c.Activation);
+    }
+
+    /// <summary>
+    /// The router and experts of a sparse layer. Checkpoints come in two layouts, both read:
+    /// transformers 5's fused 3-D tensors (experts.gate_up_proj [E, 2I, H], experts.down_proj
+    /// [E, H, I]) and one module per expert (Mixtral's w1/w3/w2, Qwen3-MoE's gate/up/down_proj),
+    /// stacked here into the fused layout. Mixtral's block is block_sparse_moe before transformers 5.
+    /// </summary>
+    private MoeBlock Experts(int i, MoeConfig moe)
+    {
+        int h = config.HiddenSize, inter = moe.IntermediateSize, e = moe.Experts;
+        string block = config.Architecture == ModelArchitecture.Mixtral && weights.Contains($"model.layers.{i}.block_sparse_moe.gate.weight")
+            ? $"model.layers.{i}.block_sparse_moe."
+            : $"model.layers.{i}.mlp.";
+        var router = weights.Load($"{block}gate.weight", e, h);
+        Tensor gateUp, down;
+        if (weights.Contains($"{block}experts.gate_up_proj") || !weights.Contains($"{block}experts.0.{PerExpertNames().Gate}.weight"))
+        {
+            gateUp = weights.Load($"{block}experts.gate_up_proj", e, 2 * inter, h);
+            down = weights.Load($"{block}experts.down_proj", e, h, inter);
+        }
+        else
+        {
+            var (gateName, upName, downName) = PerExpertNames();
+            gateUp = weights.Own(Stack(Enumerable.Range(0, e).Select(x => (Func<Tensor>)(() =>
+            {
+                using var gate = weights.Read($"{block}experts.{x}.{gateName}.weight", inter, h);
+                using var up = weights.Read($"{block}experts.{x}.{upName}.weight", inter, h);
+                return torch.cat([gate, up], 0);                                             // [2I, H]
+            }))));                                                                           // [E, 2I, H]
+            down = weights.Own(Stack(Enumerable.Range(0, e).Select(x => (Func<Tensor>)(() =>
+                weights.Read($"{block}experts.{x}.{downName}.weight", h, inter)))));          // [E, H, I]
+        }
+        return weights.Own(new MoeBlock(router, gateUp, down, moe, config.Activation));
+    }
+
+    private (string Gate, string Up, string Down) PerExpertNames() =>
+        config.Architecture == ModelArchitecture.Mixtral ? ("w1", "w3", "w2") : ("gate_proj", "up_proj", "down_proj");
+
+    /// <summary>Stacks per-expert tensors read one at a time (each disposed once copied).</summary>
+    private static Tensor Stack(IEnumerable<Func<Tensor>> experts)
+    {
+        var parts = new List<Tensor>();
+        try
+        {
+            foreach (var read in experts) parts.Add(read());
+            return torch.stack(parts, 0);
+        }
+        finally
+        {
+            foreach (var part in parts) part.Dispose();
+        }
     }
 
     /// <summary>

@@ -13,6 +13,8 @@ public sealed class RotaryEmbedding : IDisposable
 {
     private readonly Tensor _cos;
     private readonly Tensor _sin;
+    private readonly long _longOffset;   // longrope: where the long factors' rows start (0: no second table)
+    private readonly long _original;
 
     public RotaryEmbedding(RopeParameters rope, int rotaryDim, int maxPositions, ScalarType dtype, Device device)
     {
@@ -23,10 +25,11 @@ public sealed class RotaryEmbedding : IDisposable
         var freqs = positions.unsqueeze(1) * InverseFrequencies(rope, rotaryDim).unsqueeze(0);       // [P, R/2]
         if (rope.Type == RopeType.LongRope)
         {
-            // transformers switches to the long factors once the sequence is longer than the
-            // original context; a token at position p was computed with a sequence of p + 1.
+            // Rows P.. hold the long factors' table, for sequences longer than the original context.
+            _longOffset = maxPositions;
+            _original = rope.OriginalMaxPositionEmbeddings;
             var longFreqs = positions.unsqueeze(1) * InverseFrequencies(rope, rotaryDim, useLongFactor: true).unsqueeze(0);
-            freqs = torch.where((positions < rope.OriginalMaxPositionEmbeddings).unsqueeze(1), freqs, longFreqs);
+            freqs = torch.cat([freqs, longFreqs], 0);                                                    // [2P, R/2]
         }
         var emb = torch.cat([freqs, freqs], dim: 1);                      // [P, R]
         var cos = emb.cos();
@@ -110,8 +113,17 @@ public sealed class RotaryEmbedding : IDisposable
         return interpolation * (1 - extrapolationWeight) + extrapolation * extrapolationWeight;
     }
 
-    /// <summary>cos and signed sin for the given positions, shaped [N, 1, R] to broadcast over heads.</summary>
-    public (Tensor Cos, Tensor Sin) Gather(Tensor positions) => (_cos.index_select(0, positions), _sin.index_select(0, positions));
+    /// <summary>
+    /// cos and signed sin for the given positions, shaped [N, 1, R] to broadcast over heads.
+    /// <paramref name="sequenceLengths"/> ([N]: how long each row's sequence is in this forward
+    /// pass) matters for longrope only: transformers uses the long factors for a forward pass
+    /// over a sequence longer than the original context, the short ones otherwise.
+    /// </summary>
+    public (Tensor Cos, Tensor Sin) Gather(Tensor positions, Tensor sequenceLengths)
+    {
+        var rows = _longOffset == 0 ? positions : positions + (sequenceLengths > _original).to(ScalarType.Int64) * _longOffset;
+        return (_cos.index_select(0, rows), _sin.index_select(0, rows));
+    }
 
     /// <summary>
     /// Rotates the first R dimensions of <paramref name="x"/> [N, heads, D] (R = the tables'
