@@ -14,7 +14,7 @@ namespace TuneGateway.Tests.Engine;
 /// log-softmax within <see cref="Tolerance"/>; the base and every adapter mixed row by row in
 /// one batch, as the server batches them. tests/fixtures/models/*-tiny/reference.json.
 /// </summary>
-public class FamilyParityTests
+public class FamilyParityTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     private const float Tolerance = 2e-4f;
 
@@ -68,6 +68,7 @@ public class FamilyParityTests
                 var expected = rows[i].Case;
                 string what = $"{family} {rows[i].Variant}, prompt {i / variants.Length}";
                 var (chosen, last) = Tolerances(family);
+                output.WriteLine($"{what}: max |dlogit| last {MaxDiff(expected.LastLogits, logits[i]):G3}, max |dlogprob| chosen {MaxDiff(expected.GreedyLogprobs, logprobs[i]):G3}, ids equal {expected.GreedyIds.SequenceEqual(ids[i])}, min margin {expected.MinMargin:G3}");
                 AssertLastLogprobs(expected.LastLogprobs, logits[i], what, last);
                 AssertWithin(expected.LastLogits, logits[i], last, $"last logits ({what})");
                 // Compare ids up to the first step whose margin is float noise; after a flip the sequences diverge.
@@ -119,10 +120,12 @@ public class FamilyParityTests
     }
 
     /// <summary>log-softmax of our logits against llama.cpp's, where float32 did not underflow there.</summary>
+    private static float MaxDiff(float[] expected, float[] actual) => expected.Zip(actual, (e, a) => Math.Abs(e - a)).DefaultIfEmpty(0).Max();
+
     private static void AssertWithin(float[] expected, float[] actual, float tolerance, string what)
     {
         Assert.Equal(expected.Length, actual.Length);
-        float worst = expected.Zip(actual, (e, a) => Math.Abs(e - a)).DefaultIfEmpty(0).Max();
+        float worst = MaxDiff(expected, actual);
         Assert.True(worst <= tolerance, $"{what}: max |diff| {worst:G4} exceeds {tolerance}");
     }
 

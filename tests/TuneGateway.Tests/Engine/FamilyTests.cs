@@ -15,6 +15,7 @@ namespace TuneGateway.Tests.Engine;
 /// The families beyond parity: training on each, both MoE checkpoint layouts, the serving and
 /// training attention backends agreeing (windows included), and what is refused, by name.
 /// </summary>
+[Collection(TorchRandomState.Collection)]
 public class FamilyTests
 {
     public static TheoryData<string> Families => FamilyParityTests.Families;
@@ -35,17 +36,7 @@ public class FamilyTests
         Assert.True(last < first * 0.8, $"{family}: training loss should fall: first steps {first:F3}, last steps {last:F3}");
 
         // The saved PEFT adapter loads through the serving path and gives the training path's logits.
-        using var served = LoraAdapter.Load(output.Path, model, 64, torch.CPU);
-        using var set = new LoraWorkingSet([served], model.LinearGroups.Count, torch.CPU);
-        using var trained = new TrainableLora(model, options) { Training = false };
-        trained.Import(output.Path);
-        var prompt = tokenizer.Encode("input: warranty\noutput:", addSpecialTokens: true).ToArray();
-        using var runner = new ModelRunner(model, 1, 64);
-        using var servedLogits = runner.Forward([new SequenceChunk(0, 0, prompt, Adapter: 0)], set);
-        using var noGrad = torch.no_grad();
-        using var ids = torch.tensor(prompt.Select(i => (long)i).ToArray()).unsqueeze(0);
-        using var trainedLogits = model.ForwardSequences(ids, trained);
-        ParityTests.AssertClose(trainedLogits[0, -1].data<float>().ToArray(), servedLogits[0].data<float>().ToArray(), $"{family}: served vs trained logits");
+        TrainingTests.AssertServedMatchesTrained(model, tokenizer, output.Path, options, $"{family}: served vs trained logits");
     }
 
     /// <summary>
