@@ -137,7 +137,7 @@ public static class LoraTrainer
         bestWeights ??= Copy(lora.Export());
         try
         {
-            PeftWriter.Write(outputDirectory, options.Rank, options.Alpha, options.Targets, bestWeights, baseModelId ?? model.Directory, options.UseRsLora);
+            PeftWriter.Write(outputDirectory, options.Rank, options.Alpha, lora.TargetNames, bestWeights, baseModelId ?? model.Directory, options.UseRsLora);
         }
         finally
         {
@@ -290,7 +290,7 @@ public static class LoraTrainer
         var weights = lora.Export();
         try
         {
-            PeftWriter.Write(directory, options.Rank, options.Alpha, options.Targets, weights, baseModel, options.UseRsLora);
+            PeftWriter.Write(directory, options.Rank, options.Alpha, lora.TargetNames, weights, baseModel, options.UseRsLora);
         }
         finally
         {
@@ -298,7 +298,7 @@ public static class LoraTrainer
         }
         // A run resumed from here must still end on the best epoch's adapter, which may be an earlier one.
         string best = Path.Combine(directory, BestSubdirectory);
-        if (bestWeights is not null) PeftWriter.Write(best, options.Rank, options.Alpha, options.Targets, bestWeights, baseModel, options.UseRsLora);
+        if (bestWeights is not null) PeftWriter.Write(best, options.Rank, options.Alpha, lora.TargetNames, bestWeights, baseModel, options.UseRsLora);
         else if (Directory.Exists(best)) Directory.Delete(best, recursive: true);
         string optimizerPath = Path.Combine(directory, "optimizer.bin");
         optimizer.save_state_dict(optimizerPath + ".tmp");

@@ -57,7 +57,7 @@ public sealed record LoraTrainingOptions
         if (CheckpointEvery < 0) throw new ArgumentException("--checkpoint-every must not be negative (0: no checkpoints).");
         if (KeepBestCheckpoint && CheckpointEvery == 0) throw new ArgumentException("--keep-best keeps the best of the checkpoints written; it needs --checkpoint-every N.");
         if (Targets.Count == 0) throw new ArgumentException("--targets must name at least one projection.");
-        string[] known = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+        string[] known = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "qkv_proj", "gate_up_proj"];
         foreach (string t in Targets)
             if (!known.Contains(t)) throw new ArgumentException($"--targets: unknown projection '{t}' (expected {string.Join(", ", known)}).");
     }

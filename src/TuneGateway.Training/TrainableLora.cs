@@ -23,7 +23,8 @@ public sealed class TrainableLora : IProjectionDelta, IDisposable
         _scale = options.Alpha / (options.UseRsLora ? Math.Sqrt(options.Rank) : options.Rank);
         _dropout = options.Dropout;
         torch.manual_seed(options.Seed);
-        foreach (var (_, slice) in model.Projections.Where(p => options.Targets.Contains(p.Slice.Name)))
+        var targets = FusedTargets(options.Targets);
+        foreach (var (_, slice) in model.Projections.Where(p => targets.Contains(p.Slice.Name)))
         {
             var a = torch.empty([options.Rank, slice.InFeatures], ScalarType.Float32, model.Device);
             torch.nn.init.kaiming_uniform_(a, Math.Sqrt(5));
@@ -31,7 +32,23 @@ public sealed class TrainableLora : IProjectionDelta, IDisposable
             _modules[slice.ModulePath] = (new Parameter(a, requires_grad: true), new Parameter(b, requires_grad: true));
         }
         if (_modules.Count == 0) throw new ArgumentException("--targets matches no projection of this model.");
+        TargetNames = model.Projections.Where(p => _modules.ContainsKey(p.Slice.ModulePath)).Select(p => p.Slice.Name).Distinct().ToArray();
     }
+
+    /// <summary>
+    /// The targets plus the fused modules that contain them: on Phi-3, whose checkpoints have
+    /// qkv_proj and gate_up_proj, naming q_proj (or gate_proj, ...) trains the fused module.
+    /// </summary>
+    private static HashSet<string> FusedTargets(IReadOnlyList<string> targets)
+    {
+        var names = new HashSet<string>(targets, StringComparer.Ordinal);
+        if (targets.Any(t => t is "q_proj" or "k_proj" or "v_proj")) names.Add("qkv_proj");
+        if (targets.Any(t => t is "gate_proj" or "up_proj")) names.Add("gate_up_proj");
+        return names;
+    }
+
+    /// <summary>The module names trained (what adapter_config.json's target_modules lists).</summary>
+    public IReadOnlyList<string> TargetNames { get; }
 
     public int Rank { get; }
     public bool Training { get; set; } = true;

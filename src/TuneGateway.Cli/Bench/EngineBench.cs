@@ -53,6 +53,30 @@ internal static class EngineBench
         Rope = new RopeParameters(1000000.0, RopeType.Default),
     };
 
+    /// <summary>The Qwen3-0.6B shape with random weights (q/k norms, head_dim 128 over hidden 1024, tied head).</summary>
+    public static ModelConfig Qwen3Dense06BShape() => Qwen05BShape() with
+    {
+        Architecture = ModelArchitecture.Qwen3,
+        ModelType = "qwen3",
+        HiddenSize = 1024,
+        IntermediateSize = 3072,
+        NumLayers = 28,
+        NumHeads = 16,
+        NumKeyValueHeads = 8,
+        HeadDim = 128,
+        MaxPositionEmbeddings = 40960,
+        QkvBias = false,
+        QkNorm = true,
+    };
+
+    /// <summary>A small Qwen3-MoE shape: the 0.6B attention, 8 experts of 768, top-2, renormalised.</summary>
+    public static ModelConfig SmallMoeShape() => Qwen3Dense06BShape() with
+    {
+        Architecture = ModelArchitecture.Qwen3Moe,
+        ModelType = "qwen3_moe",
+        Moe = new MoeConfig(Experts: 8, TopK: 2, NormalizeTopK: true, IntermediateSize: 768),
+    };
+
     public static async Task RunAsync(EngineBenchOptions options, TextWriter output)
     {
         output.WriteLine($"device: {options.Device}, dtype: {TorchRuntime.DtypeName(options.Dtype)}, {TorchRuntime.BackendDescription}, {Environment.ProcessorCount} CPU cores");
@@ -114,8 +138,10 @@ internal static class EngineBench
     internal static void WarmUp(CausalLanguageModel model, TimeSpan duration)
     {
         var start = Stopwatch.GetTimestamp();
+        // 16-token prompts and decodes, or shorter when the model was sized for shorter runs.
+        int tokens = Math.Min(16, (model.MaxPositions - 1) / 2);
         while (Stopwatch.GetElapsedTime(start) < duration)
-            Throughput(model, 8, 16, 16, null, _ => -1);
+            Throughput(model, 8, tokens, tokens, null, _ => -1);
     }
 
     private static (TimeSpan Prefill, TimeSpan Decode) RunOnce(ModelRunner runner, int[][] prompts, RowSampling[] greedy, int newTokens,

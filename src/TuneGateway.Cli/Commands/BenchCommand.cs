@@ -14,7 +14,8 @@ internal static class BenchCommand
         var model = new Option<string?>("--model") { Description = "Model directory (default: the bundled tiny model)." };
         var device = CommonOptions.Device();
         var dtype = CommonOptions.Dtype();
-        var shapes = new Option<string>("--shapes") { Description = "Comma-separated: bundled, qwen0.5b.", DefaultValueFactory = _ => "bundled,qwen0.5b" };
+        var shapes = new Option<string>("--shapes") { Description = "Comma-separated: bundled, qwen0.5b, qwen3-0.6b, moe-8x2.", DefaultValueFactory = _ => "bundled,qwen0.5b" };
+        var shapeLayers = new Option<int?>("--shape-layers") { Description = "Decoder layers of the random shapes (default: the real model's), to fit a slow machine." };
         var batches = new Option<string>("--batches") { Description = "Comma-separated batch sizes.", DefaultValueFactory = _ => "1,8,32" };
         var promptTokens = new Option<int?>("--prompt-tokens") { Description = "Prompt length (default: 128 on GPU, 32 on CPU)." };
         var newTokens = new Option<int?>("--new-tokens") { Description = "Tokens to decode per sequence (default: 128 on GPU, 8 on CPU)." };
@@ -26,7 +27,7 @@ internal static class BenchCommand
 
         var command = new Command("bench", "Measure prefill/decode throughput and multi-LoRA serving; prints Markdown tables.")
         {
-            model, device, dtype, shapes, batches, promptTokens, newTokens, loraRank, suites, gatewayClients, trafficClients, trafficEntries,
+            model, device, dtype, shapes, shapeLayers, batches, promptTokens, newTokens, loraRank, suites, gatewayClients, trafficClients, trafficEntries,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -77,14 +78,22 @@ internal static class BenchCommand
                 SamplerBench.Run(new SamplerBenchOptions { Device = dev, Batches = parse.GetValue(batches)!.Split(',').Select(int.Parse).ToArray() }, Console.Out);
             if (!selectedSuites.Contains("engine") && !selectedSuites.Contains("lora")) return 0;
 
+            int? layers = parse.GetValue(shapeLayers) is int l ? (l > 0 ? l : throw new ArgumentException("--shape-layers must be positive.")) : null;
+            (string, Func<CausalLanguageModel>) Random(string name, ModelConfig shape)
+            {
+                if (layers is int n) shape = shape with { NumLayers = n };
+                return ($"{name} shape ({shape.NumLayers} layers, random)", () => CausalLanguageModel.CreateRandom(shape, dev, type, prompt + decode + 8));
+            }
             var models = new List<(string, Func<CausalLanguageModel>)>();
             foreach (string shape in parse.GetValue(shapes)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
             {
                 models.Add(shape switch
                 {
                     "bundled" => (parse.GetValue(model) is null ? "llama-tiny (bundled)" : Path.GetFileName(Path.TrimEndingDirectorySeparator(modelDirectory)), () => CausalLanguageModel.Load(modelDirectory, dev, type, prompt + decode + 8)),
-                    "qwen0.5b" => ("Qwen2.5-0.5B shape (random)", () => CausalLanguageModel.CreateRandom(EngineBench.Qwen05BShape(), dev, type, prompt + decode + 8)),
-                    _ => throw new ArgumentException($"--shapes: unknown shape '{shape}' (expected bundled or qwen0.5b)."),
+                    "qwen0.5b" => Random("Qwen2.5-0.5B", EngineBench.Qwen05BShape()),
+                    "qwen3-0.6b" => Random("Qwen3-0.6B", EngineBench.Qwen3Dense06BShape()),
+                    "moe-8x2" => Random("Qwen3-MoE 8 experts top-2", EngineBench.SmallMoeShape()),
+                    _ => throw new ArgumentException($"--shapes: unknown shape '{shape}' (expected bundled, qwen0.5b, qwen3-0.6b or moe-8x2)."),
                 });
             }
             await EngineBench.RunAsync(new EngineBenchOptions

@@ -1,5 +1,4 @@
 using TorchSharp;
-using TuneGateway.Engine.Models;
 using static TorchSharp.torch;
 
 namespace TuneGateway.Engine.Inference;
@@ -16,8 +15,8 @@ namespace TuneGateway.Engine.Inference;
 public readonly record struct SequenceChunk(int Slot, int Start, ReadOnlyMemory<int> Tokens, bool WantLogits = true, int Adapter = -1,
     ReadOnlyMemory<int> ScoreTargets = default, int ScoreTop = 0);
 
-/// <summary>A prefill chunk's place in the packed rows, with its attention mask.</summary>
-public sealed record PrefillChunk(int Offset, int Slot, int Start, int Length, Tensor Mask);
+/// <summary>A prefill chunk's place in the packed rows.</summary>
+public sealed record PrefillChunk(int Offset, int Slot, int Start, int Length);
 
 /// <summary>
 /// Device tensors describing one forward pass over packed tokens: decode rows first (sorted by
@@ -31,6 +30,8 @@ public sealed class ForwardBatch
     public required Tensor TokenIds { get; init; }
     public required Tensor Positions { get; init; }
     public required Tensor CacheSlots { get; init; }
+    /// <summary>For each packed row, the length of its sequence once this pass is done (its chunk's end).</summary>
+    public required Tensor SequenceLengths { get; init; }
     /// <summary>
     /// Packed rows whose logits are returned, chunk by chunk in input order: a chunk's scored rows
     /// (<see cref="SequenceChunk.ScoreTargets"/>), then its last row when it wants logits.
@@ -42,8 +43,8 @@ public sealed class ForwardBatch
     public int? DecodeSlotStart { get; init; }
     public Tensor? DecodeSlots { get; init; }
     public int DecodeKeyLength { get; init; }
-    /// <summary>[decode rows, 1, 1, key length], true where a row may attend.</summary>
-    public Tensor? DecodeMask { get; init; }
+    /// <summary>The position of each decode row (its key length is this + 1).</summary>
+    public IReadOnlyList<int> DecodePositions { get; init; } = [];
     public IReadOnlyList<PrefillChunk> Prefills { get; init; } = [];
 
     /// <summary>For each packed row, the index of the input chunk it came from.</summary>
@@ -51,7 +52,7 @@ public sealed class ForwardBatch
 
     public int TokenCount => RowChunk.Length;
 
-    public static ForwardBatch Build(IReadOnlyList<SequenceChunk> chunks, ModelConfig config, int maxLength, Device device)
+    public static ForwardBatch Build(IReadOnlyList<SequenceChunk> chunks, int maxLength, Device device)
     {
         if (chunks.Count == 0) throw new ArgumentException("A forward pass needs at least one chunk.", nameof(chunks));
         var decode = new List<int>();
@@ -70,6 +71,7 @@ public sealed class ForwardBatch
         var ids = new long[total];
         var positions = new long[total];
         var slots = new long[total];
+        var lengths = new long[total];
         var rowChunk = new int[total];
         var chunkOffset = new int[chunks.Count];
         int row = 0;
@@ -83,6 +85,7 @@ public sealed class ForwardBatch
                 ids[row] = span[t];
                 positions[row] = c.Start + t;
                 slots[row] = c.Slot;
+                lengths[row] = c.Start + c.Tokens.Length;
                 rowChunk[row] = i;
             }
         }
@@ -98,10 +101,9 @@ public sealed class ForwardBatch
             if (c.WantLogits) logitRows.Add(chunkOffset[i] + c.Tokens.Length - 1);
         }
 
-        int? window = config.SlidingWindow;
         int decodeCount = decode.Count;
         int? slotStart = null;
-        Tensor? decodeSlots = null, decodeMask = null;
+        Tensor? decodeSlots = null;
         int keyLength = 0;
         if (decodeCount > 0)
         {
@@ -112,50 +114,24 @@ public sealed class ForwardBatch
             else decodeSlots = torch.tensor(decode.Select(i => (long)chunks[i].Slot).ToArray(), device: device);
 
             keyLength = decode.Max(i => chunks[i].Start) + 1;
-            var mask = new bool[decodeCount * keyLength];
-            for (int j = 0; j < decodeCount; j++)
-            {
-                int position = chunks[decode[j]].Start;
-                int first = window is int w ? Math.Max(0, position - w + 1) : 0;
-                for (int k = first; k <= position; k++) mask[j * keyLength + k] = true;
-            }
-            decodeMask = torch.tensor(mask, device: device).view(decodeCount, 1, 1, keyLength);
         }
 
-        var prefills = new List<PrefillChunk>(prefill.Count);
-        foreach (int i in prefill)
-        {
-            var c = chunks[i];
-            prefills.Add(new PrefillChunk(chunkOffset[i], c.Slot, c.Start, c.Tokens.Length,
-                CausalMask(c.Start, c.Tokens.Length, config.GroupSize, window, device)));
-        }
+        var prefills = prefill.Select(i => new PrefillChunk(chunkOffset[i], chunks[i].Slot, chunks[i].Start, chunks[i].Tokens.Length)).ToArray();
 
         return new ForwardBatch
         {
             TokenIds = torch.tensor(ids, device: device),
             Positions = torch.tensor(positions, device: device),
             CacheSlots = torch.tensor(slots, device: device),
+            SequenceLengths = torch.tensor(lengths, device: device),
             LogitRows = torch.tensor(logitRows.ToArray(), device: device),
             DecodeCount = decodeCount,
             DecodeSlotStart = slotStart,
             DecodeSlots = decodeSlots,
             DecodeKeyLength = keyLength,
-            DecodeMask = decodeMask,
+            DecodePositions = decode.Select(i => chunks[i].Start).ToArray(),
             Prefills = prefills,
             RowChunk = rowChunk,
         };
-    }
-
-    /// <summary>
-    /// [groups·T, start+T]: query row (g, t) at position start+t sees keys 0..start+t (within the
-    /// sliding window, if any). Rows are repeated per query head of a key/value group.
-    /// </summary>
-    private static Tensor CausalMask(int start, int length, int groups, int? window, Device device)
-    {
-        var queryPositions = torch.arange(start, start + length, dtype: ScalarType.Int64, device: device).unsqueeze(1);
-        var keyPositions = torch.arange(0, start + length, dtype: ScalarType.Int64, device: device).unsqueeze(0);
-        var mask = keyPositions <= queryPositions;
-        if (window is int w) mask = mask.logical_and(keyPositions > queryPositions - w);
-        return groups == 1 ? mask : mask.unsqueeze(0).expand(groups, length, start + length).reshape(groups * length, start + length);
     }
 }

@@ -32,7 +32,7 @@ public sealed class ModelRunner : IDisposable
     {
         using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope();
-        var batch = ForwardBatch.Build(chunks, Model.Config, MaxLength, Model.Device);
+        var batch = ForwardBatch.Build(chunks, MaxLength, Model.Device);
         IProjectionDelta? delta = null;
         if (adapters is not null)
         {
@@ -43,7 +43,7 @@ public sealed class ModelRunner : IDisposable
         {
             throw new ArgumentException("A chunk names an adapter but no working set was given.", nameof(chunks));
         }
-        return Model.Forward(batch, Cache, delta).MoveToOuterDisposeScope();
+        return Model.Forward(batch.TokenIds, batch.Positions, batch.SequenceLengths, new CachedAttentionBackend(batch, Cache), delta, batch.LogitRows).MoveToOuterDisposeScope();
     }
 
     /// <summary>One forward pass and one sampled token per chunk that wants logits.</summary>

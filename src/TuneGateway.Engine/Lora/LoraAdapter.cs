@@ -110,6 +110,8 @@ public sealed class LoraAdapter : IDisposable
 
             foreach (var module in modules.Keys)
             {
+                if (!projections.ContainsKey(module) && model.Config.Moe is not null && IsMixtureOfExpertsModule(module))
+                    throw new AdapterLoadException($"'{weightsPath}': tensor '{KeyPrefix}{module}.lora_A.weight' targets '{module}', a mixture-of-experts weight (an expert or the router) of {model.Config.Architecture}; adapters on experts are not supported, only on attention and dense MLP projections. Train with target_modules limited to q_proj, k_proj, v_proj, o_proj (and the dense layers' MLP).");
                 if (!projections.ContainsKey(module))
                     throw new AdapterLoadException($"'{weightsPath}': tensor '{KeyPrefix}{module}.lora_A.weight' targets module '{module}', which the base model ({model.Config.ModelType}, {model.Config.NumLayers} layers) does not have as a linear projection. Was the adapter trained for another base model?");
             }
@@ -149,6 +151,11 @@ public sealed class LoraAdapter : IDisposable
             return Build(directory, config, file, modules, targeted, model, device, weightsPath);
         }
     }
+
+    /// <summary>Module paths inside an MoE block: experts.N.* and the router gate (mlp.gate, block_sparse_moe.gate).</summary>
+    private static bool IsMixtureOfExpertsModule(string module) =>
+        module.Contains(".experts.", StringComparison.Ordinal) || module.Contains("block_sparse_moe.", StringComparison.Ordinal) ||
+        module.EndsWith(".mlp.gate", StringComparison.Ordinal) || module.EndsWith(".experts", StringComparison.Ordinal);
 
     private static Dictionary<string, (string A, string B)> ReadModuleTensors(SafeTensorsFile file, string path)
     {

@@ -76,8 +76,8 @@ public sealed class LinearGroup : IDisposable
     public int InFeatures { get; }
     public int OutFeatures { get; }
 
-    /// <summary>Position of this group in <see cref="CausalLanguageModel.LinearGroups"/>.</summary>
-    public int Index => Layer * 4 + (int)Kind;
+    /// <summary>Position of this group in <see cref="CausalLanguageModel.LinearGroups"/> (set by the model).</summary>
+    public int Index { get; internal set; } = -1;
 
     /// <summary>[OutFeatures, InFeatures], the fused weight.</summary>
     public Tensor Weight => _weight;

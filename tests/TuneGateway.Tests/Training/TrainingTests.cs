@@ -15,6 +15,7 @@ namespace TuneGateway.Tests.Training;
 /// the result is a PEFT adapter the serving path reproduces exactly, and runs resume from
 /// checkpoints and stop early.
 /// </summary>
+[Collection(TorchRandomState.Collection)]
 public sealed class TrainingTests : IDisposable
 {
     private readonly CausalLanguageModel _model = CausalLanguageModel.Load(Fixtures.LlamaTiny, torch.CPU, ScalarType.Float32);
@@ -76,18 +77,24 @@ public sealed class TrainingTests : IDisposable
         var config = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir.Path, "adapter_config.json"))).RootElement;
         Assert.Equal("LORA", config.GetProperty("peft_type").GetString());
         Assert.Equal(8, config.GetProperty("r").GetInt32());
-        using var served = LoraAdapter.Load(dir.Path, _model, 64, torch.CPU);
-        using var set = new LoraWorkingSet([served], _model.LinearGroups.Count, torch.CPU);
-        using var trained = new TrainableLora(_model, options) { Training = false };
-        trained.Import(dir.Path);
+        AssertServedMatchesTrained(_model, _tokenizer, dir.Path, options, "served vs trained logits");
+    }
 
-        var prompt = _tokenizer.Encode("input: warranty\noutput:", addSpecialTokens: true).ToArray();
-        using var runner = new ModelRunner(_model, 1, 64);
+    /// <summary>The adapter in <paramref name="adapterDirectory"/> loaded for serving gives the training path's logits.</summary>
+    internal static void AssertServedMatchesTrained(CausalLanguageModel model, HfTokenizer tokenizer, string adapterDirectory, LoraTrainingOptions options, string what)
+    {
+        using var served = LoraAdapter.Load(adapterDirectory, model, 64, torch.CPU);
+        using var set = new LoraWorkingSet([served], model.LinearGroups.Count, torch.CPU);
+        using var trained = new TrainableLora(model, options) { Training = false };
+        trained.Import(adapterDirectory);
+
+        var prompt = tokenizer.Encode("input: warranty\noutput:", addSpecialTokens: true).ToArray();
+        using var runner = new ModelRunner(model, 1, 64);
         using var servedLogits = runner.Forward([new SequenceChunk(0, 0, prompt, Adapter: 0)], set);
         using var noGrad = torch.no_grad();
         using var ids = torch.tensor(prompt.Select(i => (long)i).ToArray()).unsqueeze(0);
-        using var trainedLogits = _model.ForwardSequences(ids, trained);
-        ParityTests.AssertClose(trainedLogits[0, -1].data<float>().ToArray(), servedLogits[0].data<float>().ToArray(), "served vs trained logits");
+        using var trainedLogits = model.ForwardSequences(ids, trained);
+        ParityTests.AssertClose(trainedLogits[0, -1].data<float>().ToArray(), servedLogits[0].data<float>().ToArray(), what);
     }
 
     [Fact]
@@ -211,4 +218,15 @@ public class TrainedAdapterInteropTests
             ParityTests.AssertClose(cases[i].GreedyLogprobs, logprobs[i], $"prompt {i} logprobs");
         }
     }
+}
+
+/// <summary>
+/// Training seeds and draws from libtorch's one global generator (initialisation, dropout), so
+/// test classes that train run one at a time: two in parallel draw from each other's stream and
+/// a seeded run stops being reproducible.
+/// </summary>
+[CollectionDefinition(Collection)]
+public sealed class TorchRandomState
+{
+    public const string Collection = "torch global random state";
 }
