@@ -109,6 +109,8 @@ public sealed class InferenceEngine : IDisposable
             var engine = new InferenceEngine(options, model, tokenizer, runner, adapters, scheduler, template, templateError);
             logger.LogInformation("Loaded {Model} ({Architecture}, {Layers} layers, {Bytes:N0} bytes of weights) on {Device}; {Slots} sequences of up to {Length} tokens ({Cache:N0} bytes of KV cache)",
                 engine.ModelId, config.Architecture, config.NumLayers, model.WeightBytes, engine.DeviceDescription, slots, maxLength, runner.Cache.Bytes);
+            // The vocabulary's bytes and prefix tree (seconds for 150k tokens) are built in the background, not on the first constrained request.
+            _ = Task.Run(() => engine.Structured.Vocabulary, CancellationToken.None);
             foreach (var (name, directory) in options.Loras)
             {
                 await adapters.LoadAsync(name, directory, cancellationToken).ConfigureAwait(false);

@@ -580,7 +580,7 @@ internal static class CompletionEndpoints
                         TokenIds = plan.ReturnTokenIds ? [t.TokenId] : null,
                     });
                 case GenerationFinished f:
-                    return Chunk(new ChatChunkChoice(choice, output.Delta(choice, f.TrailingText, final: true)!, null,
+                    return Chunk(new ChatChunkChoice(choice, output.Delta(choice, f.TrailingText, final: true) ?? new ChatDelta(), null,
                         output.FinishReason(choice, f.Reason))) with { MeanLogprob = meanLogprob };
                 default:
                     return null;
