@@ -9,7 +9,7 @@ namespace TuneGateway.Storage.Lifecycle;
 /// approvals, edit pipelines, audit. Each action moves registry states with compare-and-set (along
 /// <see cref="VersionTransitions"/>), flips alias weights, and leaves an audit event naming the
 /// actor and the reason. Everyone else gets the stores' read interfaces only
-/// (<see cref="Registry"/>, <see cref="Aliases"/>, <see cref="Approvals"/>, <see cref="Pipelines"/>);
+/// (<see cref="Registry"/>, <see cref="Aliases"/>, <see cref="Approvals"/>, <see cref="Pipelines"/>, <see cref="Canaries"/>);
 /// the write interfaces and the stores are internal to this assembly, so nothing else can call a
 /// store's write methods (and a test checks the sources as well).
 /// </summary>
