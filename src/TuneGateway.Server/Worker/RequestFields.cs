@@ -130,8 +130,6 @@ internal readonly struct RequestFields
         if (Get(name) is { } value && !isNeutral(value)) throw ApiException.Invalid(name, $"'{name}' is not supported by this server: {what}.");
     }
 
-    public static bool IsZero(JsonElement e) => e.ValueKind == JsonValueKind.Number && e.TryGetDouble(out double d) && d == 0;
-    public static bool IsFalse(JsonElement e) => e.ValueKind == JsonValueKind.False;
     public static bool IsEmpty(JsonElement e) => e.ValueKind switch
     {
         JsonValueKind.Object => !e.EnumerateObject().Any(),
