@@ -10,6 +10,24 @@ public sealed class SchemaNotSupportedException(string keyword, string message) 
     public string Keyword { get; } = keyword;
 }
 
+/// <summary>JSON pointers into the same schema document (<c>#</c>, <c>#/$defs/x</c>, <c>#/anyOf/0</c>).</summary>
+internal static class SchemaPointer
+{
+    /// <summary>The element <paramref name="pointer"/> names in <paramref name="root"/>, or null when it names none.</summary>
+    public static JsonElement? Find(JsonElement root, string pointer)
+    {
+        var target = root;
+        foreach (string raw in pointer.Length <= 2 ? [] : pointer[2..].Split('/'))
+        {
+            string part = Uri.UnescapeDataString(raw).Replace("~1", "/", StringComparison.Ordinal).Replace("~0", "~", StringComparison.Ordinal);
+            if (target.ValueKind == JsonValueKind.Object && target.TryGetProperty(part, out var child)) target = child;
+            else if (target.ValueKind == JsonValueKind.Array && int.TryParse(part, out int index) && index >= 0 && index < target.GetArrayLength()) target = target[index];
+            else return null;
+        }
+        return target;
+    }
+}
+
 /// <summary>Compact JSON text of values, as literals in grammars.</summary>
 internal static class JsonText
 {
@@ -23,7 +41,7 @@ internal static class JsonText
 /// <summary>
 /// Compiles a JSON Schema into grammar nodes. Enforced: type (one or a list), properties,
 /// required, additionalProperties (false, true, a schema), items, minItems, maxItems, minLength,
-/// maxLength, enum, const, anyOf, oneOf (as anyOf), allOf with one member, $ref into the same
+/// maxLength, enum, const, anyOf, oneOf (as anyOf, when its alternatives are disjoint: <see cref="OneOfCheck"/>), allOf with one member, $ref into the same
 /// document (#, #/$defs/..., #/definitions/..., any JSON pointer) with recursion; annotations are
 /// ignored. Anything else is refused by name, never silently dropped: an output that ignored it
 /// might not validate.
@@ -73,14 +91,7 @@ internal sealed class SchemaCompiler
     private GrammarNode Resolve(string pointer)
     {
         if (_byPointer.TryGetValue(pointer, out var known)) return known;
-        var target = _root;
-        foreach (string raw in pointer.Length <= 2 ? [] : pointer[2..].Split('/'))
-        {
-            string part = Uri.UnescapeDataString(raw).Replace("~1", "/", StringComparison.Ordinal).Replace("~0", "~", StringComparison.Ordinal);
-            if (target.ValueKind == JsonValueKind.Object && target.TryGetProperty(part, out var child)) target = child;
-            else if (target.ValueKind == JsonValueKind.Array && int.TryParse(part, out int index) && index >= 0 && index < target.GetArrayLength()) target = target[index];
-            else throw new SchemaNotSupportedException("$ref", $"'$ref': '{pointer}' does not point into the schema.");
-        }
+        if (SchemaPointer.Find(_root, pointer) is not { } target) throw new SchemaNotSupportedException("$ref", $"'$ref': '{pointer}' does not point into the schema.");
         var placeholder = new RefNode(pointer);
         _byPointer[pointer] = placeholder;
         var node = Node(target, pointer);
@@ -128,6 +139,7 @@ internal sealed class SchemaCompiler
             var list = schema.GetProperty(combinator);
             if (list.ValueKind != JsonValueKind.Array || list.GetArrayLength() == 0)
                 throw new SchemaNotSupportedException(combinator, $"'{combinator}' (at '{path}') must be a non-empty array.");
+            if (combinator == "oneOf") OneOfCheck.EnsureDisjoint(list, _root, path);
             return new ChoiceNode(list.EnumerateArray().Select((s, i) => Node(s, $"{path}/{combinator}/{i}")).ToArray());
         }
 

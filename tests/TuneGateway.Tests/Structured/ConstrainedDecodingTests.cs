@@ -51,6 +51,10 @@ public sealed class ConstrainedDecodingTests
         { """{"type":["string","null"]}""", "null", true },
         { """{"anyOf":[{"type":"boolean"},{"type":"array","items":{"type":"integer"}}]}""", "[1,2]", true },
         { """{"oneOf":[{"type":"boolean"},{"type":"integer"}]}""", "\"x\"", false },
+        // Disjoint oneOf: a required discriminator property with different constants, reached through $ref too.
+        { """{"$defs":{"cat":{"type":"object","properties":{"kind":{"const":"cat"},"lives":{"type":"integer"}},"required":["kind","lives"],"additionalProperties":false}},"oneOf":[{"$ref":"#/$defs/cat"},{"type":"object","properties":{"kind":{"const":"dog"},"good":{"type":"boolean"}},"required":["kind","good"],"additionalProperties":false},{"enum":["none",null]}]}""",
+            """{"kind":"cat","lives":9}""", true },
+        { """{"oneOf":[{"enum":["a","b"]},{"const":"c"},{"type":"integer"}]}""", "\"c\"", true },
         { """{"$defs":{"node":{"type":"object","properties":{"v":{"type":"integer"},"next":{"anyOf":[{"$ref":"#/$defs/node"},{"type":"null"}]}},"required":["v","next"],"additionalProperties":false}},"$ref":"#/$defs/node"}""",
             """{"v":1,"next":{"v":2,"next":null}}""", true },
         { """{"definitions":{"x":{"type":"boolean"}},"type":"object","properties":{"f":{"$ref":"#/definitions/x"}},"required":["f"]}""", """{"f":false}""", true },
@@ -76,6 +80,11 @@ public sealed class ConstrainedDecodingTests
     [InlineData("""{"$ref":"https://example.com/s.json"}""", "$ref")]
     [InlineData("""{"allOf":[{"type":"string"},{"maxLength":3}]}""", "allOf")]
     [InlineData("""{"type":"object","properties":{"a":{"not":{}}}}""", "not")]
+    // oneOf alternatives a value could match twice (decoding them as anyOf could then produce an invalid output).
+    [InlineData("""{"oneOf":[{"type":"integer"},{"type":"number"}]}""", "oneOf")]
+    [InlineData("""{"oneOf":[{"type":"string"},{"maxLength":3}]}""", "oneOf")]
+    [InlineData("""{"oneOf":[{"type":"object","properties":{"a":{"type":"string"}}},{"type":"object","properties":{"b":{"type":"string"}}}]}""", "oneOf")]
+    [InlineData("""{"oneOf":[{"enum":["a","b"]},{"enum":["b","c"]}]}""", "oneOf")]
     public void An_unsupported_keyword_is_refused_by_name(string schema, string keyword)
     {
         var error = Assert.Throws<SchemaNotSupportedException>(() => Schema(schema));
