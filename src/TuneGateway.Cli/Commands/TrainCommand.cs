@@ -54,8 +54,7 @@ internal static class TrainCommand
             maxSteps, valSplit, patience, maxGradNorm, maxLength, seed, threads, resume, overwrite, checkpointEvery, keepBest, device, dtype, chatTemplate, request,
         };
         // What a request file already says; --resume and --overwrite are about this invocation, not the run's settings.
-        Option[] settings = [model, data, validationData, output, rank, alpha, rslora, targets, dropout, lr, weightDecay, schedule, warmup, epochs, batchSize,
-            gradAccum, maxSteps, valSplit, patience, maxGradNorm, maxLength, seed, threads, checkpointEvery, keepBest, device, dtype, chatTemplate];
+        Option[] settings = [.. command.Options.Except([resume, overwrite, request])];
         command.SetAction((parse, cancellationToken) =>
         {
             TrainingRequest run;
