@@ -114,6 +114,7 @@ internal static class EngineBench
         LoraWorkingSet? set, Func<int, int> adapterOfRow)
     {
         using var runner = new ModelRunner(model, batch, promptTokens + newTokens + 1);
+        var tables = Enumerable.Range(0, batch).Select(_ => runner.ReserveSequence()).ToArray();
         var random = new Random(batch);
         var prompts = Enumerable.Range(0, batch)
             .Select(_ => Enumerable.Range(0, promptTokens).Select(_ => random.Next(10, Math.Min(model.Config.VocabSize, 30000))).ToArray())
@@ -121,8 +122,8 @@ internal static class EngineBench
         var greedy = Enumerable.Repeat(new RowSampling(0, 0, 1, 0, 0), batch).ToArray();
 
         // Warm-up: allocator, kernels, first-call costs; then the median of three timed runs.
-        RunOnce(runner, prompts, greedy, Math.Min(4, newTokens), set, adapterOfRow);
-        var runs = Enumerable.Range(0, 3).Select(_ => RunOnce(runner, prompts, greedy, newTokens, set, adapterOfRow)).ToArray();
+        RunOnce(runner, tables, prompts, greedy, Math.Min(4, newTokens), set, adapterOfRow);
+        var runs = Enumerable.Range(0, 3).Select(_ => RunOnce(runner, tables, prompts, greedy, newTokens, set, adapterOfRow)).ToArray();
         var prefill = runs.Select(r => r.Prefill).Order().ElementAt(1);
         var decode = runs.Select(r => r.Decode).Order().ElementAt(1);
         double prefillRate = batch * promptTokens / prefill.TotalSeconds;
@@ -144,12 +145,12 @@ internal static class EngineBench
             Throughput(model, 8, tokens, tokens, null, _ => -1);
     }
 
-    private static (TimeSpan Prefill, TimeSpan Decode) RunOnce(ModelRunner runner, int[][] prompts, RowSampling[] greedy, int newTokens,
+    private static (TimeSpan Prefill, TimeSpan Decode) RunOnce(ModelRunner runner, int[][] tables, int[][] prompts, RowSampling[] greedy, int newTokens,
         LoraWorkingSet? set, Func<int, int> adapterOfRow)
     {
         int batch = prompts.Length;
         var start = Stopwatch.GetTimestamp();
-        var tokens = runner.Step(prompts.Select((p, i) => new SequenceChunk(i, 0, p, Adapter: adapterOfRow(i))).ToArray(), greedy, set);
+        var tokens = runner.Step(prompts.Select((p, i) => new SequenceChunk(tables[i], 0, p, Adapter: adapterOfRow(i))).ToArray(), greedy, set);
         var prefill = Stopwatch.GetElapsedTime(start);
 
         start = Stopwatch.GetTimestamp();
@@ -157,7 +158,7 @@ internal static class EngineBench
         for (int step = 1; step < newTokens; step++)
         {
             for (int i = 0; i < batch; i++)
-                chunks[i] = new SequenceChunk(i, prompts[i].Length + step - 1, new[] { tokens[i].TokenId }, Adapter: adapterOfRow(i));
+                chunks[i] = new SequenceChunk(tables[i], prompts[i].Length + step - 1, new[] { tokens[i].TokenId }, Adapter: adapterOfRow(i));
             tokens = runner.Step(chunks, greedy, set);
         }
         return (prefill, Stopwatch.GetElapsedTime(start));

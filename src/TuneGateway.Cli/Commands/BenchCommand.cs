@@ -20,7 +20,7 @@ internal static class BenchCommand
         var promptTokens = new Option<int?>("--prompt-tokens") { Description = "Prompt length (default: 128 on GPU, 32 on CPU)." };
         var newTokens = new Option<int?>("--new-tokens") { Description = "Tokens to decode per sequence (default: 128 on GPU, 8 on CPU)." };
         var loraRank = new Option<int>("--lora-rank") { Description = "Rank of the random adapters.", DefaultValueFactory = _ => 16 };
-        var suites = new Option<string>("--suites") { Description = "Comma-separated: engine, lora, gateway, traffic, sampler, structured.", DefaultValueFactory = _ => "engine,lora" };
+        var suites = new Option<string>("--suites") { Description = "Comma-separated: engine, lora, kv, gateway, traffic, sampler, structured.", DefaultValueFactory = _ => "engine,lora" };
         var gatewayClients = new Option<string>("--gateway-clients") { Description = "Gateway suite: comma-separated numbers of concurrent clients.", DefaultValueFactory = _ => "1,64" };
         var trafficClients = new Option<string>("--traffic-clients") { Description = "Traffic suite: comma-separated numbers of concurrent clients.", DefaultValueFactory = _ => "1,16" };
         var trafficEntries = new Option<int>("--traffic-entries") { Description = "Traffic suite: entries the writer benchmark records per store.", DefaultValueFactory = _ => 20_000 };
@@ -40,8 +40,8 @@ internal static class BenchCommand
             var selectedSuites = parse.GetValue(suites)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
             foreach (string suite in selectedSuites)
             {
-                if (suite is not ("engine" or "lora" or "gateway" or "traffic" or "sampler" or "structured"))
-                    throw new ArgumentException($"--suites: unknown suite '{suite}' (expected engine, lora, gateway, traffic, sampler or structured).");
+                if (suite is not ("engine" or "lora" or "kv" or "gateway" or "traffic" or "sampler" or "structured"))
+                    throw new ArgumentException($"--suites: unknown suite '{suite}' (expected engine, lora, kv, gateway, traffic, sampler or structured).");
             }
             if (selectedSuites.Contains("structured")) StructuredBench.Run(Console.Out);
 
@@ -76,9 +76,31 @@ internal static class BenchCommand
             }
             if (selectedSuites.Contains("sampler"))
                 SamplerBench.Run(new SamplerBenchOptions { Device = dev, Batches = parse.GetValue(batches)!.Split(',').Select(int.Parse).ToArray() }, Console.Out);
+            int? layers = parse.GetValue(shapeLayers) is int l ? (l > 0 ? l : throw new ArgumentException("--shape-layers must be positive.")) : null;
+            if (selectedSuites.Contains("kv"))
+            {
+                // The first --shapes entry, loaded at whatever context each part needs.
+                string first = parse.GetValue(shapes)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)[0];
+                ModelConfig? kvShape = first switch
+                {
+                    "bundled" => null,
+                    "qwen0.5b" => EngineBench.Qwen05BShape(),
+                    "qwen3-0.6b" => EngineBench.Qwen3Dense06BShape(),
+                    "moe-8x2" => EngineBench.SmallMoeShape(),
+                    _ => throw new ArgumentException($"--shapes: unknown shape '{first}' (expected bundled, qwen0.5b, qwen3-0.6b or moe-8x2)."),
+                };
+                if (kvShape is not null && layers is int kvLayers) kvShape = kvShape with { NumLayers = kvLayers };
+                await KvBench.RunAsync(new KvBenchOptions
+                {
+                    ModelName = kvShape is null ? "the bundled model" : $"{first} shape ({kvShape.NumLayers} layers, random), {TorchRuntime.DtypeName(type)} on {dev}",
+                    Load = positions => kvShape is null ? CausalLanguageModel.Load(modelDirectory, dev, type, positions) : CausalLanguageModel.CreateRandom(kvShape, dev, type, positions),
+                    Batches = parse.GetValue(batches)!.Split(',').Select(int.Parse).ToArray(),
+                    ContextTokens = prompt,
+                    DecodeSteps = Math.Max(4, decode),
+                }, Console.Out);
+            }
             if (!selectedSuites.Contains("engine") && !selectedSuites.Contains("lora")) return 0;
 
-            int? layers = parse.GetValue(shapeLayers) is int l ? (l > 0 ? l : throw new ArgumentException("--shape-layers must be positive.")) : null;
             (string, Func<CausalLanguageModel>) Random(string name, ModelConfig shape)
             {
                 if (layers is int n) shape = shape with { NumLayers = n };

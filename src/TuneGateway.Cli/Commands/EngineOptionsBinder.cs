@@ -16,7 +16,12 @@ internal sealed class EngineOptionsBinder
     public Option<int> MaxNumSeqs { get; } = new("--max-num-seqs") { Description = "Sequences decoded together.", DefaultValueFactory = _ => 32 };
     public Option<int> MaxBatchTokens { get; } = new("--max-batch-tokens") { Description = "Tokens per forward pass; longer prompts are prefilled in chunks.", DefaultValueFactory = _ => 2048 };
     public Option<int> MaxQueue { get; } = new("--max-queue") { Description = "Waiting requests before 429.", DefaultValueFactory = _ => 256 };
-    public Option<string?> KvCacheMemory { get; } = new("--kv-cache-memory") { Description = "KV cache budget, e.g. 2GiB (default: what --max-num-seqs x --max-model-len needs)." };
+    public Option<string?> KvCacheMemory { get; } = new("--kv-cache-memory")
+    {
+        Description = "KV cache size: bytes (e.g. 2GiB) or a fraction of the device's free memory after the weights load (e.g. 0.8). Default: what --max-num-seqs x --max-model-len needs.",
+    };
+    public Option<int> BlockSize { get; } = new("--block-size") { Description = "Tokens per KV cache block.", DefaultValueFactory = _ => 16 };
+    public Option<bool> NoPrefixCaching { get; } = new("--no-enable-prefix-caching") { Description = "Do not reuse cached KV blocks of shared prompt prefixes (on by default; keyed by adapter version)." };
     public Option<string[]> Lora { get; } = new("--lora") { Description = "Adapter to load at start, NAME=DIR (repeatable).", AllowMultipleArgumentsPerToken = false };
     public Option<string?> LoraDir { get; } = new("--lora-dir") { Description = "Directory of adapters loaded on demand by name (NAME or NAME/VERSION)." };
     public Option<int> MaxLoras { get; } = new("--max-loras") { Description = "Adapters resident on the device (and mixed in one batch).", DefaultValueFactory = _ => 8 };
@@ -29,10 +34,14 @@ internal sealed class EngineOptionsBinder
 
     public void AddTo(Command command)
     {
-        foreach (var option in new Option[] { Model, ServedModelName, Device, Dtype, MaxModelLen, MaxNumSeqs, MaxBatchTokens, MaxQueue, KvCacheMemory,
+        foreach (var option in new Option[] { Model, ServedModelName, Device, Dtype, MaxModelLen, MaxNumSeqs, MaxBatchTokens, MaxQueue, KvCacheMemory, BlockSize, NoPrefixCaching,
                      Lora, LoraDir, MaxLoras, MaxCpuLoras, LoraDeviceMemory, LoraHostMemory, MaxLoraRank, ChatTemplate, ToolCallParser })
             command.Options.Add(option);
     }
+
+    /// <summary>A unitless number of at most 1 is a share of free memory; anything else is a size.</summary>
+    private static bool IsFraction(string text, out double fraction) =>
+        double.TryParse(text.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture, out fraction) && fraction <= 1 && text.Contains('.', StringComparison.Ordinal);
 
     public EngineOptions Bind(ParseResult parse)
     {
@@ -53,7 +62,10 @@ internal sealed class EngineOptionsBinder
             MaxNumSeqs = parse.GetValue(MaxNumSeqs),
             MaxBatchTokens = parse.GetValue(MaxBatchTokens),
             MaxQueue = parse.GetValue(MaxQueue),
-            KvCacheMemory = parse.GetValue(KvCacheMemory) is { } kv ? ByteSize.Parse(kv, "--kv-cache-memory") : null,
+            KvCacheMemory = parse.GetValue(KvCacheMemory) is { } kv && !IsFraction(kv, out _) ? ByteSize.Parse(kv, "--kv-cache-memory") : null,
+            KvCacheMemoryFraction = parse.GetValue(KvCacheMemory) is { } share && IsFraction(share, out double fraction) ? fraction : null,
+            BlockSize = parse.GetValue(BlockSize),
+            PrefixCaching = !parse.GetValue(NoPrefixCaching),
             ChatTemplatePath = parse.GetValue(ChatTemplate),
             ToolCallParser = parse.GetValue(ToolCallParser) is { } parser && !TuneGateway.Server.Tools.ToolCallFormat.Names.Contains(parser)
                 ? throw new ArgumentException($"--tool-call-parser '{parser}': expected one of {string.Join(", ", TuneGateway.Server.Tools.ToolCallFormat.Names)}.")

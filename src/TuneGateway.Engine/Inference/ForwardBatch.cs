@@ -5,23 +5,32 @@ namespace TuneGateway.Engine.Inference;
 
 /// <summary>
 /// The new tokens of one sequence in one forward pass: <see cref="Tokens"/> go to positions
-/// <see cref="Start"/>.. of cache slot <see cref="Slot"/>. A one-token chunk is a decode row.
+/// <see cref="Start"/>.. of the sequence whose KV cache blocks <see cref="Blocks"/> lists (they
+/// must cover every position up to the chunk's end). A one-token chunk is a decode row.
 /// <see cref="Adapter"/> indexes the step's LoRA working set (-1: the base model alone).
 /// <see cref="ScoreTargets"/> (prompt log-probabilities): row j of the chunk is scored against
 /// token ScoreTargets[j], the one that follows it in the prompt, with <see cref="ScoreTop"/>
 /// alternatives; it covers the first rows only (a final chunk's last row predicts the first
 /// generated token, which is sampled instead).
+/// <see cref="SequenceLength"/> is the sequence length transformers would see in this pass (the
+/// whole prompt, for a chunk of one prefilled in pieces); by default the chunk's end. Only
+/// longrope reads it.
 /// </summary>
-public readonly record struct SequenceChunk(int Slot, int Start, ReadOnlyMemory<int> Tokens, bool WantLogits = true, int Adapter = -1,
-    ReadOnlyMemory<int> ScoreTargets = default, int ScoreTop = 0);
-
-/// <summary>A prefill chunk's place in the packed rows.</summary>
-public sealed record PrefillChunk(int Offset, int Slot, int Start, int Length);
+public readonly record struct SequenceChunk(ReadOnlyMemory<int> Blocks, int Start, ReadOnlyMemory<int> Tokens, bool WantLogits = true, int Adapter = -1,
+    ReadOnlyMemory<int> ScoreTargets = default, int ScoreTop = 0, int? SequenceLength = null);
 
 /// <summary>
-/// Device tensors describing one forward pass over packed tokens: decode rows first (sorted by
-/// slot, so contiguous slots become a view of the cache), then prefill chunks.
-/// Build it inside a dispose scope; its tensors belong to that scope.
+/// A prefill chunk's place in the packed rows. <see cref="Blocks"/> [1, blocks] is its block
+/// table when earlier positions are cached (Start &gt; 0); a chunk from position 0 attends to its
+/// own keys and needs no gather.
+/// </summary>
+public sealed record PrefillChunk(int Offset, int Start, int Length, Tensor? Blocks);
+
+/// <summary>
+/// Device tensors describing one forward pass over packed tokens: decode rows first, then
+/// prefill chunks, with the token slot each row's key and value go to and the block tables
+/// attention reads them back through. Build it inside a dispose scope; its tensors belong to
+/// that scope.
 /// </summary>
 public sealed class ForwardBatch
 {
@@ -29,6 +38,7 @@ public sealed class ForwardBatch
 
     public required Tensor TokenIds { get; init; }
     public required Tensor Positions { get; init; }
+    /// <summary>For each packed row, its token slot in the cache: block · block size + offset.</summary>
     public required Tensor CacheSlots { get; init; }
     /// <summary>For each packed row, the length of its sequence once this pass is done (its chunk's end).</summary>
     public required Tensor SequenceLengths { get; init; }
@@ -39,9 +49,8 @@ public sealed class ForwardBatch
     public required Tensor LogitRows { get; init; }
 
     public int DecodeCount { get; init; }
-    /// <summary>First slot when the decode rows' slots are consecutive; otherwise null and <see cref="DecodeSlots"/> is set.</summary>
-    public int? DecodeSlotStart { get; init; }
-    public Tensor? DecodeSlots { get; init; }
+    /// <summary>The decode rows' block tables [rows, blocks], padded with the null block.</summary>
+    public Tensor? DecodeBlocks { get; init; }
     public int DecodeKeyLength { get; init; }
     /// <summary>The position of each decode row (its key length is this + 1).</summary>
     public IReadOnlyList<int> DecodePositions { get; init; } = [];
@@ -52,7 +61,7 @@ public sealed class ForwardBatch
 
     public int TokenCount => RowChunk.Length;
 
-    public static ForwardBatch Build(IReadOnlyList<SequenceChunk> chunks, int maxLength, Device device)
+    public static ForwardBatch Build(IReadOnlyList<SequenceChunk> chunks, int maxLength, int blockSize, Device device)
     {
         if (chunks.Count == 0) throw new ArgumentException("A forward pass needs at least one chunk.", nameof(chunks));
         var decode = new List<int>();
@@ -60,12 +69,14 @@ public sealed class ForwardBatch
         for (int i = 0; i < chunks.Count; i++)
         {
             var c = chunks[i];
+            int end = c.Start + c.Tokens.Length;
             if (c.Tokens.Length == 0) throw new ArgumentException($"Chunk {i} has no tokens.", nameof(chunks));
-            if (c.Start < 0 || c.Start + c.Tokens.Length > maxLength)
-                throw new ArgumentException($"Chunk {i} covers positions {c.Start}..{c.Start + c.Tokens.Length - 1}, beyond the context length {maxLength}.", nameof(chunks));
+            if (c.Start < 0 || end > maxLength)
+                throw new ArgumentException($"Chunk {i} covers positions {c.Start}..{end - 1}, beyond the context length {maxLength}.", nameof(chunks));
+            if (c.Blocks.Length * blockSize < end)
+                throw new ArgumentException($"Chunk {i} covers positions up to {end - 1} but its {c.Blocks.Length} blocks hold {c.Blocks.Length * blockSize} tokens.", nameof(chunks));
             (c.Tokens.Length == 1 ? decode : prefill).Add(i);
         }
-        decode.Sort((a, b) => chunks[a].Slot.CompareTo(chunks[b].Slot));
 
         int total = chunks.Sum(c => c.Tokens.Length);
         var ids = new long[total];
@@ -80,12 +91,14 @@ public sealed class ForwardBatch
             var c = chunks[i];
             chunkOffset[i] = row;
             var span = c.Tokens.Span;
+            var blocks = c.Blocks.Span;
             for (int t = 0; t < span.Length; t++, row++)
             {
+                int position = c.Start + t;
                 ids[row] = span[t];
-                positions[row] = c.Start + t;
-                slots[row] = c.Slot;
-                lengths[row] = c.Start + c.Tokens.Length;
+                positions[row] = position;
+                slots[row] = (long)blocks[position / blockSize] * blockSize + position % blockSize;
+                lengths[row] = c.SequenceLength ?? c.Start + c.Tokens.Length;
                 rowChunk[row] = i;
             }
         }
@@ -101,22 +114,32 @@ public sealed class ForwardBatch
             if (c.WantLogits) logitRows.Add(chunkOffset[i] + c.Tokens.Length - 1);
         }
 
-        int decodeCount = decode.Count;
-        int? slotStart = null;
-        Tensor? decodeSlots = null;
+        Tensor? decodeBlocks = null;
         int keyLength = 0;
-        if (decodeCount > 0)
+        if (decode.Count > 0)
         {
-            bool consecutive = true;
-            for (int j = 1; j < decodeCount; j++)
-                consecutive &= chunks[decode[j]].Slot == chunks[decode[0]].Slot + j;
-            if (consecutive) slotStart = chunks[decode[0]].Slot;
-            else decodeSlots = torch.tensor(decode.Select(i => (long)chunks[i].Slot).ToArray(), device: device);
-
             keyLength = decode.Max(i => chunks[i].Start) + 1;
+            int perRow = (keyLength + blockSize - 1) / blockSize;
+            var tables = new long[decode.Count * perRow];                            // null-block padded
+            for (int j = 0; j < decode.Count; j++)
+            {
+                var blocks = chunks[decode[j]].Blocks.Span;
+                for (int b = 0; b < Math.Min(perRow, blocks.Length); b++) tables[j * perRow + b] = blocks[b];
+            }
+            decodeBlocks = torch.tensor(tables, device: device).view(decode.Count, perRow);  // [rows, blocks]
         }
 
-        var prefills = prefill.Select(i => new PrefillChunk(chunkOffset[i], chunks[i].Slot, chunks[i].Start, chunks[i].Tokens.Length)).ToArray();
+        var prefills = prefill.Select(i =>
+        {
+            var c = chunks[i];
+            Tensor? table = null;
+            if (c.Start > 0)
+            {
+                int needed = (c.Start + c.Tokens.Length + blockSize - 1) / blockSize;
+                table = torch.tensor(c.Blocks.Span[..needed].ToArray().Select(b => (long)b).ToArray(), device: device).view(1, needed); // [1, blocks]
+            }
+            return new PrefillChunk(chunkOffset[i], c.Start, c.Tokens.Length, table);
+        }).ToArray();
 
         return new ForwardBatch
         {
@@ -125,9 +148,8 @@ public sealed class ForwardBatch
             CacheSlots = torch.tensor(slots, device: device),
             SequenceLengths = torch.tensor(lengths, device: device),
             LogitRows = torch.tensor(logitRows.ToArray(), device: device),
-            DecodeCount = decodeCount,
-            DecodeSlotStart = slotStart,
-            DecodeSlots = decodeSlots,
+            DecodeCount = decode.Count,
+            DecodeBlocks = decodeBlocks,
             DecodeKeyLength = keyLength,
             DecodePositions = decode.Select(i => chunks[i].Start).ToArray(),
             Prefills = prefills,

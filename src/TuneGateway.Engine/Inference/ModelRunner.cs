@@ -1,4 +1,5 @@
 using TorchSharp;
+using TuneGateway.Engine.Inference.Paging;
 using TuneGateway.Engine.Lora;
 using TuneGateway.Engine.Models;
 using static TorchSharp.torch;
@@ -6,22 +7,52 @@ using static TorchSharp.torch;
 namespace TuneGateway.Engine.Inference;
 
 /// <summary>
-/// A model with its KV cache: runs forward passes over chunks of sequences held in cache slots.
+/// A model with its paged KV cache: runs forward passes over chunks of sequences whose tokens
+/// live in the cache blocks their chunks list. <see cref="Blocks"/> hands the blocks out: the
+/// scheduler takes them as sequences grow, and callers without a scheduler (tests, benchmarks)
+/// reserve whole sequences with <see cref="ReserveSequence"/>.
 /// Not thread-safe: one caller (the scheduler's loop) drives it.
 /// </summary>
 public sealed class ModelRunner : IDisposable
 {
-    public ModelRunner(CausalLanguageModel model, int slots, int maxLength)
+    private ModelRunner(CausalLanguageModel model, int maxLength, int blocks, int blockSize)
     {
         if (maxLength > model.MaxPositions)
             throw new ArgumentOutOfRangeException(nameof(maxLength), $"The context length {maxLength} exceeds the model's {model.MaxPositions} positions.");
+        if (maxLength < 1) throw new ArgumentOutOfRangeException(nameof(maxLength), "The context length must be positive.");
         Model = model;
-        Cache = new KvCache(model.Config, slots, maxLength, model.Dtype, model.Device);
+        MaxLength = maxLength;
+        Cache = new PagedKvCache(model.Config, blocks, blockSize, model.Dtype, model.Device);
+        Blocks = new BlockPool(blocks);
     }
 
+    /// <summary>A cache that holds <paramref name="sequences"/> sequences of <paramref name="maxLength"/> tokens at once.</summary>
+    public ModelRunner(CausalLanguageModel model, int sequences, int maxLength)
+        : this(model, maxLength, 1 + sequences * BlocksFor(maxLength, PagedKvCache.DefaultBlockSize), PagedKvCache.DefaultBlockSize)
+    {
+    }
+
+    /// <summary>A cache of <paramref name="blocks"/> blocks (the null block included) for sequences of up to <paramref name="maxLength"/> tokens.</summary>
+    public static ModelRunner WithBlocks(CausalLanguageModel model, int maxLength, int blocks, int blockSize = PagedKvCache.DefaultBlockSize) =>
+        new(model, maxLength, blocks, blockSize);
+
     public CausalLanguageModel Model { get; }
-    public KvCache Cache { get; }
-    public int MaxLength => Cache.MaxLength;
+    public PagedKvCache Cache { get; }
+    public BlockPool Blocks { get; }
+    public int MaxLength { get; }
+    public int BlockSize => Cache.BlockSize;
+
+    public static int BlocksFor(int tokens, int blockSize) => (tokens + blockSize - 1) / blockSize;
+
+    /// <summary>Blocks for one sequence of up to <paramref name="tokens"/> tokens (default: the context length), outside any scheduler.</summary>
+    public int[] ReserveSequence(int? tokens = null)
+    {
+        var blocks = new List<int>();
+        int count = BlocksFor(tokens ?? MaxLength, BlockSize);
+        if (!Blocks.TryAllocate(count, blocks))
+            throw new InvalidOperationException($"The KV cache has {Blocks.FreeCount} free blocks; a sequence of {tokens ?? MaxLength} tokens needs {count}.");
+        return [.. blocks];
+    }
 
     /// <summary>
     /// Float32 logits [chunks wanting logits, vocab] on the model's device; the caller disposes
@@ -32,7 +63,7 @@ public sealed class ModelRunner : IDisposable
     {
         using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope();
-        var batch = ForwardBatch.Build(chunks, MaxLength, Model.Device);
+        var batch = ForwardBatch.Build(chunks, MaxLength, BlockSize, Model.Device);
         IProjectionDelta? delta = null;
         if (adapters is not null)
         {
@@ -43,7 +74,7 @@ public sealed class ModelRunner : IDisposable
         {
             throw new ArgumentException("A chunk names an adapter but no working set was given.", nameof(chunks));
         }
-        return Model.Forward(batch.TokenIds, batch.Positions, batch.SequenceLengths, new CachedAttentionBackend(batch, Cache), delta, batch.LogitRows).MoveToOuterDisposeScope();
+        return Model.Forward(batch.TokenIds, batch.Positions, batch.SequenceLengths, new PagedAttentionBackend(batch, Cache), delta, batch.LogitRows).MoveToOuterDisposeScope();
     }
 
     /// <summary>One forward pass and one sampled token per chunk that wants logits.</summary>

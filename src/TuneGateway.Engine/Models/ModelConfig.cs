@@ -168,6 +168,13 @@ public sealed partial record ModelConfig
     /// <summary>The key span layer <paramref name="layer"/> attends to, or null for all earlier tokens.</summary>
     public int? WindowOf(int layer) => AttentionOf(layer) == AttentionKind.Sliding ? SlidingWindow : null;
 
+    /// <summary>
+    /// True when a token's keys depend on how long its sequence was when they were computed, not
+    /// just on its position: longrope switches from its short to its long factors once the
+    /// sequence passes the original context (transformers decides per forward pass).
+    /// </summary>
+    public bool KeysDependOnSequenceLength => Rope.Type == RopeType.LongRope || SlidingRope?.Type == RopeType.LongRope;
+
     public RopeParameters RopeOf(int layer) =>
         AttentionOf(layer) == AttentionKind.Sliding && SlidingRope is not null ? SlidingRope : Rope;
     /// <summary>The checkpoint's declared dtype (`torch_dtype` or `dtype`), if any.</summary>

@@ -1,3 +1,4 @@
+using TuneGateway.Engine.Inference.Paging;
 using TuneGateway.Engine.Lora;
 
 namespace TuneGateway.Engine.Serving;
@@ -15,8 +16,14 @@ public sealed record EngineOptions
     public int MaxNumSeqs { get; init; } = 32;
     public int MaxBatchTokens { get; init; } = 2048;
     public int MaxQueue { get; init; } = 256;
-    /// <summary>Upper bound on KV cache bytes; fewer sequences run at once if the slots would not fit.</summary>
+    /// <summary>KV cache bytes (default: what <see cref="MaxNumSeqs"/> sequences of the full context need).</summary>
     public long? KvCacheMemory { get; init; }
+    /// <summary>KV cache as a share of the device's free memory after the weights load (instead of <see cref="KvCacheMemory"/>).</summary>
+    public double? KvCacheMemoryFraction { get; init; }
+    /// <summary>Tokens per KV cache block.</summary>
+    public int BlockSize { get; init; } = PagedKvCache.DefaultBlockSize;
+    /// <summary>Reuse cached KV blocks of prompt prefixes computed under the same adapter version.</summary>
+    public bool PrefixCaching { get; init; } = true;
     public AdapterManagerOptions Adapters { get; init; } = new();
     /// <summary>Adapters to load at start, name to directory.</summary>
     public IReadOnlyDictionary<string, string> Loras { get; init; } = new Dictionary<string, string>();

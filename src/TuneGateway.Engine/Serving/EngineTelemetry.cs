@@ -23,6 +23,22 @@ public static class EngineTelemetry
     private static readonly Histogram<double> QueueTime = Meter.CreateHistogram<double>("tunegw.engine.queue_time", "s", "Time a request waited for a batch slot.");
     private static readonly Histogram<double> Latency = Meter.CreateHistogram<double>("tunegw.engine.request_latency", "s", "Time from arrival to the last token.");
 
+    // vLLM's names for the same figures: prefix_cache_queries / prefix_cache_hits (tokens), num_preemptions.
+    private static readonly Counter<long> PrefixQueries = Meter.CreateCounter<long>("tunegw.engine.prefix_cache.queries", "{token}", "Prompt tokens looked up in the prefix cache.");
+    private static readonly Counter<long> PrefixHits = Meter.CreateCounter<long>("tunegw.engine.prefix_cache.hits", "{token}", "Prompt tokens whose keys and values were found in the prefix cache.");
+    private static readonly Counter<long> Preemptions = Meter.CreateCounter<long>("tunegw.engine.preemptions", "{sequence}", "Running sequences taken out of the batch to free KV cache blocks.");
+
+    internal static void RecordPrefixLookup(Scheduler.Sequence s, long queried, long hits)
+    {
+        if (queried == 0) return;
+        var model = new KeyValuePair<string, object?>("model", s.Request.Adapter ?? "base");
+        PrefixQueries.Add(queried, model);
+        PrefixHits.Add(hits, model);
+    }
+
+    internal static void RecordPreemption(Scheduler.Sequence s) =>
+        Preemptions.Add(1, new KeyValuePair<string, object?>("model", s.Request.Adapter ?? "base"));
+
     internal static void RecordFinished(Scheduler.Sequence s, FinishReason reason, GenerationTimings timings, long now)
     {
         var model = new KeyValuePair<string, object?>("model", s.Request.Adapter ?? "base");

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using TuneGateway.Engine.Chat;
 using TuneGateway.Engine.Inference;
+using TuneGateway.Engine.Inference.Paging;
 using TuneGateway.Engine.Lora;
 using TuneGateway.Engine.Models;
 using TuneGateway.Engine.Runtime;
@@ -64,18 +65,9 @@ public sealed class InferenceEngine : IDisposable
         if (maxLength > config.MaxPositionEmbeddings)
             throw new ArgumentException($"--max-model-len {maxLength} exceeds the model's max_position_embeddings ({config.MaxPositionEmbeddings}).");
         int slots = options.MaxNumSeqs;
-        long perSlot = KvCache.BytesPerToken(config, dtype) * maxLength;
-        if (options.KvCacheMemory is long budget)
-        {
-            long fit = budget / perSlot;
-            if (fit < 1)
-                throw new ArgumentException($"--kv-cache-memory {budget} bytes cannot hold one sequence of --max-model-len {maxLength} tokens ({perSlot} bytes); raise it or lower --max-model-len.");
-            if (fit < slots)
-            {
-                logger.LogWarning("--kv-cache-memory fits {Fit} sequences of {Length} tokens; running at most {Fit} at once instead of --max-num-seqs {Requested}", fit, maxLength, fit, slots);
-                slots = (int)fit;
-            }
-        }
+        if (options.BlockSize is < 1 or > 1024) throw new ArgumentException($"--block-size {options.BlockSize}: expected 1 to 1024 tokens.");
+        if (options.KvCacheMemoryFraction is double f && f is not (> 0 and <= 1))
+            throw new ArgumentException($"--kv-cache-memory {f}: a fraction of free memory must be above 0 and at most 1.");
 
         var tokenizer = HfTokenizer.FromDirectory(options.ModelDirectory);
         ChatTemplate? template = null;
@@ -96,7 +88,8 @@ public sealed class InferenceEngine : IDisposable
         AdapterManager? adapters = null;
         try
         {
-            runner = new ModelRunner(model, slots, maxLength);
+            int blocks = KvCacheBlocks(options, config, dtype, device, maxLength, logger);
+            runner = ModelRunner.WithBlocks(model, maxLength, blocks, options.BlockSize);
             adapters = new AdapterManager(model, options.Adapters, loggers.CreateLogger<AdapterManager>());
             var eos = config.EosTokenIds.Concat(tokenizer.EosTokenId is int e ? [e] : []).Distinct().ToArray();
             var scheduler = new Scheduler(runner, adapters, new SchedulerOptions
@@ -105,10 +98,13 @@ public sealed class InferenceEngine : IDisposable
                 MaxBatchTokens = Math.Max(options.MaxBatchTokens, slots),
                 MaxQueue = options.MaxQueue,
                 EosTokenIds = eos,
+                PrefixCaching = options.PrefixCaching,
             }, loggers.CreateLogger<Scheduler>());
             var engine = new InferenceEngine(options, model, tokenizer, runner, adapters, scheduler, template, templateError);
-            logger.LogInformation("Loaded {Model} ({Architecture}, {Layers} layers, {Bytes:N0} bytes of weights) on {Device}; {Slots} sequences of up to {Length} tokens ({Cache:N0} bytes of KV cache)",
-                engine.ModelId, config.Architecture, config.NumLayers, model.WeightBytes, engine.DeviceDescription, slots, maxLength, runner.Cache.Bytes);
+            logger.LogInformation("Loaded {Model} ({Architecture}, {Layers} layers, {Bytes:N0} bytes of weights) on {Device}; up to {Slots} sequences of up to {Length} tokens; " +
+                "KV cache {Blocks} blocks of {BlockSize} tokens ({Cache:N0} bytes, {Tokens:N0} tokens), prefix caching {PrefixCaching}",
+                engine.ModelId, config.Architecture, config.NumLayers, model.WeightBytes, engine.DeviceDescription, slots, maxLength,
+                blocks - 1, options.BlockSize, runner.Cache.Bytes, (long)(blocks - 1) * options.BlockSize, options.PrefixCaching ? "on" : "off");
             // The vocabulary's bytes and prefix tree (seconds for 150k tokens) are built in the background, not on the first constrained request.
             _ = Task.Run(() => engine.Structured.Vocabulary, CancellationToken.None);
             foreach (var (name, directory) in options.Loras)
@@ -124,6 +120,43 @@ public sealed class InferenceEngine : IDisposable
             model.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// KV cache blocks (the null block included): what <c>--kv-cache-memory</c> holds, in bytes or
+    /// as a fraction of the device's free memory once the weights are loaded; by default what
+    /// <c>--max-num-seqs</c> sequences of the full context take, the memory the contiguous cache
+    /// of earlier versions held, which the pages now share among more, shorter sequences.
+    /// </summary>
+    private static int KvCacheBlocks(EngineOptions options, ModelConfig config, TorchSharp.torch.ScalarType dtype, TorchSharp.torch.Device device,
+        int maxLength, ILogger logger)
+    {
+        long blockBytes = PagedKvCache.BytesPerToken(config, dtype) * options.BlockSize;
+        int perSequence = ModelRunner.BlocksFor(maxLength, options.BlockSize);
+        long usable;
+        string source;
+        if (options.KvCacheMemory is long budget)
+        {
+            usable = budget / blockBytes;
+            source = $"--kv-cache-memory {budget:N0} bytes";
+        }
+        else if (options.KvCacheMemoryFraction is double fraction)
+        {
+            long free = DeviceMemory.Free(device);
+            usable = (long)(free * fraction) / blockBytes;
+            source = $"--kv-cache-memory {fraction} of {free:N0} free bytes";
+        }
+        else
+        {
+            usable = (long)options.MaxNumSeqs * perSequence;
+            source = $"--max-num-seqs {options.MaxNumSeqs} x --max-model-len {maxLength}";
+        }
+        if (usable < 1)
+            throw new ArgumentException($"{source} holds no KV cache block of {options.BlockSize} tokens ({blockBytes:N0} bytes); raise --kv-cache-memory or lower --block-size.");
+        if (usable > int.MaxValue - 1) usable = int.MaxValue - 1;
+        if (usable < perSequence)
+            logger.LogWarning("{Source} holds {Tokens} tokens, fewer than one sequence of --max-model-len {Length}; longer requests are refused", source, usable * options.BlockSize, maxLength);
+        return (int)usable + 1;
     }
 
     /// <summary>The model directory's name, or its parent's when the directory is a generic "base".</summary>

@@ -4,6 +4,7 @@ using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using TuneGateway.Engine.Inference;
+using TuneGateway.Engine.Inference.Paging;
 using TuneGateway.Engine.Lora;
 
 namespace TuneGateway.Engine.Serving;
@@ -23,9 +24,13 @@ public sealed class GenerationHandle
 
 /// <summary>
 /// Continuous batching over one <see cref="ModelRunner"/>: requests join the running batch at
-/// step boundaries (FCFS among those whose adapter is ready), long prompts are prefilled in chunks
-/// within a token budget per step so decoding never stalls, finished sequences leave at once, and
-/// every row of a step may use a different adapter. One background thread drives the model.
+/// step boundaries (FCFS among those whose adapter is ready and whose first blocks are free),
+/// long prompts are prefilled in chunks within a token budget per step so decoding never stalls,
+/// finished sequences leave at once, and every row of a step may use a different adapter. The KV
+/// cache is paged: sequences take blocks as they grow, share cached prefixes computed under the
+/// same adapter version, and when a decode step finds no free block the newest sequences are
+/// preempted (their blocks given back, their tokens recomputed when they return, their output
+/// unchanged). One background thread drives the model.
 /// </summary>
 public sealed class Scheduler : IDisposable
 {
@@ -35,29 +40,32 @@ public sealed class Scheduler : IDisposable
     private readonly ILogger _logger;
     private readonly ConcurrentQueue<Sequence> _incoming = new();
     private readonly LinkedList<Sequence> _waiting = new();
-    private readonly List<Sequence> _running = [];
-    private readonly Sequence?[] _slotOwner;
+    private readonly List<Sequence> _running = [];    // in admission order: the last is the first preempted
+    private readonly KvCacheManager _kv;
     private readonly HashSet<int> _eos;
     private readonly AutoResetEvent _wake = new(false);
     private readonly Thread _thread;
     private volatile bool _stopping;
     private int _queued;
-    private long _steps, _generated, _prompted;
+    private long _steps, _generated, _prompted, _preemptions;
     private int _lastRows, _lastTokens;
     private SchedulerStats _stats;
 
     public Scheduler(ModelRunner runner, AdapterManager? adapters, SchedulerOptions options, ILogger? logger = null)
     {
         if (options.MaxNumSeqs < 1) throw new ArgumentOutOfRangeException(nameof(options), "--max-num-seqs must be at least 1.");
-        if (options.MaxNumSeqs > runner.Cache.Slots)
-            throw new ArgumentOutOfRangeException(nameof(options), $"--max-num-seqs {options.MaxNumSeqs} exceeds the {runner.Cache.Slots} KV cache slots.");
         if (options.MaxBatchTokens < options.MaxNumSeqs)
             throw new ArgumentOutOfRangeException(nameof(options), "--max-batch-tokens must be at least --max-num-seqs, so that every running sequence can decode in each step.");
         _runner = runner;
         _adapters = adapters;
         _options = options;
         _logger = logger ?? NullLogger.Instance;
-        _slotOwner = new Sequence?[options.MaxNumSeqs];
+        // Cached keys are reused by tokens and position; where they also depend on the sequence's
+        // length (longrope), a shared prefix would carry the wrong factors, so nothing is shared.
+        bool prefixCaching = options.PrefixCaching && !runner.Model.Config.KeysDependOnSequenceLength;
+        if (options.PrefixCaching && !prefixCaching)
+            _logger.LogInformation("Prefix caching is off for this model: its rotary embedding (longrope) depends on the sequence length, so cached keys are not reusable by position");
+        _kv = new KvCacheManager(runner.Blocks, runner.BlockSize, prefixCaching, AllLayersWindow(runner.Model.Config));
         _eos = [.. options.EosTokenIds];
         _stats = Snapshot();
         if (_adapters is not null) _adapters.StateChanged += Wake;
@@ -68,13 +76,28 @@ public sealed class Scheduler : IDisposable
     public SchedulerOptions Options => _options;
     public int MaxLength => _runner.MaxLength;
     public SchedulerStats Stats => _stats;
+    /// <summary>The KV cache's blocks and prefix cache (read on the scheduler thread only, or after it stopped).</summary>
+    internal KvCacheManager KvCache => _kv;
+
+    /// <summary>The window every layer attends within, or null when some layer sees the whole sequence.</summary>
+    private static int? AllLayersWindow(Models.ModelConfig config)
+    {
+        int? window = null;
+        for (int layer = 0; layer < config.NumLayers; layer++)
+        {
+            if (config.WindowOf(layer) is not int w) return null;
+            window = Math.Max(window ?? 0, w);
+        }
+        return window;
+    }
 
     /// <summary>Raised after each step with the new statistics (on the scheduler thread; keep it cheap).</summary>
     public event Action<SchedulerStats>? StepCompleted;
 
     /// <summary>
     /// Queues a request. Throws <see cref="QueueFullException"/> when the queue is full,
-    /// <see cref="RequestTooLongException"/> when it can never fit, <see cref="UnknownAdapterException"/>
+    /// <see cref="RequestTooLongException"/> when it can never fit (the context length, or the
+    /// whole KV cache), <see cref="UnknownAdapterException"/>
     /// for an adapter name nobody knows, and <see cref="ArgumentException"/> for invalid sampling.
     /// Cancelling <paramref name="cancellationToken"/> ends the request and frees its slot.
     /// </summary>
@@ -89,6 +112,13 @@ public sealed class Scheduler : IDisposable
             throw new RequestTooLongException(
                 $"This model's maximum context length is {MaxLength} tokens. However, you requested {promptLength + request.Sampling.MaxTokens} tokens " +
                 $"({promptLength} in the prompt, {request.Sampling.MaxTokens} in the completion). Please reduce the prompt or max_tokens.");
+        }
+        int peak = _kv.PeakBlocks(promptLength + request.Sampling.MaxTokens, _options.MaxBatchTokens);
+        if (peak > _kv.Pool.Capacity)
+        {
+            throw new RequestTooLongException(
+                $"This request needs up to {peak} KV cache blocks of {_kv.BlockSize} tokens ({promptLength} prompt + {request.Sampling.MaxTokens} completion tokens), " +
+                $"but the whole cache has {_kv.Pool.Capacity}. Please reduce the prompt or max_tokens, or start the server with a larger --kv-cache-memory.");
         }
 
         AdapterLease? lease = null;
@@ -157,6 +187,14 @@ public sealed class Scheduler : IDisposable
         }
 
         var (chunks, owners) = PlanChunks();
+        if (chunks.Count == 0)
+        {
+            // Everything running waits for blocks held by the others: give the oldest room.
+            if (_running.Count > 1) Preempt(_running[^1]);
+            else Finish(_running[0], FinishReason.Error, "The KV cache cannot hold this request.");
+            _stats = Snapshot();
+            return true;
+        }
         var versions = new List<AdapterVersion>();
         var adapterIndex = new int[chunks.Count];
         for (int i = 0; i < chunks.Count; i++)
@@ -191,9 +229,13 @@ public sealed class Scheduler : IDisposable
         _steps++;
         _lastRows = chunks.Count;
         _lastTokens = chunks.Sum(c => c.Tokens.Length);
-        for (int i = 0; i < chunks.Count; i++) owners[i].Cached = chunks[i].Start + chunks[i].Tokens.Length;
+        for (int i = 0; i < chunks.Count; i++)
+        {
+            var owner = owners[i];
+            owner.Cached = chunks[i].Start + chunks[i].Tokens.Length;
+            _kv.Commit(owner.Blocks!, owner.Tokens, owner.Cached);
+        }
         for (int i = 0; i < sampled.Count; i++) Accept(sampled[i], tokens[i]);
-        Compact();
         _stats = Snapshot();
         StepCompleted?.Invoke(_stats);
         return true;
@@ -262,7 +304,12 @@ public sealed class Scheduler : IDisposable
         }
     }
 
-    /// <summary>Moves waiting requests into free slots, first come first served among those that can run.</summary>
+    /// <summary>
+    /// Moves waiting requests into the running batch, first come first served among those whose
+    /// adapter can run: each shares its cached prefix and takes blocks for its first chunk. The
+    /// first that finds too few free blocks stops admission, so that a long prompt is not passed
+    /// over forever by short ones.
+    /// </summary>
     private void Admit()
     {
         var activeVersions = _running.Where(s => s.Lease is not null).Select(s => s.Lease!.Version).ToHashSet();
@@ -270,65 +317,123 @@ public sealed class Scheduler : IDisposable
         {
             var next = node.Next;
             var s = node.Value;
-            if (s.Lease is { } lease)
+            var version = s.Lease?.Version;
+            if (version is not null && !activeVersions.Contains(version))
             {
-                var version = lease.Version;
-                if (!activeVersions.Contains(version))
+                if (activeVersions.Count >= _adapters!.MaxActiveAdapters) { node = next; continue; }
+                var readiness = _adapters.Prepare(version, out string? error);
+                if (readiness == AdapterReadiness.Failed)
                 {
-                    if (activeVersions.Count >= _adapters!.MaxActiveAdapters) { node = next; continue; }
-                    var readiness = _adapters.Prepare(version, out string? error);
-                    if (readiness == AdapterReadiness.Failed)
-                    {
-                        _waiting.Remove(node);
-                        Finish(s, FinishReason.Error, error);
-                        node = next;
-                        continue;
-                    }
-                    if (readiness == AdapterReadiness.Loading) { node = next; continue; }
+                    _waiting.Remove(node);
+                    Finish(s, FinishReason.Error, error);
+                    node = next;
+                    continue;
                 }
+                if (readiness == AdapterReadiness.Loading) { node = next; continue; }
+            }
+
+            s.Blocks ??= _kv.Open(version is null ? KvScope.Base(_runner.Model.Directory) : new KvScope(_runner.Model.Directory, version.Name, version.Id));
+            // Prompt log-probabilities need every prompt row computed, so such a prompt does not
+            // reuse cached blocks (its own blocks are still cached for others).
+            bool lookup = s.Generated > 0 || s.Request.Sampling.PromptLogprobs is null;
+            // Blocks kept free for the running sequences' next decode steps; none are needed when nothing runs.
+            int reserve = _running.Count == 0 ? 0 : Math.Max(1, _kv.Pool.Capacity / 100);
+            long queried = _kv.QueriedTokens, hits = _kv.HitTokens;
+            if (!_kv.TryStart(s.Blocks, s.Tokens, lookup, _options.MaxBatchTokens, reserve, out int cached)) break;
+            EngineTelemetry.RecordPrefixLookup(s, _kv.QueriedTokens - queried, _kv.HitTokens - hits);
+            s.Cached = cached;
+
+            if (version is not null)
+            {
                 _adapters!.Activate(version);
                 s.Activated = true;
                 activeVersions.Add(version);
             }
             _waiting.Remove(node);
             Interlocked.Decrement(ref _queued);
-            s.Slot = Array.IndexOf(_slotOwner, null);
-            _slotOwner[s.Slot] = s;
-            s.Admitted = Stopwatch.GetTimestamp();
+            s.Running = true;
+            if (s.Admitted == 0) s.Admitted = Stopwatch.GetTimestamp();
             _running.Add(s);
-            StartMask(s);
+            if (s.PendingMask is null) StartMask(s);
             node = next;
         }
     }
 
-    /// <summary>Decode rows for every sequence past its prompt, then prompt chunks within the token budget.</summary>
+    /// <summary>
+    /// Decode rows for every sequence past its prompt, then prompt chunks within the token
+    /// budget, each with the blocks it writes to taken first. A decode row that finds no free
+    /// block preempts the newest running sequences (itself, if it is the newest); a prompt chunk
+    /// shrinks to the blocks there are, or waits.
+    /// </summary>
     private (List<SequenceChunk> Chunks, List<Sequence> Owners) PlanChunks()
     {
         var chunks = new List<SequenceChunk>();
         var owners = new List<Sequence>();
         int budget = _options.MaxBatchTokens;
-        foreach (var s in _running)
+        for (int i = 0; i < _running.Count; i++)
         {
-            if (s.Generated == 0) continue;
-            chunks.Add(new SequenceChunk(s.Slot, s.Cached, new[] { s.Tokens[^1] }));
+            var s = _running[i];
+            if (!s.IsDecoding) continue;
+            bool held;
+            while (!(held = _kv.TryHold(s.Blocks!, s.Cached + 1)))
+            {
+                var victim = _running[^1];
+                Preempt(victim);
+                if (victim == s) break;
+            }
+            if (!held) break;                                                        // s was the newest: nothing after it is left
+            chunks.Add(new SequenceChunk(s.Blocks!.ToArray(), s.Cached, new[] { s.Tokens[^1] }));
             owners.Add(s);
             budget--;
         }
         foreach (var s in _running)
         {
             if (budget <= 0) break;
-            int pending = s.PromptLength - s.Cached;
-            if (pending <= 0 || s.Generated > 0) continue;
+            if (s.IsDecoding) continue;
+            int pending = s.Tokens.Count - s.Cached;
             int take = Math.Min(pending, budget);
+            if (!_kv.TryHold(s.Blocks!, s.Cached + take))
+            {
+                take = Math.Min(take, _kv.HoldableTokens(s.Blocks!) - s.Cached);
+                if (take <= 0 || !_kv.TryHold(s.Blocks!, s.Cached + take)) continue;
+            }
             bool completes = take == pending;
-            // Prompt scoring: each row against the prompt token after it (the last prompt row predicts the first generated token).
-            int scored = s.Request.Sampling.PromptLogprobs is null ? 0 : Math.Min(take, s.PromptLength - s.Cached - 1);
-            chunks.Add(new SequenceChunk(s.Slot, s.Cached, s.Tokens.GetRange(s.Cached, take).ToArray(), WantLogits: completes,
-                ScoreTargets: scored > 0 ? s.Tokens.GetRange(s.Cached + 1, scored).ToArray() : default, ScoreTop: s.Request.Sampling.PromptLogprobs ?? 0));
+            // Prompt scoring: each row against the prompt token after it (the last prompt row
+            // predicts the first generated token). A preempted sequence that had started
+            // generating recomputes its rows without scoring them again.
+            int scored = s.Request.Sampling.PromptLogprobs is null || s.Generated > 0 ? 0 : Math.Min(take, s.PromptLength - s.Cached - 1);
+            chunks.Add(new SequenceChunk(s.Blocks!.ToArray(), s.Cached, s.Tokens.GetRange(s.Cached, take).ToArray(), WantLogits: completes,
+                ScoreTargets: scored > 0 ? s.Tokens.GetRange(s.Cached + 1, scored).ToArray() : default, ScoreTop: s.Request.Sampling.PromptLogprobs ?? 0,
+                SequenceLength: s.Tokens.Count));
             owners.Add(s);
             budget -= take;
         }
         return (chunks, owners);
+    }
+
+    /// <summary>
+    /// Takes a running sequence out to free its blocks: it goes back to the front of the queue
+    /// with its tokens so far and, when admitted again, recomputes their keys and values
+    /// (cheaply where its blocks are still cached) and goes on from the same sampler state.
+    /// </summary>
+    private void Preempt(Sequence s)
+    {
+        _kv.Free(s.Blocks!);
+        s.Cached = 0;
+        s.Running = false;
+        _running.Remove(s);
+        if (s.Activated)
+        {
+            _adapters!.Deactivate(s.Lease!.Version);
+            s.Activated = false;
+        }
+        // Scores of a prompt not yet finished are recomputed with it.
+        if (s.Generated == 0) s.ResetPromptScores();
+        _waiting.AddFirst(s);
+        Interlocked.Increment(ref _queued);
+        _preemptions++;
+        EngineTelemetry.RecordPreemption(s);
+        _logger.LogDebug("Preempted request {RequestId} ({Tokens} tokens) for KV cache blocks", s.Request.RequestId, s.Tokens.Count);
     }
 
     private void Accept(Sequence s, SampledToken token)
@@ -365,16 +470,16 @@ public sealed class Scheduler : IDisposable
     {
         if (s.Done) return;
         s.Done = true;
-        if (s.Slot >= 0)
+        if (s.Running)
         {
-            _slotOwner[s.Slot] = null;
             _running.Remove(s);
         }
         else
         {
-            // Still waiting (or never dequeued): it held a queue place.
+            // Still waiting (or never dequeued, or preempted): it held a queue place.
             Interlocked.Decrement(ref _queued);
         }
+        if (s.Blocks is not null) _kv.Free(s.Blocks);
         // Text held back (a possible stop-string prefix, an incomplete character) is released unless a stop string ended the sequence.
         string trailing = reason is FinishReason.Stop or FinishReason.Length && stopString is null && s.Request.Text is { } stream && s.Generated > 0
             ? stream.Finish()
@@ -390,26 +495,18 @@ public sealed class Scheduler : IDisposable
         EngineTelemetry.RecordFinished(s, reason, timings, now);
     }
 
-    /// <summary>Keeps running sequences in the lowest slots, so decode rows read one contiguous view of the cache.</summary>
-    private void Compact()
-    {
-        for (int free = 0; free < _slotOwner.Length; free++)
-        {
-            if (_slotOwner[free] is not null) continue;
-            int last = Array.FindLastIndex(_slotOwner, o => o is not null);
-            if (last <= free) break;
-            var moved = _slotOwner[last]!;
-            _runner.Cache.Move(last, free, moved.Cached);
-            _slotOwner[free] = moved;
-            _slotOwner[last] = null;
-            moved.Slot = free;
-        }
-    }
-
     private SchedulerStats Snapshot() => new(
         _running.Count, Volatile.Read(ref _queued), _options.MaxNumSeqs - _running.Count, _options.MaxNumSeqs,
-        _running.Sum(s => (long)s.Cached), (long)_options.MaxNumSeqs * _runner.MaxLength,
-        _steps, _generated, _prompted, _lastRows, _lastTokens);
+        (long)_kv.Pool.UsedCount * _kv.BlockSize, (long)_kv.Pool.Capacity * _kv.BlockSize,
+        _steps, _generated, _prompted, _lastRows, _lastTokens)
+    {
+        KvBlocks = _kv.Pool.Capacity,
+        KvBlocksUsed = _kv.Pool.UsedCount,
+        PrefixCachedBlocks = _kv.Pool.CachedCount,
+        PrefixQueryTokens = _kv.QueriedTokens,
+        PrefixHitTokens = _kv.HitTokens,
+        Preemptions = _preemptions,
+    };
 
     public void Dispose()
     {
@@ -449,9 +546,14 @@ public sealed class Scheduler : IDisposable
         public DateTimeOffset ArrivedAt { get; }
         public long Admitted { get; set; }
         public long FirstToken { get; set; }
-        public int Slot { get; set; } = -1;
+        /// <summary>In the running batch (false while queued, or after preemption).</summary>
+        public bool Running { get; set; }
+        /// <summary>Its KV cache blocks, from its first admission on.</summary>
+        public SequenceBlocks? Blocks { get; set; }
         /// <summary>Tokens whose keys and values are in the cache.</summary>
         public int Cached { get; set; }
+        /// <summary>Past its prompt with every token but the last sampled one cached: its next row is a decode row.</summary>
+        public bool IsDecoding => Generated > 0 && Cached == Tokens.Count - 1;
         public int Generated { get; set; }
         public bool Activated { get; set; }
         /// <summary>A constrained row's allowed tokens for its next step, being computed.</summary>
@@ -461,6 +563,13 @@ public sealed class Scheduler : IDisposable
         public CancellationTokenRegistration CancellationRegistration { get; set; }
         /// <summary>The prompt's scores so far, when asked for (the first token has none).</summary>
         public (List<float?> Logprobs, List<IReadOnlyList<(int TokenId, float Logprob)>?> Top)? PromptScoring { get; }
+
+        public void ResetPromptScores()
+        {
+            if (PromptScoring is not var (logprobs, top)) return;
+            logprobs.RemoveRange(1, logprobs.Count - 1);
+            top.RemoveRange(1, top.Count - 1);
+        }
 
         public void AddPromptScores(PromptScores scores)
         {

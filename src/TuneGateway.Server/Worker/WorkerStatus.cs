@@ -28,6 +28,16 @@ public sealed class WorkerStatus
         _meter.CreateObservableGauge("tunegw.worker.queue_depth", () => Stats()?.Waiting ?? 0, "{request}", "Requests waiting for a batch slot.");
         _meter.CreateObservableGauge("tunegw.worker.running", () => Stats()?.Running ?? 0, "{sequence}", "Sequences in the running batch.");
         _meter.CreateObservableGauge("tunegw.worker.kv_cache_usage", () => Stats()?.CacheUsage ?? 0, "1", "Share of the KV cache in use.");
+        _meter.CreateObservableGauge("tunegw.worker.kv_cache_blocks", () =>
+        {
+            var stats = Stats();
+            return stats is null ? [] : new[]
+            {
+                new Measurement<int>(stats.KvBlocksUsed, new KeyValuePair<string, object?>("state", "used")),
+                new Measurement<int>(stats.KvBlocks - stats.KvBlocksUsed, new KeyValuePair<string, object?>("state", "free")),
+            };
+        }, "{block}", "KV cache blocks held by running sequences, and free (cached or never used).");
+        _meter.CreateObservableGauge("tunegw.worker.prefix_cache_blocks", () => Stats()?.PrefixCachedBlocks ?? 0, "{block}", "KV cache blocks the prefix cache can hand to a later request (held or evictable).");
         _meter.CreateObservableGauge("tunegw.worker.adapters_resident", () =>
         {
             var stats = _host.Engine?.Adapters.Stats;

@@ -59,11 +59,12 @@ public class FamilyTests
         using var ids = torch.tensor(sequence.Select(i => (long)i).ToArray()).unsqueeze(0);
         using var whole = model.ForwardSequences(ids);                                       // [1, T, V]
         using var runner = new ModelRunner(model, 2, Math.Min(length + 1, model.MaxPositions));
-        using (var first = runner.Forward([new SequenceChunk(1, 0, sequence[..prompt])]))
+        var blocks = runner.ReserveSequence();
+        using (var first = runner.Forward([new SequenceChunk(blocks, 0, sequence[..prompt])]))
             ParityTests.AssertClose(whole[0, prompt - 1].data<float>().ToArray(), first[0].data<float>().ToArray(), $"{family} prefill");
         for (int t = prompt; t < length; t++)
         {
-            using var step = runner.Forward([new SequenceChunk(1, t, new[] { sequence[t] })]);
+            using var step = runner.Forward([new SequenceChunk(blocks, t, new[] { sequence[t] })]);
             var expected = whole[0, t].data<float>().ToArray();
             var actual = step[0].data<float>().ToArray();
             float worst = expected.Zip(actual, (e, a) => Math.Abs(e - a)).Max();
@@ -88,8 +89,8 @@ public class FamilyTests
         int[] prompt = [5, 17, 99, 3, 250, 41, 8, 77];
         using var a = new ModelRunner(perExpertModel, 1, 64);
         using var b = new ModelRunner(fusedModel, 1, 64);
-        using var expected = a.Forward([new SequenceChunk(0, 0, prompt)]);
-        using var actual = b.Forward([new SequenceChunk(0, 0, prompt)]);
+        using var expected = a.Forward([new SequenceChunk(a.ReserveSequence(), 0, prompt)]);
+        using var actual = b.Forward([new SequenceChunk(b.ReserveSequence(), 0, prompt)]);
         ParityTests.AssertClose(expected[0].data<float>().ToArray(), actual[0].data<float>().ToArray(), $"{family} fused experts");
     }
 

@@ -68,7 +68,7 @@ public class LoraParityTests
             using var adapter = LoraAdapter.Load(Path.Combine(adapterRoot, name), model, 64, torch.CPU);
             LoraMerge.Apply(model, adapter);
             using var runner = new ModelRunner(model, 1, 512);
-            using var logits = runner.Forward([new SequenceChunk(0, 0, reference.Cases["base"][1].PromptIds)]);
+            using var logits = runner.Forward([new SequenceChunk(runner.ReserveSequence(), 0, reference.Cases["base"][1].PromptIds)]);
             ParityTests.AssertClose(reference.MergedLogits[$"{name}@merged_last_logits_prompt1"], logits[0].data<float>().ToArray(), $"merged {name}");
         }
     }
@@ -95,7 +95,8 @@ public class LoraParityTests
         var logprobs = rows.Select(_ => new List<float>()).ToArray();
         var greedy = Enumerable.Repeat(new RowSampling(0, 0, 1, 0, 0), n).ToArray();
         float[][] first;
-        using (var logits = runner.Forward(rows.Select((r, i) => new SequenceChunk(i, 0, r.Prompt, Adapter: r.Adapter)).ToArray(), set))
+        var tables = rows.Select(_ => runner.ReserveSequence()).ToArray();
+        using (var logits = runner.Forward(rows.Select((r, i) => new SequenceChunk(tables[i], 0, r.Prompt, Adapter: r.Adapter)).ToArray(), set))
         {
             first = Enumerable.Range(0, n).Select(i => logits[i].data<float>().ToArray()).ToArray();
             var tokens = Sampler.Sample(logits, greedy);
@@ -104,7 +105,7 @@ public class LoraParityTests
         for (int step = 1; step < steps; step++)
         {
             var chunks = Enumerable.Range(0, n)
-                .Select(i => new SequenceChunk(i, rows[i].Prompt.Length + step - 1, new[] { ids[i][^1] }, Adapter: rows[i].Adapter)).ToArray();
+                .Select(i => new SequenceChunk(tables[i], rows[i].Prompt.Length + step - 1, new[] { ids[i][^1] }, Adapter: rows[i].Adapter)).ToArray();
             var next = runner.Step(chunks, greedy, set);
             for (int i = 0; i < n; i++) { ids[i].Add(next[i].TokenId); logprobs[i].Add(next[i].Logprob); }
         }

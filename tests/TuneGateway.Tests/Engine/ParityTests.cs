@@ -39,7 +39,7 @@ public class ParityTests
         using var model = CausalLanguageModel.Load(dir, torch.CPU, ScalarType.Float32);
         foreach (var expected in reference.Cases["base"])
         {
-            using var runner = new ModelRunner(model, slots: 1, maxLength: 512);
+            using var runner = new ModelRunner(model, sequences: 1, maxLength: 512);
             var (logits, ids, logprobs) = GreedyBatch(runner, [expected.PromptIds], 16);
             AssertClose(expected.LastLogits, logits[0], "last logits");
             Assert.Equal(expected.GreedyIds, ids[0]);
@@ -54,7 +54,7 @@ public class ParityTests
         var (dir, reference) = Open(relative);
         using var model = CausalLanguageModel.Load(dir, torch.CPU, ScalarType.Float32);
         var cases = reference.Cases["base"];
-        using var runner = new ModelRunner(model, slots: cases.Count, maxLength: 512);
+        using var runner = new ModelRunner(model, sequences: cases.Count, maxLength: 512);
         var (logits, ids, logprobs) = GreedyBatch(runner, cases.Select(c => c.PromptIds).ToArray(), 16);
         for (int i = 0; i < cases.Count; i++)
         {
@@ -72,11 +72,11 @@ public class ParityTests
         var expected = reference.Cases["base"][1];
         var sequence = expected.PromptIds.Concat(expected.GreedyIds.Take(10)).ToArray();
 
-        using var cached = new ModelRunner(model, slots: 1, maxLength: 128);
+        using var cached = new ModelRunner(model, sequences: 1, maxLength: 128);
         var (_, ids, _) = GreedyBatch(cached, [expected.PromptIds], 11);
 
-        using var fresh = new ModelRunner(model, slots: 1, maxLength: 128);
-        using var full = fresh.Forward([new SequenceChunk(0, 0, sequence)]);
+        using var fresh = new ModelRunner(model, sequences: 1, maxLength: 128);
+        using var full = fresh.Forward([new SequenceChunk(fresh.ReserveSequence(), 0, sequence)]);
         int recomputed = (int)full.argmax(-1).item<long>();
         Assert.Equal(ids[0][10], recomputed);
     }
@@ -89,7 +89,8 @@ public class ParityTests
         var logprobs = prompts.Select(_ => new List<float>()).ToArray();
         var greedy = Enumerable.Repeat(new RowSampling(0, 0, 1, 0, 0), n).ToArray();
 
-        var chunks = prompts.Select((p, i) => new SequenceChunk(i, 0, p)).ToArray();
+        var tables = prompts.Select(_ => runner.ReserveSequence()).ToArray();
+        var chunks = prompts.Select((p, i) => new SequenceChunk(tables[i], 0, p)).ToArray();
         float[][] lastLogits;
         using (var logits = runner.Forward(chunks))
         {
@@ -100,7 +101,7 @@ public class ParityTests
         for (int step = 1; step < steps; step++)
         {
             var decode = Enumerable.Range(0, n)
-                .Select(i => new SequenceChunk(i, prompts[i].Length + step - 1, new[] { ids[i][^1] })).ToArray();
+                .Select(i => new SequenceChunk(tables[i], prompts[i].Length + step - 1, new[] { ids[i][^1] })).ToArray();
             var next = runner.Step(decode, greedy);
             for (int i = 0; i < n; i++) { ids[i].Add(next[i].TokenId); logprobs[i].Add(next[i].Logprob); }
         }

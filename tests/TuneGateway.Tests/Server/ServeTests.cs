@@ -328,5 +328,30 @@ public sealed class ServeTests(ServeFixture serve) : IClassFixture<ServeFixture>
         Assert.Contains("tunegw_worker_kv_cache_usage", metrics);
         Assert.Contains("tunegw_engine_requests", metrics);
         Assert.Contains("tunegw_gateway_requests", metrics);
+        Assert.Contains("tunegw_worker_kv_cache_blocks", metrics);
+        Assert.Contains("tunegw_worker_prefix_cache_blocks", metrics);
+    }
+
+    [Fact]
+    public async Task ARepeatedPromptIsServedFromThePrefixCacheAndMetricsShowIt()
+    {
+        // Long enough for full 16-token blocks; unique to this test so no other test warms it.
+        string prompt = string.Join(" ", Enumerable.Range(0, 30).Select(i => $"prefix-metrics-{i}"));
+        double Hits(string text) => text.Split('\n')
+            .Where(l => l.StartsWith("tunegw_engine_prefix_cache_hits_total{", StringComparison.Ordinal) && l.Contains("model=\"base\"", StringComparison.Ordinal))
+            .Sum(l => double.Parse(l[(l.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture));
+        double before = Hits(await _http.GetStringAsync(Url("/metrics")));
+        string? first = null;
+        for (int i = 0; i < 2; i++)
+        {
+            var (status, body, _) = await SendJsonAsync(_http, Post(Url("/v1/completions"), new { model = "llama-tiny", prompt, max_tokens = 8, temperature = 0 }, ServeFixture.AdminKey));
+            Assert.Equal(HttpStatusCode.OK, status);
+            string text = body.GetProperty("choices")[0].GetProperty("text").GetString()!;
+            if (first is null) first = text;
+            else Assert.Equal(first, text);
+        }
+        string metrics = await _http.GetStringAsync(Url("/metrics"));
+        Assert.Contains("tunegw_engine_prefix_cache_queries_total", metrics);
+        Assert.True(Hits(metrics) - before >= 16, "the second request reuses at least one full block");
     }
 }

@@ -90,7 +90,7 @@ public sealed class TrainingTests : IDisposable
 
         var prompt = tokenizer.Encode("input: warranty\noutput:", addSpecialTokens: true).ToArray();
         using var runner = new ModelRunner(model, 1, 64);
-        using var servedLogits = runner.Forward([new SequenceChunk(0, 0, prompt, Adapter: 0)], set);
+        using var servedLogits = runner.Forward([new SequenceChunk(runner.ReserveSequence(), 0, prompt, Adapter: 0)], set);
         using var noGrad = torch.no_grad();
         using var ids = torch.tensor(prompt.Select(i => (long)i).ToArray()).unsqueeze(0);
         using var trainedLogits = model.ForwardSequences(ids, trained);

@@ -2,43 +2,39 @@ using TorchSharp;
 using TuneGateway.Engine.Models;
 using static TorchSharp.torch;
 
-namespace TuneGateway.Engine.Inference;
+namespace TuneGateway.Engine.Inference.Paging;
 
 /// <summary>
-/// Serving attention over the contiguous KV cache, for the scheduler's batch layout: each layer's
-/// new keys and values are written at their (slot, position); decode rows (one token each,
-/// first in the batch) attend together over a view of their slots, prefill chunks one by one
-/// with a causal mask offset by what the slot already holds. Sliding windows are masks by
-/// position: the cache keeps every token, a windowed layer just does not look at old ones.
-/// Masks are built once per distinct window per forward pass, not per layer.
+/// Serving attention over the paged KV cache, for the scheduler's batch layout: each layer's new
+/// keys and values are written at their token slots; decode rows (one token each, first in the
+/// batch) attend together, in one call, over their block tables gathered from the pool; each
+/// prefill chunk attends over its cached prefix (gathered the same way) and its own keys, with a
+/// causal mask offset by the prefix. A chunk starting at position 0 uses its keys as computed,
+/// with no gather. Sliding windows are masks by position (keys a window released are the null
+/// block's and masked). Masks and gathers are built once per forward pass: masks per distinct
+/// window, block tables per batch; only the gathered keys are per layer.
 /// </summary>
-public sealed class CachedAttentionBackend(ForwardBatch batch, KvCache cache) : IAttentionBackend
+/// <remarks>
+/// Prefill chunks and decode rows are separate calls: TorchSharp's scaled_dot_product_attention
+/// has no variable-length form, and padding every decode row to a prefill chunk's length would
+/// cost more than the extra launch.
+/// </remarks>
+public sealed class PagedAttentionBackend(ForwardBatch batch, PagedKvCache cache) : IAttentionBackend
 {
     private readonly Dictionary<int, Tensor> _decodeMasks = [];
     private readonly Dictionary<(int Chunk, int Window, int Group), Tensor> _prefillMasks = [];
 
     public Tensor Attend(int layer, Tensor q, Tensor k, Tensor v, AttentionSpec spec)
     {
-        cache.Write(layer, k, v, batch.CacheSlots, batch.Positions);
-        var (keys, values) = cache.Layer(layer);                                     // [slots, Hkv, L, D]
+        cache.Write(layer, k, v, batch.CacheSlots);
         int hkv = spec.KeyValueHeads, g = spec.GroupSize, d = spec.HeadDim;
         var parts = new List<Tensor>(1 + batch.Prefills.Count);
 
         if (batch.DecodeCount > 0)
         {
-            int rows = batch.DecodeCount, length = batch.DecodeKeyLength;
+            int rows = batch.DecodeCount;
             var qd = q.narrow(0, 0, rows).view(rows, hkv, g, d);                    // [rows, Hkv, G, D]
-            Tensor kd, vd;                                                           // [rows, Hkv, length, D]
-            if (batch.DecodeSlotStart is int start)
-            {
-                kd = keys.narrow(0, start, rows).narrow(2, 0, length);
-                vd = values.narrow(0, start, rows).narrow(2, 0, length);
-            }
-            else
-            {
-                kd = keys.index_select(0, batch.DecodeSlots!).narrow(2, 0, length);
-                vd = values.index_select(0, batch.DecodeSlots!).narrow(2, 0, length);
-            }
+            var (kd, vd) = cache.Gather(layer, batch.DecodeBlocks!, batch.DecodeKeyLength); // [rows, Hkv, length, D]
             var od = AttentionKernel.Attend(qd, kd, vd, DecodeMask(spec.Window, q.device), causal: false, spec); // [rows, Hkv, G, D]
             parts.Add(od.reshape(rows, spec.Heads * d));                             // [rows, Hq·D]
         }
@@ -51,8 +47,16 @@ public sealed class CachedAttentionBackend(ForwardBatch batch, KvCache cache) : 
             // extra query rows, so GQA needs no copy of the keys.
             var qp = q.narrow(0, chunk.Offset, t).view(t, hkv, g, d)                // [T, Hkv, G, D]
                 .permute(1, 2, 0, 3).reshape(1, hkv, g * t, d);                      // [1, Hkv, G·T, D]
-            var kp = keys[chunk.Slot].narrow(1, 0, keysLength).unsqueeze(0);          // [1, Hkv, start+T, D]
-            var vp = values[chunk.Slot].narrow(1, 0, keysLength).unsqueeze(0);
+            Tensor kp, vp;                                                           // [1, Hkv, start+T, D]
+            if (chunk.Blocks is { } table)
+            {
+                (kp, vp) = cache.Gather(layer, table, keysLength);
+            }
+            else
+            {
+                kp = k.narrow(0, chunk.Offset, t).permute(1, 0, 2).unsqueeze(0);      // [T, Hkv, D] -> [1, Hkv, T, D]
+                vp = v.narrow(0, chunk.Offset, t).permute(1, 0, 2).unsqueeze(0);
+            }
             var op = AttentionKernel.Attend(qp, kp, vp, PrefillMask(i, chunk, spec.Window, g, q.device), causal: false, spec); // [1, Hkv, G·T, D]
             parts.Add(op.view(hkv, g, t, d).permute(2, 0, 1, 3).reshape(t, spec.Heads * d)); // [T, Hq·D]
         }

@@ -1,0 +1,441 @@
+using TorchSharp;
+using TuneGateway.Engine.Inference;
+using TuneGateway.Engine.Inference.Paging;
+using TuneGateway.Engine.Lora;
+using TuneGateway.Engine.Models;
+using TuneGateway.Engine.Serving;
+using static TorchSharp.torch;
+
+namespace TuneGateway.Tests.Engine;
+
+/// <summary>The block pool's bookkeeping: references, eviction order, the cache map.</summary>
+public sealed class BlockPoolTests
+{
+    private static BlockHash Hash(int n) => BlockHash.Next(BlockHash.Root(KvScope.Base("m")), [n]);
+
+    [Fact]
+    public void TheNullBlockIsNeverHandedOut()
+    {
+        var pool = new BlockPool(4);
+        var taken = new List<int>();
+        Assert.True(pool.TryAllocate(3, taken));
+        Assert.DoesNotContain(BlockPool.NullBlock, taken);
+        Assert.Equal(3, taken.Distinct().Count());
+        Assert.False(pool.TryAllocate(1, taken));
+        Assert.Equal(3, taken.Count);
+    }
+
+    [Fact]
+    public void AnAllocationThatDoesNotFitTakesNothing()
+    {
+        var pool = new BlockPool(5);
+        var taken = new List<int>();
+        Assert.False(pool.TryAllocate(5, taken));
+        Assert.Empty(taken);
+        Assert.Equal(4, pool.FreeCount);
+    }
+
+    [Fact]
+    public void ReleasedBlocksStayCachedUntilEvictedLeastRecentlyReleasedFirst()
+    {
+        var pool = new BlockPool(4);
+        var a = new List<int>();
+        pool.TryAllocate(3, a);
+        for (int i = 0; i < 3; i++) pool.Register(a[i], Hash(i));
+        // Released last to first: the deepest block of the "prefix" is evicted first.
+        pool.Release(a);
+        Assert.Equal(3, pool.FreeCount);
+        Assert.Equal(3, pool.CachedCount);
+        Assert.Equal(a[0], pool.Find(Hash(0)));
+
+        var b = new List<int>();
+        pool.TryAllocate(1, b);
+        Assert.Equal(a[2], b[0]);
+        Assert.Null(pool.Find(Hash(2)));
+        Assert.Equal(a[1], pool.Find(Hash(1)));
+        Assert.Equal(2, pool.CachedCount);
+    }
+
+    [Fact]
+    public void SharingAFreeCachedBlockTakesItOffTheFreeQueue()
+    {
+        var pool = new BlockPool(3);
+        var a = new List<int>();
+        pool.TryAllocate(1, a);
+        pool.Register(a[0], Hash(7));
+        pool.Release(a[0]);
+        Assert.Equal(2, pool.FreeCount);
+
+        pool.Share(a[0]);
+        Assert.Equal(1, pool.FreeCount);
+        pool.Share(a[0]);
+        Assert.Equal(2, pool.References(a[0]));
+        var other = new List<int>();
+        Assert.True(pool.TryAllocate(1, other));
+        Assert.NotEqual(a[0], other[0]);
+        Assert.False(pool.TryAllocate(1, other));
+        Assert.Equal(a[0], pool.Find(Hash(7)));
+    }
+
+    [Fact]
+    public void TheFirstBlockToHoldAContentStaysTheCachedOne()
+    {
+        var pool = new BlockPool(3);
+        var taken = new List<int>();
+        pool.TryAllocate(2, taken);
+        pool.Register(taken[0], Hash(1));
+        pool.Register(taken[1], Hash(1));
+        Assert.Equal(taken[0], pool.Find(Hash(1)));
+        Assert.Equal(1, pool.CachedCount);
+    }
+
+    [Fact]
+    public void ReleasingMoreThanWasTakenIsABug()
+    {
+        var pool = new BlockPool(3);
+        var taken = new List<int>();
+        pool.TryAllocate(1, taken);
+        pool.Release(taken[0]);
+        Assert.Throws<InvalidOperationException>(() => pool.Release(taken[0]));
+        Assert.Throws<InvalidOperationException>(() => pool.Register(taken[0], Hash(3)));
+    }
+
+    [Fact]
+    public void HashesChainOverParentAndTokens()
+    {
+        var root = BlockHash.Root(KvScope.Base("m"));
+        Assert.Equal(BlockHash.Next(root, [1, 2]), BlockHash.Next(root, [1, 2]));
+        Assert.NotEqual(BlockHash.Next(root, [1, 2]), BlockHash.Next(root, [2, 1]));
+        Assert.NotEqual(BlockHash.Next(BlockHash.Next(root, [1, 2]), [3, 4]), BlockHash.Next(BlockHash.Next(root, [9, 9]), [3, 4]));
+        Assert.NotEqual(root, BlockHash.Root(new KvScope("m", "a", 1)));
+        Assert.NotEqual(BlockHash.Root(new KvScope("m", "a", 1)), BlockHash.Root(new KvScope("m", "a", 2)));
+        Assert.NotEqual(BlockHash.Root(new KvScope("m", "a", 1)), BlockHash.Root(new KvScope("m", "b", 1)));
+        Assert.NotEqual(BlockHash.Root(KvScope.Base("m")), BlockHash.Root(KvScope.Base("n")));
+    }
+}
+
+/// <summary>Block tables, prefix sharing by scope and window release, without a model.</summary>
+public sealed class KvCacheManagerTests
+{
+    private static readonly KvScope Base = KvScope.Base("model");
+    private static readonly int[] Prompt = Enumerable.Range(100, 20).ToArray();      // 5 blocks of 4
+
+    /// <summary>Computes the rest of the sequence: holds blocks for all its tokens and commits them.</summary>
+    private static void Run(KvCacheManager kv, SequenceBlocks s, IReadOnlyList<int> tokens)
+    {
+        Assert.True(kv.TryHold(s, tokens.Count));
+        kv.Commit(s, tokens, tokens.Count);
+    }
+
+    [Fact]
+    public void ASecondSequenceSharesTheFullBlocksOfTheFirstButAlwaysComputesItsLastToken()
+    {
+        var kv = new KvCacheManager(new BlockPool(32), 4, prefixCaching: true, slidingWindow: null);
+        var first = kv.Open(Base);
+        Assert.True(kv.TryStart(first, Prompt, lookup: true, firstTokens: 64, reserve: 0, out int none));
+        Assert.Equal(0, none);
+        Run(kv, first, Prompt);
+
+        var second = kv.Open(Base);
+        Assert.True(kv.TryStart(second, Prompt, lookup: true, firstTokens: 64, reserve: 0, out int cached));
+        // 20 tokens = 5 full blocks, but the last token's logits are needed: 4 blocks (16 tokens) are reused.
+        Assert.Equal(16, cached);
+        Assert.Equal(first.ToArray()[..4], second.ToArray()[..4]);
+        Assert.NotEqual(first.ToArray()[4], second.ToArray()[4]);
+        Assert.Equal(2, kv.Pool.References(first.ToArray()[0]));
+        Assert.Equal(40, kv.QueriedTokens);
+        Assert.Equal(16, kv.HitTokens);
+    }
+
+    [Theory]
+    [InlineData("adapter", 1)]   // another adapter
+    [InlineData("a", 2)]         // another version of the same adapter
+    [InlineData(null, 0)]        // the base model
+    public void APrefixIsNeverSharedAcrossAdaptersOrTheirVersions(string? adapter, long version)
+    {
+        var kv = new KvCacheManager(new BlockPool(32), 4, prefixCaching: true, slidingWindow: null);
+        var first = kv.Open(new KvScope("model", "a", 1));
+        kv.TryStart(first, Prompt, true, 64, 0, out _);
+        Run(kv, first, Prompt);
+
+        var other = kv.Open(adapter is null ? Base : new KvScope("model", adapter, version));
+        Assert.True(kv.TryStart(other, Prompt, true, 64, 0, out int cached));
+        Assert.Equal(0, cached);
+        Assert.Empty(first.ToArray().Intersect(other.ToArray()));
+
+        var same = kv.Open(new KvScope("model", "a", 1));
+        Assert.True(kv.TryStart(same, Prompt, true, 64, 0, out int reused));
+        Assert.Equal(16, reused);
+    }
+
+    [Fact]
+    public void AFreedSequencesBlocksAreFoundAgainUntilEvicted()
+    {
+        var kv = new KvCacheManager(new BlockPool(8), 4, prefixCaching: true, slidingWindow: null);
+        var first = kv.Open(Base);
+        kv.TryStart(first, Prompt, true, 64, 0, out _);
+        Run(kv, first, Prompt);
+        kv.Free(first);
+        Assert.Equal(7, kv.Pool.FreeCount);
+        Assert.Equal(5, kv.Pool.CachedCount);
+
+        var again = kv.Open(Base);
+        Assert.True(kv.TryStart(again, Prompt, true, 64, 0, out int cached));
+        Assert.Equal(16, cached);
+        kv.Free(again);
+
+        // Another prompt of 7 blocks needs every free block: the cached ones are evicted.
+        var big = kv.Open(Base);
+        var other = Enumerable.Range(500, 28).ToArray();
+        Assert.True(kv.TryStart(big, other, true, 64, 0, out _));
+        Assert.Equal(0, kv.Pool.CachedCount);
+    }
+
+    [Fact]
+    public void AStartThatDoesNotFitHoldsNothing()
+    {
+        var kv = new KvCacheManager(new BlockPool(6), 4, prefixCaching: true, slidingWindow: null);
+        var s = kv.Open(Base);
+        Assert.False(kv.TryStart(s, Prompt, true, 64, reserve: 1, out _));
+        Assert.Equal(0, s.BlockCount);
+        Assert.Equal(5, kv.Pool.FreeCount);
+        Assert.True(kv.TryStart(s, Prompt, true, firstTokens: 8, reserve: 1, out _));
+        Assert.Equal(2, s.BlockCount);
+    }
+
+    [Fact]
+    public void WithoutPrefixCachingNothingIsLookedUpOrRegistered()
+    {
+        var kv = new KvCacheManager(new BlockPool(32), 4, prefixCaching: false, slidingWindow: null);
+        var first = kv.Open(Base);
+        kv.TryStart(first, Prompt, true, 64, 0, out _);
+        Run(kv, first, Prompt);
+        Assert.Equal(0, kv.Pool.CachedCount);
+        var second = kv.Open(Base);
+        kv.TryStart(second, Prompt, true, 64, 0, out int cached);
+        Assert.Equal(0, cached);
+        Assert.Equal(0, kv.QueriedTokens);
+    }
+
+    [Fact]
+    public void ASlidingWindowReleasesTheBlocksNoLaterQuerySees()
+    {
+        var kv = new KvCacheManager(new BlockPool(32), 4, prefixCaching: true, slidingWindow: 6);
+        var s = kv.Open(Base);
+        kv.TryStart(s, Prompt, true, 64, 0, out _);
+        kv.TryHold(s, 20);
+        // The next query is at position 20 and sees keys 15..20: blocks 0..2 (positions 0..11) are done with, block 3 (12..15) is not.
+        kv.Commit(s, Prompt, 20);
+        var table = s.ToArray();
+        Assert.Equal([BlockPool.NullBlock, BlockPool.NullBlock, BlockPool.NullBlock], table[..3]);
+        Assert.All(table[3..], b => Assert.NotEqual(BlockPool.NullBlock, b));
+        Assert.Equal(2, s.HeldCount);
+        // Released blocks keep their hashes for later prompts.
+        Assert.Equal(5, kv.Pool.CachedCount);
+    }
+
+    [Fact]
+    public void PeakBlocksAreTheWholeSequenceOrTheWindowAndAChunk()
+    {
+        var full = new KvCacheManager(new BlockPool(8), 16, true, null);
+        Assert.Equal(7, full.PeakBlocks(100, 32));
+        var windowed = new KvCacheManager(new BlockPool(8), 16, true, 24);
+        Assert.Equal(5, windowed.PeakBlocks(1000, 32));   // ceil((24 + 32) / 16) + 1
+        Assert.Equal(2, windowed.PeakBlocks(20, 32));     // short sequences: all of it
+    }
+}
+
+/// <summary>
+/// The paged cache under the scheduler: parity with the references through chunked prefill,
+/// prefix reuse and preemption; prefixes never cross adapter versions; a window frees memory.
+/// </summary>
+public sealed class PagedSchedulerTests : IDisposable
+{
+    private readonly CausalLanguageModel _model = CausalLanguageModel.Load(Fixtures.LlamaTiny, torch.CPU, ScalarType.Float32);
+    private readonly ReferenceFile _reference = Fixtures.LoadReference(Path.Combine(Fixtures.Root, "llama-tiny", "reference.json"));
+
+    public void Dispose() => _model.Dispose();
+
+    private static GenerationRequest Greedy(int[] prompt, string? adapter, int tokens = 16) => new()
+    {
+        PromptIds = prompt,
+        Adapter = adapter,
+        Sampling = SamplingParams.Greedy(tokens) with { IgnoreEos = true },
+    };
+
+    private static (Scheduler Scheduler, AdapterManager Adapters, ModelRunner Runner) Start(CausalLanguageModel model, int blocks, int blockSize,
+        int maxNumSeqs = 8, int maxBatchTokens = 64, bool prefixCaching = true)
+    {
+        var runner = ModelRunner.WithBlocks(model, Math.Min(512, model.MaxPositions), blocks, blockSize);
+        var adapters = new AdapterManager(model);
+        var scheduler = new Scheduler(runner, adapters, new SchedulerOptions
+        {
+            MaxNumSeqs = maxNumSeqs,
+            MaxBatchTokens = maxBatchTokens,
+            EosTokenIds = model.Config.EosTokenIds,
+            PrefixCaching = prefixCaching,
+        });
+        return (scheduler, adapters, runner);
+    }
+
+    [Fact]
+    public async Task ASecondRequestReusesTheFirstsPrefixAndGetsTheSameTokens()
+    {
+        var (scheduler, adapters, runner) = Start(_model, blocks: 64, blockSize: 4, maxBatchTokens: 12);
+        using var _ = scheduler; using var __ = adapters; using var ___ = runner;
+        var c = _reference.Cases["base"][1];                                        // 46 prompt tokens
+
+        var (firstIds, firstLogprobs, _) = await SchedulerTests.Collect(scheduler.Submit(Greedy(c.PromptIds, null)));
+        Assert.Equal(0, scheduler.Stats.PrefixHitTokens);
+        var (secondIds, secondLogprobs, _) = await SchedulerTests.Collect(scheduler.Submit(Greedy(c.PromptIds, null)));
+
+        // 45 tokens before the last one: 11 full blocks of 4 are reused.
+        Assert.Equal(44, scheduler.Stats.PrefixHitTokens);
+        Assert.Equal(92, scheduler.Stats.PrefixQueryTokens);
+        Assert.Equal(c.GreedyIds, firstIds);
+        Assert.Equal(c.GreedyIds, secondIds);
+        ParityTests.AssertClose(c.GreedyLogprobs, secondLogprobs.ToArray(), "logprobs over a reused prefix");
+        ParityTests.AssertClose(firstLogprobs.ToArray(), secondLogprobs.ToArray(), "logprobs with and without reuse");
+
+        // A prompt that extends the first request's output reuses its generated tokens too.
+        int[] followUp = [.. c.PromptIds, .. c.GreedyIds[..8]];
+        long hits = scheduler.Stats.PrefixHitTokens;
+        await SchedulerTests.Collect(scheduler.Submit(Greedy(followUp, null, 2)));
+        Assert.Equal(52, scheduler.Stats.PrefixHitTokens - hits);                   // 53 tokens before the last: 13 blocks
+    }
+
+    [Fact]
+    public async Task APromptNeverReusesKeysComputedUnderAnotherAdapterOrAnotherVersionOfIt()
+    {
+        var (scheduler, adapters, runner) = Start(_model, blocks: 64, blockSize: 4, maxBatchTokens: 64);
+        using var _ = scheduler; using var __ = adapters; using var ___ = runner;
+        var prompt = _reference.Cases["base"][1].PromptIds;
+        Assert.Equal(prompt, _reference.Cases["shout"][1].PromptIds);
+        Assert.Equal(prompt, _reference.Cases["reverse"][1].PromptIds);
+
+        await adapters.LoadAsync("bot", Path.Combine(Fixtures.LlamaTinyAdapters, "shout"));
+        var (baseIds, _, _) = await SchedulerTests.Collect(scheduler.Submit(Greedy(prompt, null)));
+        var (shoutIds, _, _) = await SchedulerTests.Collect(scheduler.Submit(Greedy(prompt, "bot")));
+        Assert.Equal(0, scheduler.Stats.PrefixHitTokens);
+
+        // The same name, new weights: keyed by name alone, the cache would serve shout's keys to reverse.
+        await adapters.LoadAsync("bot", Path.Combine(Fixtures.LlamaTinyAdapters, "reverse"));
+        var (reverseIds, _, _) = await SchedulerTests.Collect(scheduler.Submit(Greedy(prompt, "bot")));
+        Assert.Equal(0, scheduler.Stats.PrefixHitTokens);
+
+        Assert.Equal(_reference.Cases["base"][1].GreedyIds, baseIds);
+        Assert.Equal(_reference.Cases["shout"][1].GreedyIds, shoutIds);
+        Assert.Equal(_reference.Cases["reverse"][1].GreedyIds, reverseIds);
+
+        // Under the version that computed it, the prefix is reused.
+        await SchedulerTests.Collect(scheduler.Submit(Greedy(prompt, "bot")));
+        Assert.Equal(44, scheduler.Stats.PrefixHitTokens);
+    }
+
+    [Fact]
+    public async Task PreemptedSequencesResumeWithUnchangedOutputs()
+    {
+        // 8 blocks of 4 = 32 tokens; every request needs 18 to 32, so at most two run at once and
+        // decode steps keep running out of blocks.
+        var (scheduler, adapters, runner) = Start(_model, blocks: 9, blockSize: 4, maxBatchTokens: 16);
+        using var _ = scheduler; using var __ = adapters; using var ___ = runner;
+        await adapters.LoadAsync("shout", Path.Combine(Fixtures.LlamaTinyAdapters, "shout"));
+        await adapters.LoadAsync("reverse", Path.Combine(Fixtures.LlamaTinyAdapters, "reverse"));
+        var jobs = new[] { "base", "shout", "reverse" }
+            .SelectMany(v => new[] { 0, 3 }.Select(i => (Variant: v, Case: _reference.Cases[v][i])))
+            .Select(j => (j.Variant, j.Case, Result: SchedulerTests.Collect(scheduler.Submit(Greedy(j.Case.PromptIds, j.Variant == "base" ? null : j.Variant)))))
+            .ToArray();
+        foreach (var (variant, expected, result) in jobs)
+        {
+            var (ids, logprobs, finished) = await result;
+            Assert.Equal(FinishReason.Length, finished.Reason);
+            Assert.True(expected.GreedyIds.SequenceEqual(ids), $"{variant}: expected [{string.Join(",", expected.GreedyIds)}], got [{string.Join(",", ids)}]");
+            ParityTests.AssertClose(expected.GreedyLogprobs, logprobs.ToArray(), $"{variant} logprobs");
+        }
+        Assert.True(scheduler.Stats.Preemptions > 0, "the cache was sized so that sequences must be preempted");
+        Assert.Equal(0, scheduler.Stats.KvBlocksUsed);
+    }
+
+    [Fact]
+    public async Task PromptScoresOfAPreemptedOrCachedPromptAreComplete()
+    {
+        var (scheduler, adapters, runner) = Start(_model, blocks: 64, blockSize: 4, maxBatchTokens: 8);
+        using var _ = scheduler; using var __ = adapters; using var ___ = runner;
+        var c = _reference.Cases["base"][0];
+        int[] prompt = [.. c.PromptIds, .. c.GreedyIds[..8]];
+        await SchedulerTests.Collect(scheduler.Submit(Greedy(prompt, null, 1)));
+        var scoring = Greedy(prompt, null, 1) with { Sampling = SamplingParams.Greedy(1) with { IgnoreEos = true, PromptLogprobs = 1 } };
+        PromptScored? scored = null;
+        await foreach (var e in scheduler.Submit(scoring).Events.ReadAllAsync())
+            if (e is PromptScored p) scored = p;
+        Assert.NotNull(scored);
+        Assert.Equal(prompt.Length, scored!.Logprobs.Count);
+        for (int j = 0; j < 8; j++)
+            Assert.True(Math.Abs(c.GreedyLogprobs[j] - scored.Logprobs[c.PromptIds.Length + j]!.Value) < 1e-3, $"token {j}");
+    }
+
+    [Fact]
+    public void ARequestLargerThanTheWholeCacheIsRefusedAtOnce()
+    {
+        var (scheduler, adapters, runner) = Start(_model, blocks: 9, blockSize: 4);
+        using var _ = scheduler; using var __ = adapters; using var ___ = runner;
+        var ex = Assert.Throws<RequestTooLongException>(() => scheduler.Submit(Greedy(_reference.Cases["base"][1].PromptIds, null)));
+        Assert.Contains("KV cache", ex.Message);
+        Assert.Contains("--kv-cache-memory", ex.Message);
+        Assert.Equal(0, scheduler.Stats.Waiting);
+    }
+
+    [Fact]
+    public async Task ASlidingWindowModelRunsASequenceLongerThanTheCache()
+    {
+        string dir = Path.Combine(Fixtures.Models, "mistral-swa-tiny");
+        var reference = GgufReference.Load(Path.Combine(dir, "reference.json"));
+        var expected = reference.Cases["base"].MaxBy(c => c.PromptIds.Length)!;    // 231 prompt tokens, window 24
+        using var model = CausalLanguageModel.Load(dir, torch.CPU, ScalarType.Float32);
+        // 8 blocks of 16 = 128 tokens for a 247-token sequence: it fits only because blocks
+        // that fall out of the window are given back as the prompt is prefilled.
+        var (scheduler, adapters, runner) = Start(model, blocks: 9, blockSize: 16, maxBatchTokens: 32);
+        using var _ = scheduler; using var __ = adapters; using var ___ = runner;
+        int peak = 0;
+        scheduler.StepCompleted += s => peak = Math.Max(peak, s.KvBlocksUsed);
+        var (ids, _, _) = await SchedulerTests.Collect(scheduler.Submit(Greedy(expected.PromptIds, null)));
+        int trusted = expected.StepMargins.TakeWhile(m => m > 1e-3).Count();
+        Assert.Equal(expected.GreedyIds.Take(trusted), ids.Take(trusted));
+        Assert.InRange(peak, 1, 5);
+    }
+
+    public static TheoryData<string> Families => new()
+    {
+        "qwen3-tiny", "qwen3-moe-tiny", "mixtral-tiny", "gemma2-tiny", "gemma3-tiny", "phi3-tiny",
+        "qwen2-yarn-tiny", "llama-linear-tiny", "mistral-swa-tiny",
+    };
+
+    [Theory]
+    [MemberData(nameof(Families))]
+    public async Task EveryFamilyMatchesLlamaCppThroughChunkedPrefillAndAReusedPrefix(string family)
+    {
+        string dir = Path.Combine(Fixtures.Models, family);
+        var reference = GgufReference.Load(Path.Combine(dir, "reference.json"));
+        using var model = CausalLanguageModel.Load(dir, torch.CPU, ScalarType.Float32);
+        var (scheduler, adapters, runner) = Start(model, blocks: 1024, blockSize: 4, maxBatchTokens: 24);
+        using var _ = scheduler; using var __ = adapters; using var ___ = runner;
+        foreach (string name in reference.Cases.Keys.Where(k => k != "base"))
+            await adapters.LoadAsync(name, Path.Combine(dir, "adapters", name));
+
+        // Twice: the second round reads every full block of its prompt from the cache.
+        for (int round = 0; round < 2; round++)
+        {
+            var jobs = reference.Cases.SelectMany(v => v.Value.Select(c => (Variant: v.Key, Case: c,
+                Result: SchedulerTests.Collect(scheduler.Submit(Greedy(c.PromptIds, v.Key == "base" ? null : v.Key)))))).ToArray();
+            foreach (var (variant, expected, result) in jobs)
+            {
+                var (ids, _, _) = await result;
+                int trusted = expected.StepMargins.TakeWhile(m => m > 1e-3).Count();
+                Assert.True(expected.GreedyIds.Take(trusted).SequenceEqual(ids.Take(trusted)),
+                    $"{family} {variant} round {round}: expected [{string.Join(",", expected.GreedyIds)}], got [{string.Join(",", ids)}]");
+            }
+        }
+        if (model.Config.KeysDependOnSequenceLength) Assert.Equal(0, scheduler.Stats.PrefixQueryTokens);
+        else Assert.True(scheduler.Stats.PrefixHitTokens > 0);
+    }
+}
