@@ -169,11 +169,14 @@ public sealed partial record ModelConfig
     public int? WindowOf(int layer) => AttentionOf(layer) == AttentionKind.Sliding ? SlidingWindow : null;
 
     /// <summary>
-    /// True when a token's keys depend on how long its sequence was when they were computed, not
+    /// Set when a token's keys depend on how long its sequence was when they were computed, not
     /// just on its position: longrope switches from its short to its long factors once the
-    /// sequence passes the original context (transformers decides per forward pass).
+    /// sequence is longer than this (transformers decides per forward pass). Null otherwise.
     /// </summary>
-    public bool KeysDependOnSequenceLength => Rope.Type == RopeType.LongRope || SlidingRope?.Type == RopeType.LongRope;
+    public int? KeyLengthThreshold =>
+        Rope.Type == RopeType.LongRope ? Rope.OriginalMaxPositionEmbeddings
+        : SlidingRope?.Type == RopeType.LongRope ? SlidingRope.OriginalMaxPositionEmbeddings
+        : null;
 
     public RopeParameters RopeOf(int layer) =>
         AttentionOf(layer) == AttentionKind.Sliding && SlidingRope is not null ? SlidingRope : Rope;

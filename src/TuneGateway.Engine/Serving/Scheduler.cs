@@ -60,12 +60,7 @@ public sealed class Scheduler : IDisposable
         _adapters = adapters;
         _options = options;
         _logger = logger ?? NullLogger.Instance;
-        // Cached keys are reused by tokens and position; where they also depend on the sequence's
-        // length (longrope), a shared prefix would carry the wrong factors, so nothing is shared.
-        bool prefixCaching = options.PrefixCaching && !runner.Model.Config.KeysDependOnSequenceLength;
-        if (options.PrefixCaching && !prefixCaching)
-            _logger.LogInformation("Prefix caching is off for this model: its rotary embedding (longrope) depends on the sequence length, so cached keys are not reusable by position");
-        _kv = new KvCacheManager(runner.Blocks, runner.BlockSize, prefixCaching, AllLayersWindow(runner.Model.Config));
+        _kv = new KvCacheManager(runner.Blocks, runner.BlockSize, options.PrefixCaching, AllLayersWindow(runner.Model.Config), runner.Model.Config.KeyLengthThreshold);
         _eos = [.. options.EosTokenIds];
         _stats = Snapshot();
         if (_adapters is not null) _adapters.StateChanged += Wake;
@@ -233,7 +228,7 @@ public sealed class Scheduler : IDisposable
         {
             var owner = owners[i];
             owner.Cached = chunks[i].Start + chunks[i].Tokens.Length;
-            _kv.Commit(owner.Blocks!, owner.Tokens, owner.Cached);
+            _kv.Commit(owner.Blocks!, owner.Tokens, chunks[i].Start, owner.Cached, chunks[i].SequenceLength ?? owner.Cached);
         }
         for (int i = 0; i < sampled.Count; i++) Accept(sampled[i], tokens[i]);
         _stats = Snapshot();

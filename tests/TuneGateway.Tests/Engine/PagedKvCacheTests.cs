@@ -124,7 +124,7 @@ public sealed class KvCacheManagerTests
     private static void Run(KvCacheManager kv, SequenceBlocks s, IReadOnlyList<int> tokens)
     {
         Assert.True(kv.TryHold(s, tokens.Count));
-        kv.Commit(s, tokens, tokens.Count);
+        kv.Commit(s, tokens, 0, tokens.Count, tokens.Count);
     }
 
     [Fact]
@@ -225,13 +225,56 @@ public sealed class KvCacheManagerTests
         kv.TryStart(s, Prompt, true, 64, 0, out _);
         kv.TryHold(s, 20);
         // The next query is at position 20 and sees keys 15..20: blocks 0..2 (positions 0..11) are done with, block 3 (12..15) is not.
-        kv.Commit(s, Prompt, 20);
+        kv.Commit(s, Prompt, 0, 20, 20);
         var table = s.ToArray();
         Assert.Equal([BlockPool.NullBlock, BlockPool.NullBlock, BlockPool.NullBlock], table[..3]);
         Assert.All(table[3..], b => Assert.NotEqual(BlockPool.NullBlock, b));
         Assert.Equal(2, s.HeldCount);
         // Released blocks keep their hashes for later prompts.
         Assert.Equal(5, kv.Pool.CachedCount);
+    }
+
+    [Fact]
+    public void KeysComputedPastTheLengthThresholdAreNotSharedWithAShorterPrompt()
+    {
+        // longrope: a 20-token prompt is computed with the long factors (past 10), a 9-token one with the short.
+        var kv = new KvCacheManager(new BlockPool(32), 4, prefixCaching: true, slidingWindow: null, lengthThreshold: 10);
+        var longPrompt = kv.Open(Base);
+        kv.TryStart(longPrompt, Prompt, true, 64, 0, out _);
+        Run(kv, longPrompt, Prompt);
+
+        var shortPrompt = kv.Open(Base);
+        Assert.True(kv.TryStart(shortPrompt, Prompt[..9], true, 64, 0, out int none));
+        Assert.Equal(0, none);
+        kv.TryHold(shortPrompt, 9);
+        kv.Commit(shortPrompt, Prompt[..9], 0, 9, 9);
+
+        var longer = kv.Open(Base);
+        Assert.True(kv.TryStart(longer, [.. Prompt, 1, 2, 3], true, 64, 0, out int reused));
+        Assert.Equal(20, reused);
+        var shorter = kv.Open(Base);
+        Assert.True(kv.TryStart(shorter, Prompt[..10], true, 64, 0, out int shortReused));
+        Assert.Equal(8, shortReused);                                                // the 9-token prompt's two blocks
+    }
+
+    [Fact]
+    public void ABlockComputedAcrossTheLengthThresholdIsNeverShared()
+    {
+        var kv = new KvCacheManager(new BlockPool(32), 4, prefixCaching: true, slidingWindow: null, lengthThreshold: 10);
+        var s = kv.Open(Base);
+        kv.TryStart(s, Prompt[..9], true, 64, 0, out _);
+        kv.TryHold(s, 12);
+        kv.Commit(s, Prompt, 0, 9, 9);                                              // prompt: short factors
+        kv.Commit(s, Prompt, 9, 10, 10);                                            // decode at 9: length 10, short
+        kv.Commit(s, Prompt, 10, 11, 11);                                           // decode at 10: length 11, long
+        kv.Commit(s, Prompt, 11, 12, 12);
+        // Blocks 0 and 1 are short; block 2 (positions 8..11) mixes both and matches no prompt.
+        var again = kv.Open(Base);
+        Assert.True(kv.TryStart(again, Prompt[..13], true, 64, 0, out int reused));
+        Assert.Equal(0, reused);                                                    // a 13-token prompt is long: no short block matches
+        var shortAgain = kv.Open(Base);
+        Assert.True(kv.TryStart(shortAgain, Prompt[..10], true, 64, 0, out int shortReused));
+        Assert.Equal(8, shortReused);
     }
 
     [Fact]
@@ -435,7 +478,6 @@ public sealed class PagedSchedulerTests : IDisposable
                     $"{family} {variant} round {round}: expected [{string.Join(",", expected.GreedyIds)}], got [{string.Join(",", ids)}]");
             }
         }
-        if (model.Config.KeysDependOnSequenceLength) Assert.Equal(0, scheduler.Stats.PrefixQueryTokens);
-        else Assert.True(scheduler.Stats.PrefixHitTokens > 0);
+        Assert.True(scheduler.Stats.PrefixHitTokens > 0);
     }
 }

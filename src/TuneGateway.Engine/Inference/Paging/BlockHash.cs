@@ -8,9 +8,9 @@ namespace TuneGateway.Engine.Inference.Paging;
 /// <summary>
 /// The identity of a full block's keys and values: a hash chained over everything they depend on.
 /// A chain starts at <see cref="Root"/> of the scope (base model, adapter name and loaded
-/// version), and each block's hash covers its parent's hash and its own token ids, so equal
-/// hashes mean the same tokens at the same positions after the same prefix under the same
-/// weights. SHA-256 (truncated to 128 bits) rather than a fast non-cryptographic hash: a
+/// version), and each block's hash covers its parent's hash, its own token ids and a variant
+/// (what else its keys were computed under: longrope's short or long factors), so equal hashes
+/// mean the same tokens at the same positions after the same prefix under the same weights. SHA-256 (truncated to 128 bits) rather than a fast non-cryptographic hash: a
 /// collision would silently serve another prompt's keys, and hashing is once per 16 tokens.
 /// </summary>
 public readonly record struct BlockHash(UInt128 Value)
@@ -19,15 +19,16 @@ public readonly record struct BlockHash(UInt128 Value)
     public static BlockHash Root(KvScope scope) => Of(Encoding.UTF8.GetBytes(scope.Key));
 
     /// <summary>The hash of a block holding <paramref name="tokens"/> after <paramref name="parent"/>.</summary>
-    public static BlockHash Next(BlockHash parent, ReadOnlySpan<int> tokens)
+    public static BlockHash Next(BlockHash parent, ReadOnlySpan<int> tokens, byte variant = 1)
     {
-        int length = 16 + 4 * tokens.Length;
+        int length = 17 + 4 * tokens.Length;
         byte[]? rented = length > 512 ? ArrayPool<byte>.Shared.Rent(length) : null;
         Span<byte> buffer = rented is null ? stackalloc byte[length] : rented.AsSpan(0, length);
         try
         {
             BinaryPrimitives.WriteUInt128LittleEndian(buffer, parent.Value);
-            for (int i = 0; i < tokens.Length; i++) BinaryPrimitives.WriteInt32LittleEndian(buffer[(16 + 4 * i)..], tokens[i]);
+            buffer[16] = variant;
+            for (int i = 0; i < tokens.Length; i++) BinaryPrimitives.WriteInt32LittleEndian(buffer[(17 + 4 * i)..], tokens[i]);
             return Of(buffer);
         }
         finally

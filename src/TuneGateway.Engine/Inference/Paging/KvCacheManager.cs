@@ -10,6 +10,8 @@ public sealed class SequenceBlocks
     internal List<int> Table { get; } = [];
     /// <summary>Hashes of the first full blocks, in order (the chain so far).</summary>
     internal List<BlockHash> Hashes { get; } = [];
+    /// <summary>Per table entry, the variants its tokens were computed under (bit flags of <see cref="KvCacheManager.VariantOf"/>).</summary>
+    internal List<byte> Variants { get; } = [];
     /// <summary>Table entries before this one were released (all windowed layers are past them).</summary>
     internal int Released { get; set; }
 
@@ -31,14 +33,21 @@ public sealed class KvCacheManager
 {
     private readonly BlockPool _pool;
     private readonly Dictionary<KvScope, BlockHash> _roots = [];
+    private readonly int? _lengthThreshold;
 
     /// <param name="slidingWindow">
     /// Set when every layer attends within this window: blocks that fall wholly out of it are
     /// released while the sequence runs. Null when any layer attends to the whole sequence (its
     /// keys must stay), as in Gemma 2/3, whose global layers interleave the local ones.
     /// </param>
-    public KvCacheManager(BlockPool pool, int blockSize, bool prefixCaching, int? slidingWindow)
+    /// <param name="lengthThreshold">
+    /// Set when keys also depend on whether the sequence was longer than this when they were
+    /// computed (<see cref="Models.ModelConfig.KeyLengthThreshold"/>, longrope): blocks computed on
+    /// either side are different content, and a block mixing both is never shared.
+    /// </param>
+    public KvCacheManager(BlockPool pool, int blockSize, bool prefixCaching, int? slidingWindow, int? lengthThreshold = null)
     {
+        _lengthThreshold = lengthThreshold;
         _pool = pool;
         BlockSize = blockSize;
         PrefixCaching = prefixCaching;
@@ -59,6 +68,9 @@ public sealed class KvCacheManager
 
     public SequenceBlocks Open(KvScope scope) => new(scope);
 
+    /// <summary>The variant of keys computed while the sequence is <paramref name="sequenceLength"/> long: 1, or 2 past the length threshold.</summary>
+    internal byte VariantOf(int sequenceLength) => _lengthThreshold is int t && sequenceLength > t ? (byte)2 : (byte)1;
+
     /// <summary>
     /// The most blocks one sequence of <paramref name="tokens"/> tokens ever holds, prefilled in
     /// chunks of up to <paramref name="chunkTokens"/>: all of them, or with a sliding window, the
@@ -76,19 +88,22 @@ public sealed class KvCacheManager
     /// <paramref name="lookup"/> and takes blocks for the first <paramref name="firstTokens"/>
     /// tokens after it, leaving <paramref name="reserve"/> blocks free. Returns false, holding
     /// nothing, when that does not fit. <paramref name="cached"/> is how many tokens need no
-    /// computing; at least the last token is always computed, since its logits are needed.
+    /// computing; at least the last token is always computed, since its logits are needed. The
+    /// sequence's tokens are computed as one prompt of their full length, so only blocks computed
+    /// under that length's variant match.
     /// </summary>
     public bool TryStart(SequenceBlocks sequence, IReadOnlyList<int> tokens, bool lookup, int firstTokens, int reserve, out int cached)
     {
         if (sequence.Table.Count > 0) throw new InvalidOperationException("The sequence already holds blocks.");
         var hits = new List<(int Block, BlockHash Hash)>();
+        byte variant = VariantOf(tokens.Count);
         if (lookup && PrefixCaching)
         {
             var parent = Root(sequence.Scope);
             int candidates = (tokens.Count - 1) / BlockSize;
             for (int b = 0; b < candidates; b++)
             {
-                var hash = BlockHash.Next(parent, TokensOf(tokens, b));
+                var hash = BlockHash.Next(parent, TokensOf(tokens, b), variant);
                 if (_pool.Find(hash) is not int block) break;
                 hits.Add((block, hash));
                 parent = hash;
@@ -107,6 +122,7 @@ public sealed class KvCacheManager
             _pool.Share(block);
             sequence.Table.Add(block);
             sequence.Hashes.Add(hash);
+            sequence.Variants.Add(variant);
         }
         if (!_pool.TryAllocate(needed, sequence.Table)) throw new InvalidOperationException("The block pool lost free blocks between check and allocation.");
         if (lookup && PrefixCaching)
@@ -129,19 +145,24 @@ public sealed class KvCacheManager
     public int HoldableTokens(SequenceBlocks sequence) => (sequence.Table.Count + _pool.FreeCount) * BlockSize;
 
     /// <summary>
-    /// Registers the blocks the sequence has filled: <paramref name="computed"/> tokens of
-    /// <paramref name="tokens"/> have keys and values in the cache. Then, with a sliding window,
-    /// releases blocks no later query can see.
+    /// Registers the blocks the sequence has filled: positions <paramref name="from"/> to
+    /// <paramref name="computed"/> of <paramref name="tokens"/> were just computed, as a sequence
+    /// of <paramref name="sequenceLength"/> tokens. Then, with a sliding window, releases blocks
+    /// no later query can see.
     /// </summary>
-    public void Commit(SequenceBlocks sequence, IReadOnlyList<int> tokens, int computed)
+    public void Commit(SequenceBlocks sequence, IReadOnlyList<int> tokens, int from, int computed, int sequenceLength)
     {
         if (PrefixCaching)
         {
+            while (sequence.Variants.Count < sequence.Table.Count) sequence.Variants.Add(0);
+            byte variant = VariantOf(sequenceLength);
+            for (int b = from / BlockSize; b * BlockSize < computed; b++) sequence.Variants[b] |= variant;
             int full = computed / BlockSize;
             for (int b = sequence.Hashes.Count; b < full; b++)
             {
                 var parent = b == 0 ? Root(sequence.Scope) : sequence.Hashes[b - 1];
-                var hash = BlockHash.Next(parent, TokensOf(tokens, b));
+                // A block computed partly under each variant (3) gets a hash no lookup asks for.
+                var hash = BlockHash.Next(parent, TokensOf(tokens, b), sequence.Variants[b]);
                 sequence.Hashes.Add(hash);
                 if (sequence.Table[b] != BlockPool.NullBlock) _pool.Register(sequence.Table[b], hash);
             }
@@ -167,6 +188,7 @@ public sealed class KvCacheManager
         _pool.Release(sequence.Table);
         sequence.Table.Clear();
         sequence.Hashes.Clear();
+        sequence.Variants.Clear();
         sequence.Released = 0;
     }
 
