@@ -184,9 +184,10 @@ public sealed class Scheduler : IDisposable
         var (chunks, owners) = PlanChunks();
         if (chunks.Count == 0)
         {
-            // Everything running waits for blocks held by the others: give the oldest room.
+            // Everything running waits for blocks held by the others: give the oldest room. (One
+            // sequence alone always fits: Submit refused any whose peak exceeds the cache.)
             if (_running.Count > 1) Preempt(_running[^1]);
-            else Finish(_running[0], FinishReason.Error, "The KV cache cannot hold this request.");
+            else if (_running.Count == 1) Finish(_running[0], FinishReason.Error, "The KV cache cannot hold this request.");
             _stats = Snapshot();
             return true;
         }

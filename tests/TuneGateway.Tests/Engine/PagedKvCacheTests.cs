@@ -3,6 +3,7 @@ using TuneGateway.Engine.Inference;
 using TuneGateway.Engine.Inference.Paging;
 using TuneGateway.Engine.Lora;
 using TuneGateway.Engine.Models;
+using TuneGateway.Engine.Runtime;
 using TuneGateway.Engine.Serving;
 using static TorchSharp.torch;
 
@@ -479,5 +480,53 @@ public sealed class PagedSchedulerTests : IDisposable
             }
         }
         Assert.True(scheduler.Stats.PrefixHitTokens > 0);
+    }
+}
+
+/// <summary>How <c>--kv-cache-memory</c> sizes the pool.</summary>
+public sealed class KvCacheSizingTests
+{
+    private static long BlockBytes(InferenceEngine engine) =>
+        PagedKvCache.BytesPerToken(engine.Config, ScalarType.Float32) * engine.Options.BlockSize;
+
+    [Fact]
+    public async Task ABudgetInBytesBecomesThatManyBlocks()
+    {
+        using var engine = await InferenceEngine.LoadAsync(new EngineOptions { ModelDirectory = Fixtures.LlamaTiny, Device = "cpu", KvCacheMemory = 1 << 20, MaxModelLen = 256 });
+        Assert.Equal((1 << 20) / BlockBytes(engine), engine.Scheduler.Stats.KvBlocks);
+    }
+
+    [Fact]
+    public async Task ByDefaultThePoolHoldsMaxNumSeqsFullContexts()
+    {
+        using var engine = await InferenceEngine.LoadAsync(new EngineOptions { ModelDirectory = Fixtures.LlamaTiny, Device = "cpu", MaxNumSeqs = 3, MaxModelLen = 100 });
+        Assert.Equal(3 * 7, engine.Scheduler.Stats.KvBlocks);                   // 100 tokens = 7 blocks of 16
+    }
+
+    [Fact]
+    public async Task AFractionIsOfTheDevicesFreeMemory()
+    {
+        long free = DeviceMemory.Free(torch.CPU);
+        Assert.True(free > 0);
+        using var engine = await InferenceEngine.LoadAsync(new EngineOptions { ModelDirectory = Fixtures.LlamaTiny, Device = "cpu", KvCacheMemoryFraction = 0.001, MaxModelLen = 256 });
+        long blocks = engine.Scheduler.Stats.KvBlocks;
+        // Free memory moves while the test runs; the pool is within a factor of two of 0.1 % of it.
+        Assert.InRange(blocks * BlockBytes(engine), free / 2000, free / 500);
+    }
+
+    [Theory]
+    [InlineData(0.0)]
+    [InlineData(1.5)]
+    public async Task AFractionOutsideZeroToOneIsRefused(double fraction)
+    {
+        var ex = await Assert.ThrowsAsync<ArgumentException>(() => InferenceEngine.LoadAsync(new EngineOptions { ModelDirectory = Fixtures.LlamaTiny, Device = "cpu", KvCacheMemoryFraction = fraction }));
+        Assert.Contains("--kv-cache-memory", ex.Message);
+    }
+
+    [Fact]
+    public async Task ABudgetBelowOneBlockIsRefusedNamingTheOption()
+    {
+        var ex = await Assert.ThrowsAsync<ArgumentException>(() => InferenceEngine.LoadAsync(new EngineOptions { ModelDirectory = Fixtures.LlamaTiny, Device = "cpu", KvCacheMemory = 100 }));
+        Assert.Contains("--kv-cache-memory", ex.Message);
     }
 }
