@@ -36,7 +36,8 @@ COPY src/TuneGateway.Engine/TuneGateway.Engine.csproj src/TuneGateway.Engine/
 COPY src/TuneGateway.Training/TuneGateway.Training.csproj src/TuneGateway.Training/
 COPY src/TuneGateway.Storage/TuneGateway.Storage.csproj src/TuneGateway.Storage/
 COPY src/TuneGateway.Controller/TuneGateway.Controller.csproj src/TuneGateway.Controller/
-COPY src/TuneGateway.Server/TuneGateway.Server.csproj src/TuneGateway.Server/
+COPY src/TuneGateway.Gateway/TuneGateway.Gateway.csproj src/TuneGateway.Gateway/
+COPY src/TuneGateway.Worker/TuneGateway.Worker.csproj src/TuneGateway.Worker/
 RUN --mount=type=cache,id=tunegw-nuget,target=/root/.nuget/packages \
     dotnet restore src/TuneGateway.Cli/TuneGateway.Cli.csproj \
         -r linux-x64 -p:TorchBackend=${TORCH_BACKEND}

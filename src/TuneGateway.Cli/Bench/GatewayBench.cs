@@ -4,9 +4,9 @@ using System.Text;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Logging;
 using TuneGateway.Engine.Serving;
-using TuneGateway.Server;
-using TuneGateway.Server.Gateway;
-using TuneGateway.Server.Worker;
+using TuneGateway.Gateway;
+using TuneGateway.Gateway.Proxy;
+using TuneGateway.Worker;
 
 namespace TuneGateway.Cli.Bench;
 
@@ -31,10 +31,10 @@ internal static class GatewayBench
     public static async Task RunAsync(GatewayBenchOptions options, TextWriter output, CancellationToken cancellationToken)
     {
         var settings = new HostSettings { Urls = ["http://127.0.0.1:0"], ConfigureLogging = l => l.SetMinimumLevel(LogLevel.Warning) };
-        await using var worker = ServerHost.CreateWorker(new WorkerOptions { Engine = options.Engine with { MaxQueue = 4096 } }, settings);
+        await using var worker = WorkerHost.Create(new WorkerOptions { Engine = options.Engine with { MaxQueue = 4096 } }, settings);
         await worker.StartAsync(cancellationToken);
         string workerUrl = Url(worker);
-        await using var gateway = ServerHost.CreateGateway(new GatewayOptions { Workers = [workerUrl] }, settings);
+        await using var gateway = GatewayHost.Create(new GatewayOptions { Workers = [workerUrl] }, settings);
         await gateway.StartAsync(cancellationToken);
         string gatewayUrl = Url(gateway);
 

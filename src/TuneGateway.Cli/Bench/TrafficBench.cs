@@ -8,9 +8,10 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
 using TuneGateway.Engine.Serving;
-using TuneGateway.Server;
-using TuneGateway.Server.Gateway;
-using TuneGateway.Server.Worker;
+using TuneGateway.Cli.Hosting;
+using TuneGateway.Gateway;
+using TuneGateway.Gateway.Proxy;
+using TuneGateway.Worker;
 using TuneGateway.Storage;
 
 namespace TuneGateway.Cli.Bench;
@@ -121,7 +122,7 @@ internal static class TrafficBench
         {
             foreach (var (label, traffic) in variants)
             {
-                var app = ServerHost.CreateServe(new WorkerOptions { Engine = engine }, new GatewayOptions(), settings, traffic: traffic);
+                var app = ServeHost.Create(new WorkerOptions { Engine = engine }, new GatewayOptions(), settings, traffic: traffic);
                 await app.StartAsync(cancellationToken);
                 string url = app.Urls.First(u => u.StartsWith("http://", StringComparison.Ordinal)).TrimEnd('/');
                 hosts.Add(new Host(label, app, url, app.Services.GetService<ITrafficLog>()));

@@ -2,7 +2,7 @@ using System.CommandLine;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using TuneGateway.Controller.Pipelines;
-using TuneGateway.Server.Lifecycle;
+using TuneGateway.Cli.Hosting;
 
 namespace TuneGateway.Cli.Commands;
 

@@ -67,8 +67,8 @@ internal sealed class EngineOptionsBinder
             BlockSize = parse.GetValue(BlockSize),
             PrefixCaching = !parse.GetValue(NoPrefixCaching),
             ChatTemplatePath = parse.GetValue(ChatTemplate),
-            ToolCallParser = parse.GetValue(ToolCallParser) is { } parser && !TuneGateway.Server.Tools.ToolCallFormat.Names.Contains(parser)
-                ? throw new ArgumentException($"--tool-call-parser '{parser}': expected one of {string.Join(", ", TuneGateway.Server.Tools.ToolCallFormat.Names)}.")
+            ToolCallParser = parse.GetValue(ToolCallParser) is { } parser && !TuneGateway.Worker.Tools.ToolCallFormat.Names.Contains(parser)
+                ? throw new ArgumentException($"--tool-call-parser '{parser}': expected one of {string.Join(", ", TuneGateway.Worker.Tools.ToolCallFormat.Names)}.")
                 : parse.GetValue(ToolCallParser),
             Loras = loras,
             Adapters = new AdapterManagerOptions

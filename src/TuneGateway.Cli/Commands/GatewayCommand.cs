@@ -1,6 +1,6 @@
 using System.CommandLine;
 using Microsoft.Extensions.Hosting;
-using TuneGateway.Server;
+using TuneGateway.Gateway;
 
 namespace TuneGateway.Cli.Commands;
 
@@ -22,8 +22,8 @@ internal static class GatewayCommand
         {
             var trafficSettings = traffic.Bind(parse);
             // The operator API and shared aliases need a store: Redis (several gateways), or --data-dir (one gateway).
-            var lifecycleSettings = lifecycle.Bind(parse, trafficSettings, defaultDataDirectory: null, baseModelDirectory: "");
-            await using var app = ServerHost.CreateGateway(gateway.Bind(parse), server.Bind(parse), traffic: trafficSettings, lifecycle: lifecycleSettings);
+            var lifecycleSettings = lifecycle.Bind(parse, trafficSettings, defaultDataDirectory: null);
+            await using var app = GatewayHost.Create(gateway.Bind(parse), server.Bind(parse), traffic: trafficSettings, lifecycle: lifecycleSettings);
             await app.StartAsync(cancellationToken);
             await app.WaitForShutdownAsync(cancellationToken);
             return 0;

@@ -1,7 +1,9 @@
 using System.CommandLine;
+using TuneGateway.Cli.Hosting;
 using TuneGateway.Controller.Pipelines;
-using TuneGateway.Server.Gateway;
-using TuneGateway.Server.Lifecycle;
+using TuneGateway.Gateway.Lifecycle;
+using TuneGateway.Gateway.Proxy;
+using TuneGateway.Worker;
 
 namespace TuneGateway.Cli.Commands;
 
@@ -29,34 +31,39 @@ internal sealed class LifecycleOptionsBinder(bool canHostController)
 
     /// <param name="traffic">The traffic settings: their Redis and data directory are the lifecycle's too.</param>
     /// <param name="defaultDataDirectory">The data directory when none is given (null: the lifecycle is off without --redis or --data-dir).</param>
-    public LifecycleSettings? Bind(ParseResult parse, TrafficLogSettings traffic, string? defaultDataDirectory, string baseModelDirectory)
+    public LifecycleSettings? Bind(ParseResult parse, TrafficLogSettings traffic, string? defaultDataDirectory)
     {
         string? dataDirectory = traffic.DataDirectory ?? defaultDataDirectory;
         if (traffic.RedisConnectionString is null && dataDirectory is null) return null;
         dataDirectory ??= Path.Combine(Environment.CurrentDirectory, "data");
-        string? artifacts = parse.GetValue(Artifacts) ?? (canHostController ? Path.Combine(dataDirectory, "artifacts") : null);
-        ControllerHosting? controller = null;
-        string? pipelineFile = canHostController ? parse.GetValue(Pipelines) : null;
-        if (canHostController && (parse.GetValue(Controller) || pipelineFile is not null))
-        {
-            controller = new ControllerHosting
-            {
-                Options = new ControllerOptions
-                {
-                    BaseModelDirectory = baseModelDirectory,
-                    ArtifactDirectory = artifacts!,
-                    TrainingDevice = parse.GetValue(TrainingDevice)!,
-                    SemanticDrift = !parse.GetValue(NoSemanticDrift),
-                },
-                Pipelines = pipelineFile is null ? [] : PipelineConfigFile.Read(pipelineFile),
-            };
-        }
         return new LifecycleSettings
         {
             RedisConnectionString = traffic.RedisConnectionString,
             DataDirectory = dataDirectory, // the embedded store keeps its files under DATA_DIR/lifecycle
-            ArtifactDirectory = artifacts,
-            Controller = controller,
+            ArtifactDirectory = parse.GetValue(Artifacts) ?? (canHostController ? Path.Combine(dataDirectory, "artifacts") : null),
+            // tunegw links the controller and the engine even where it runs only a gateway: its operator
+            // API checks pipeline definitions and adapters as serve's does.
+            PipelineDefinitions = ControllerPipelineDefinitions.Instance,
+            AdapterFormat = PeftAdapterFormat.Instance,
+        };
+    }
+
+    /// <returns>The in-process controller --controller or --pipelines asks for (null: none, or no lifecycle to run on).</returns>
+    public ControllerHosting? BindController(ParseResult parse, LifecycleSettings? lifecycle, string baseModelDirectory)
+    {
+        if (!canHostController || lifecycle is null) return null;
+        string? pipelineFile = parse.GetValue(Pipelines);
+        if (!parse.GetValue(Controller) && pipelineFile is null) return null;
+        return new ControllerHosting
+        {
+            Options = new ControllerOptions
+            {
+                BaseModelDirectory = baseModelDirectory,
+                ArtifactDirectory = lifecycle.ArtifactDirectory!, // serve's defaults under the data directory
+                TrainingDevice = parse.GetValue(TrainingDevice)!,
+                SemanticDrift = !parse.GetValue(NoSemanticDrift),
+            },
+            Pipelines = pipelineFile is null ? [] : PipelineConfigFile.Read(pipelineFile),
         };
     }
 }

@@ -1,8 +1,8 @@
 using System.CommandLine;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.DependencyInjection;
-using TuneGateway.Server;
-using TuneGateway.Server.Worker;
+using TuneGateway.Cli.Hosting;
+using TuneGateway.Worker;
 
 namespace TuneGateway.Cli.Commands;
 
@@ -27,12 +27,13 @@ internal static class ServeCommand
         {
             var engineOptions = engine.Bind(parse);
             var trafficSettings = traffic.Bind(parse);
-            var lifecycleSettings = lifecycle.Bind(parse, trafficSettings, defaultData, engineOptions.ModelDirectory);
+            var lifecycleSettings = lifecycle.Bind(parse, trafficSettings, defaultData);
+            var controller = lifecycle.BindController(parse, lifecycleSettings, engineOptions.ModelDirectory);
             // Versions the lifecycle publishes are served by name@version from the artifact directory.
             if (lifecycleSettings?.ArtifactDirectory is { } artifacts)
                 engineOptions = engineOptions with { Adapters = engineOptions.Adapters with { AdditionalLoraDirectories = [artifacts] } };
-            await using var app = ServerHost.CreateServe(new WorkerOptions { Engine = engineOptions }, gateway.Bind(parse), server.Bind(parse),
-                traffic: trafficSettings, lifecycle: lifecycleSettings);
+            await using var app = ServeHost.Create(new WorkerOptions { Engine = engineOptions }, gateway.Bind(parse), server.Bind(parse),
+                traffic: trafficSettings, lifecycle: lifecycleSettings, controller: controller);
             await app.StartAsync(cancellationToken);
             await app.WaitForShutdownAsync(cancellationToken);
             if (app.Services.GetRequiredService<EngineHost>().LoadError is { } error) throw error;

@@ -1,8 +1,8 @@
 using System.CommandLine;
 using Microsoft.Extensions.Logging;
-using TuneGateway.Server;
-using TuneGateway.Server.Auth;
-using TuneGateway.Server.Gateway;
+using TuneGateway.Gateway;
+using TuneGateway.Gateway.Auth;
+using TuneGateway.Gateway.Proxy;
 
 namespace TuneGateway.Cli.Commands;
 

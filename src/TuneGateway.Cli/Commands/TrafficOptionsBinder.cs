@@ -1,5 +1,5 @@
 using System.CommandLine;
-using TuneGateway.Server.Gateway;
+using TuneGateway.Gateway.Proxy;
 
 namespace TuneGateway.Cli.Commands;
 

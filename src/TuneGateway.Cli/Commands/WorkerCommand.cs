@@ -1,8 +1,8 @@
 using System.CommandLine;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.DependencyInjection;
-using TuneGateway.Server;
-using TuneGateway.Server.Worker;
+using TuneGateway.Gateway;
+using TuneGateway.Worker;
 
 namespace TuneGateway.Cli.Commands;
 
@@ -34,7 +34,7 @@ internal static class WorkerCommand
                 AdvertiseUrl = parse.GetValue(advertise),
                 WorkerId = parse.GetValue(workerId),
             };
-            await using var app = ServerHost.CreateWorker(options, server.Bind(parse));
+            await using var app = WorkerHost.Create(options, server.Bind(parse));
             await app.StartAsync(cancellationToken);
             await app.WaitForShutdownAsync(cancellationToken);
             if (app.Services.GetRequiredService<EngineHost>().LoadError is { } error) throw error;

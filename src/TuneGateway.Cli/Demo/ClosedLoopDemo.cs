@@ -12,10 +12,11 @@ using TuneGateway.Controller.Pipelines;
 using TuneGateway.Controller.Statistics;
 using TuneGateway.Engine.Lora;
 using TuneGateway.Engine.Serving;
-using TuneGateway.Server;
-using TuneGateway.Server.Gateway;
-using TuneGateway.Server.Lifecycle;
-using TuneGateway.Server.Worker;
+using TuneGateway.Cli.Hosting;
+using TuneGateway.Gateway;
+using TuneGateway.Gateway.Proxy;
+using TuneGateway.Gateway.Lifecycle;
+using TuneGateway.Worker;
 using TuneGateway.Storage.Lifecycle;
 using TuneGateway.Training;
 
@@ -214,7 +215,7 @@ internal sealed class ClosedLoopDemo(DemoOptions options, TextWriter output)
             ConfigureLogging = logging => logging.SetMinimumLevel(options.Verbose ? LogLevel.Information : LogLevel.Warning)
                 .AddFilter("tunegw", options.Verbose ? LogLevel.Information : LogLevel.Error),
         };
-        var app = ServerHost.CreateServe(new WorkerOptions { Engine = engine }, new GatewayOptions(), settings,
+        var app = ServeHost.Create(new WorkerOptions { Engine = engine }, new GatewayOptions(), settings,
             traffic: new TrafficLogSettings { RedisConnectionString = options.Redis, DataDirectory = data, Configure = o => o.KeyPrefix = prefix },
             lifecycle: new LifecycleSettings
             {
@@ -222,11 +223,11 @@ internal sealed class ClosedLoopDemo(DemoOptions options, TextWriter output)
                 DataDirectory = data,
                 ArtifactDirectory = artifacts,
                 KeyPrefix = prefix,
-                Controller = new ControllerHosting
-                {
-                    // One evaluation request at a time: every answer is then computed in a batch of one, the same on any machine.
-                    Options = new ControllerOptions { BaseModelDirectory = BundledModel.Directory, ArtifactDirectory = artifacts, TrainingDevice = "cpu", EvaluationParallelism = 1 },
-                },
+            },
+            controller: new ControllerHosting
+            {
+                // One evaluation request at a time: every answer is then computed in a batch of one, the same on any machine.
+                Options = new ControllerOptions { BaseModelDirectory = BundledModel.Directory, ArtifactDirectory = artifacts, TrainingDevice = "cpu", EvaluationParallelism = 1 },
             });
         try
         {

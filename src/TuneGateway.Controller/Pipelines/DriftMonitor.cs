@@ -68,7 +68,7 @@ public sealed class DriftMonitor(LifecycleManager lifecycle, ITrafficReader traf
     private readonly TimeProvider _time = time ?? TimeProvider.System;
     private readonly DriftDetector _detector = new();
     internal const string ReferenceKey = "drift_reference";
-    public const string HistoryKey = "drift_history";
+    public const string HistoryKey = LifecycleJson.DriftHistoryKey;
     private const int HistoryLength = 200;
 
     /// <summary>Requests in the current window (the most recent ones).</summary>

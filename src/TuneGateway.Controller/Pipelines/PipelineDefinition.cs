@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Quartz;
 using TuneGateway.Controller.Statistics;
+using TuneGateway.Storage.Lifecycle;
 using TuneGateway.Training;
 
 namespace TuneGateway.Controller.Pipelines;
@@ -117,14 +118,8 @@ public sealed record PipelineDefinition
     public PromotionPolicy Promotion { get; init; } = PromotionPolicy.Approval;
     public DriftThresholds Drift { get; init; } = new();
 
-    public static readonly JsonSerializerOptions Json = new()
-    {
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        DictionaryKeyPolicy = JsonNamingPolicy.SnakeCaseLower,
-        WriteIndented = true,
-        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
-        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
-    };
+    /// <summary>The lifecycle's JSON for pipelines, which the gateway's operator API serves too.</summary>
+    public static readonly JsonSerializerOptions Json = LifecycleJson.Pipelines;
 
     public static PipelineDefinition Parse(string json) => FromJson(JsonDocument.Parse(json).RootElement);
 

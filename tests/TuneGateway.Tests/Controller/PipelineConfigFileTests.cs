@@ -1,5 +1,5 @@
 using TuneGateway.Controller.Pipelines;
-using TuneGateway.Server.Lifecycle;
+using TuneGateway.Gateway.Lifecycle;
 using TuneGateway.Tests.Deployment;
 
 namespace TuneGateway.Tests.Controller;

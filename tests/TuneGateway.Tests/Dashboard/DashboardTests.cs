@@ -3,7 +3,7 @@ using System.Net.Http.Headers;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Microsoft.Playwright;
-using TuneGateway.Server.Dashboard;
+using TuneGateway.Gateway.Dashboard;
 using TuneGateway.Tests.Server;
 using static Microsoft.Playwright.Assertions;
 

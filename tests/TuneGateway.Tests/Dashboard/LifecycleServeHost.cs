@@ -5,11 +5,12 @@ using Microsoft.Extensions.DependencyInjection;
 using TuneGateway.Controller;
 using TuneGateway.Controller.Pipelines;
 using TuneGateway.Controller.Statistics;
-using TuneGateway.Server;
-using TuneGateway.Server.Lifecycle;
-using TuneGateway.Server.Auth;
-using GatewayOptions = TuneGateway.Server.Gateway.GatewayOptions;
-using TuneGateway.Server.Worker;
+using TuneGateway.Gateway;
+using TuneGateway.Cli.Hosting;
+using TuneGateway.Gateway.Lifecycle;
+using TuneGateway.Gateway.Auth;
+using GatewayOptions = TuneGateway.Gateway.Proxy.GatewayOptions;
+using TuneGateway.Worker;
 using TuneGateway.Storage.Lifecycle;
 using TuneGateway.Tests.Engine;
 using TuneGateway.Tests.Server;
@@ -60,7 +61,7 @@ public sealed class LifecycleServeHost : IAsyncDisposable
         var settings = ServerTestHost.Settings(keys) with { ConfigureServices = configureServices };
         // serve as `tunegw serve --data-dir` runs it: the embedded lifecycle store, the artifact directory searched for name@version.
         var engine = ServerTestHost.TinyEngine(loraDirectory: root);
-        var app = ServerHost.CreateServe(new WorkerOptions { Engine = engine }, new GatewayOptions(), settings,
+        var app = ServeHost.Create(new WorkerOptions { Engine = engine }, new GatewayOptions(), settings,
             lifecycle: new LifecycleSettings { DataDirectory = Path.Combine(root, ".state"), ArtifactDirectory = root });
         try
         {

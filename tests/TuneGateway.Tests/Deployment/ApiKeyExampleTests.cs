@@ -1,5 +1,5 @@
 using System.Text.RegularExpressions;
-using TuneGateway.Server.Auth;
+using TuneGateway.Gateway.Auth;
 using TuneGateway.Tests.Storage;
 
 namespace TuneGateway.Tests.Deployment;

@@ -1,6 +1,6 @@
 using Microsoft.AspNetCore.Http;
-using TuneGateway.Server.Common;
-using TuneGateway.Server.Gateway;
+using TuneGateway.Gateway.Common;
+using TuneGateway.Gateway.Proxy;
 using Yarp.ReverseProxy.Model;
 
 namespace TuneGateway.Tests.Server;

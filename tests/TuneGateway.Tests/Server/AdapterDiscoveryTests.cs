@@ -2,11 +2,12 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
-using TuneGateway.Server;
-using TuneGateway.Server.Auth;
-using TuneGateway.Server.Gateway;
-using TuneGateway.Server.Lifecycle;
-using TuneGateway.Server.Worker;
+using TuneGateway.Gateway;
+using TuneGateway.Cli.Hosting;
+using TuneGateway.Gateway.Auth;
+using TuneGateway.Gateway.Proxy;
+using TuneGateway.Gateway.Lifecycle;
+using TuneGateway.Worker;
 using TuneGateway.Tests.Engine;
 using static TuneGateway.Tests.Server.ServerTestHost;
 
@@ -35,7 +36,7 @@ public sealed class AdapterDiscoveryTests : IAsyncLifetime
             new() { Name = "operator", Key = Operator, Roles = [Roles.Operator] },
             new() { Name = "inference", Key = Inference, Roles = [Roles.Inference] },
         ];
-        _app = ServerHost.CreateServe(new WorkerOptions { Engine = TinyEngine(loraDirectory: _root) }, new GatewayOptions(), Settings(keys),
+        _app = ServeHost.Create(new WorkerOptions { Engine = TinyEngine(loraDirectory: _root) }, new GatewayOptions(), Settings(keys),
             lifecycle: new LifecycleSettings { DataDirectory = Path.Combine(_root, ".state"), ArtifactDirectory = _root });
         _url = await StartReadyAsync(_app, _http);
     }
@@ -114,7 +115,7 @@ public sealed class AdapterDiscoveryTests : IAsyncLifetime
         using var health = await _http.GetAsync(_url + "/health");
         Assert.Equal(HttpStatusCode.OK, health.StatusCode);
         var version = JsonDocument.Parse(await _http.GetStringAsync(_url + "/version")).RootElement.GetProperty("version").GetString();
-        Assert.Equal(ServerHost.Version, version);
+        Assert.Equal(GatewayHost.Version, version);
         Assert.Matches(@"^\d+\.\d+\.\d+", version);
     }
 }

@@ -1,7 +1,7 @@
 using System.Net;
 using System.Text.Json;
-using TuneGateway.Server;
-using TuneGateway.Server.Worker;
+using TuneGateway.Gateway;
+using TuneGateway.Worker;
 using TuneGateway.Tests.Engine;
 using static TuneGateway.Tests.Server.ServerTestHost;
 
@@ -27,7 +27,7 @@ public sealed class ChatTemplateEndpointTests : IDisposable
         using var http = new HttpClient();
         var chat = new { model = "tunegw-model", messages = new[] { new { role = "user", content = "Hi" } }, max_tokens = 2 };
 
-        await using (var app = ServerHost.CreateWorker(new WorkerOptions { Engine = TinyEngine() with { ModelDirectory = _model, ServedModelName = "tunegw-model" } }, Settings()))
+        await using (var app = WorkerHost.Create(new WorkerOptions { Engine = TinyEngine() with { ModelDirectory = _model, ServedModelName = "tunegw-model" } }, Settings()))
         {
             await app.StartAsync();
             string url = BaseUrl(app);
@@ -43,7 +43,7 @@ public sealed class ChatTemplateEndpointTests : IDisposable
         }
 
         string template = Path.Combine(Fixtures.Root, "chat_templates", "llama-tiny-chatml.jinja");
-        await using (var app = ServerHost.CreateWorker(new WorkerOptions
+        await using (var app = WorkerHost.Create(new WorkerOptions
         {
             Engine = TinyEngine() with { ModelDirectory = _model, ServedModelName = "tunegw-model", ChatTemplatePath = template },
         }, Settings()))

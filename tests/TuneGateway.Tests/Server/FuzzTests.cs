@@ -10,8 +10,9 @@ using Microsoft.AspNetCore.Routing;
 using Microsoft.AspNetCore.Routing.Patterns;
 using Microsoft.Extensions.DependencyInjection;
 using TuneGateway.Controller.Pipelines;
-using TuneGateway.Server;
-using TuneGateway.Server.Gateway;
+using TuneGateway.Gateway;
+using TuneGateway.Cli.Hosting;
+using TuneGateway.Gateway.Proxy;
 using TuneGateway.Tests.Dashboard;
 using static TuneGateway.Tests.Server.ServerTestHost;
 
@@ -64,7 +65,7 @@ public sealed class FuzzTests(AllRoutesServeFixture fixture, ITestOutputHelper o
     /// <summary>A valid body for each route that takes one (by its pattern's tail); <c>{}</c> for the rest.</summary>
     private static JsonNode SeedBody(string pattern)
     {
-        string tail = pattern.Replace(ServerHost.InProcessWorkerPrefix, "", StringComparison.Ordinal);
+        string tail = pattern.Replace(ServeHost.InProcessWorkerPrefix, "", StringComparison.Ordinal);
         string json = tail switch
         {
             "/v1/completions" => """{"model":"llama-tiny","prompt":"Hello","max_tokens":2,"temperature":0,"stop":["\n"],"logprobs":1,"n":1,"stream":false,"user":"fuzz"}""",
@@ -285,7 +286,7 @@ public sealed class FuzzTests(AllRoutesServeFixture fixture, ITestOutputHelper o
     {
         var routes = Routes();
         // The endpoint data source really is the host's: the proxied, worker, gateway and admin routes are all there.
-        foreach (string expected in new[] { "/v1/completions", "/v1/chat/completions", ServerHost.InProcessWorkerPrefix + "/v1/completions", "/v1/feedback", "/internal/workers", "/admin/pipelines/{name}" })
+        foreach (string expected in new[] { "/v1/completions", "/v1/chat/completions", ServeHost.InProcessWorkerPrefix + "/v1/completions", "/v1/feedback", "/internal/workers", "/admin/pipelines/{name}" })
             Assert.Contains(routes, r => r.Pattern == expected);
         string realWorker = fixture.Host.App.Services.GetRequiredService<WorkerRegistry>().All.Single().Url;
 

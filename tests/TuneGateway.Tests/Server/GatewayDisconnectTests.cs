@@ -3,9 +3,10 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
-using TuneGateway.Server;
-using TuneGateway.Server.Gateway;
-using TuneGateway.Server.Worker;
+using TuneGateway.Gateway;
+using TuneGateway.Cli.Hosting;
+using TuneGateway.Gateway.Proxy;
+using TuneGateway.Worker;
 using static TuneGateway.Tests.Server.ServerTestHost;
 
 namespace TuneGateway.Tests.Server;
@@ -24,7 +25,7 @@ public sealed class GatewayDisconnectTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        _app = ServerHost.CreateServe(new WorkerOptions { Engine = TinyEngine(maxNumSeqs: 1, maxQueue: 1) }, new GatewayOptions(), Settings());
+        _app = ServeHost.Create(new WorkerOptions { Engine = TinyEngine(maxNumSeqs: 1, maxQueue: 1) }, new GatewayOptions(), Settings());
         _url = await StartReadyAsync(_app, _http);
     }
 

@@ -1,8 +1,8 @@
 using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
-using TuneGateway.Server;
-using TuneGateway.Server.Gateway;
+using TuneGateway.Gateway;
+using TuneGateway.Gateway.Proxy;
 using TuneGateway.Storage.Lifecycle.Embedded;
 using TuneGateway.Tests.Engine;
 using static TuneGateway.Tests.Server.ServerTestHost;
@@ -33,7 +33,7 @@ public class GatewayFixture : IAsyncLifetime
 
         // The worker header (off by default) lets these tests see which worker served a request.
         var options = new GatewayOptions { HealthCheckInterval = TimeSpan.FromSeconds(1), StaleAfter = TimeSpan.FromSeconds(5), ExposeWorkerHeader = true };
-        Gateway = ServerHost.CreateGateway(options, Settings(), Aliases);
+        Gateway = GatewayHost.Create(options, Settings(), Aliases);
         await Gateway.StartAsync();
         GatewayUrl = BaseUrl(Gateway);
 

@@ -12,7 +12,7 @@ namespace TuneGateway.Tests.Server;
 
 /// <summary>
 /// A <c>serve</c> host with every route mapped (the OpenAI API through the gateway, the in-process
-/// worker's own API under <see cref="TuneGateway.Server.ServerHost.InProcessWorkerPrefix"/>, the
+/// worker's own API under <see cref="TuneGateway.Cli.Hosting.ServeHost.InProcessWorkerPrefix"/>, the
 /// lifecycle and admin API), with an admin key, shared by the bad-input tests and the fuzz suite.
 /// </summary>
 public sealed class AllRoutesServeFixture : IAsyncLifetime
@@ -31,7 +31,7 @@ public sealed class AllRoutesServeFixture : IAsyncLifetime
     /// worker's routes (to clients they do not exist), the worker key for registration, else admin.
     /// </summary>
     public string KeyFor(string path) =>
-        path.StartsWith(TuneGateway.Server.ServerHost.InProcessWorkerPrefix + "/", StringComparison.Ordinal) ? Host.App.Services.GetRequiredService<TuneGateway.Server.Auth.InternalHop>().Key
+        path.StartsWith(TuneGateway.Cli.Hosting.ServeHost.InProcessWorkerPrefix + "/", StringComparison.Ordinal) ? Host.App.Services.GetRequiredService<TuneGateway.Gateway.Auth.InternalHop>().Key
         : path.StartsWith("/internal/workers", StringComparison.Ordinal) ? LifecycleServeHost.WorkerKey
         : LifecycleServeHost.AdminKey;
 
@@ -94,7 +94,7 @@ public sealed class ErrorLog : ILoggerProvider
 /// <summary>Bodies that are not valid JSON text are a 400 in OpenAI's shape on every route that reads JSON, never a 500.</summary>
 public sealed class MalformedInputTests(AllRoutesServeFixture fixture) : IClassFixture<AllRoutesServeFixture>
 {
-    private const string Worker = TuneGateway.Server.ServerHost.InProcessWorkerPrefix;
+    private const string Worker = TuneGateway.Cli.Hosting.ServeHost.InProcessWorkerPrefix;
 
     /// <summary>Every route that reads a JSON body: through the gateway, on the worker itself, the admin API.</summary>
     public static TheoryData<string, string> JsonRoutes() => new()
@@ -291,7 +291,7 @@ public sealed class UnexpectedErrorTests
     [Fact]
     public async Task AnUnhandledExceptionIsA500InOpenAisShape()
     {
-        await using var gateway = TuneGateway.Server.ServerHost.CreateGateway(new TuneGateway.Server.Gateway.GatewayOptions(),
+        await using var gateway = TuneGateway.Gateway.GatewayHost.Create(new TuneGateway.Gateway.Proxy.GatewayOptions(),
             Settings() with { ConfigureServices = services => services.AddSingleton<IAliasReader>(new BrokenAliasReader()) });
         await gateway.StartAsync();
         using var http = new HttpClient();

@@ -1,9 +1,10 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
-using TuneGateway.Server;
-using TuneGateway.Server.Gateway;
-using TuneGateway.Server.Worker;
+using TuneGateway.Gateway;
+using TuneGateway.Cli.Hosting;
+using TuneGateway.Gateway.Proxy;
+using TuneGateway.Worker;
 using TuneGateway.Tests.Engine;
 
 namespace TuneGateway.Tests.Server;
@@ -44,7 +45,7 @@ public sealed class ReadyLogTests
         {
             ConfigureLogging = logging => logging.SetMinimumLevel(LogLevel.Information).AddProvider(capture),
         };
-        var app = ServerHost.CreateServe(new WorkerOptions { Engine = ServerTestHost.TinyEngine() with { ModelDirectory = modelDirectory } }, new GatewayOptions(), settings);
+        var app = ServeHost.Create(new WorkerOptions { Engine = ServerTestHost.TinyEngine() with { ModelDirectory = modelDirectory } }, new GatewayOptions(), settings);
         var host = app.Services.GetRequiredService<EngineHost>();
         capture.IsReady = () => host.IsReady;
         return (app, capture);

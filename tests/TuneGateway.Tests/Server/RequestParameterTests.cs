@@ -1,7 +1,7 @@
 using System.Net;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using TuneGateway.Server.Worker;
+using TuneGateway.Worker;
 using static TuneGateway.Tests.Server.ServerTestHost;
 
 namespace TuneGateway.Tests.Server;

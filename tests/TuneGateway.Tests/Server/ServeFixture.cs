@@ -1,10 +1,11 @@
 using System.Collections.Concurrent;
 using Microsoft.AspNetCore.Builder;
-using TuneGateway.Server;
-using TuneGateway.Server.Auth;
-using TuneGateway.Server.Gateway;
+using TuneGateway.Gateway;
+using TuneGateway.Cli.Hosting;
+using TuneGateway.Gateway.Auth;
+using TuneGateway.Gateway.Proxy;
 using TuneGateway.Storage.Lifecycle.Embedded;
-using TuneGateway.Server.Worker;
+using TuneGateway.Worker;
 
 namespace TuneGateway.Tests.Server;
 
@@ -45,7 +46,7 @@ public sealed class ServeFixture : IAsyncLifetime
             new() { Name = "limited", Key = LimitedKey, Roles = [Roles.Inference], RequestsPerMinute = 6, Burst = 2 },
             new() { Name = "mlops", Key = MlopsKey, Roles = [Roles.Mlops] },
         ];
-        App = ServerHost.CreateServe(new WorkerOptions { Engine = ServerTestHost.TinyEngine() }, new GatewayOptions(), ServerTestHost.Settings(keys), Aliases, Observer);
+        App = ServeHost.Create(new WorkerOptions { Engine = ServerTestHost.TinyEngine() }, new GatewayOptions(), ServerTestHost.Settings(keys), Aliases, Observer);
         await App.StartAsync();
         BaseUrl = ServerTestHost.BaseUrl(App);
         await ServerTestHost.WaitReadyAsync(Http, BaseUrl);

@@ -4,7 +4,7 @@ using System.Text;
 using System.Text.Json;
 using OpenAI;
 using OpenAI.Chat;
-using TuneGateway.Server.Gateway;
+using TuneGateway.Gateway.Proxy;
 using TuneGateway.Tests.Engine;
 using static TuneGateway.Tests.Server.ServerTestHost;
 

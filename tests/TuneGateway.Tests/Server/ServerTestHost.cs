@@ -10,8 +10,8 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Logging;
 using TuneGateway.Engine.Lora;
 using TuneGateway.Engine.Serving;
-using TuneGateway.Server;
-using TuneGateway.Server.Gateway;
+using TuneGateway.Gateway;
+using TuneGateway.Gateway.Proxy;
 using TuneGateway.Tests.Engine;
 
 namespace TuneGateway.Tests.Server;
@@ -32,7 +32,7 @@ internal static class ServerTestHost
         Adapters = new AdapterManagerOptions { LoraDirectory = loraDirectory ?? Fixtures.LlamaTinyAdapters },
     };
 
-    public static HostSettings Settings(IReadOnlyList<TuneGateway.Server.Auth.ApiKeyEntry>? keys = null) => new()
+    public static HostSettings Settings(IReadOnlyList<TuneGateway.Gateway.Auth.ApiKeyEntry>? keys = null) => new()
     {
         Urls = ["http://127.0.0.1:0"],
         ApiKeys = keys ?? [],

@@ -9,9 +9,10 @@ using OpenAI;
 using OpenAI.Chat;
 using TuneGateway.Engine.Serving;
 using TuneGateway.Engine.Structured;
-using TuneGateway.Server;
-using TuneGateway.Server.Gateway;
-using TuneGateway.Server.Worker;
+using TuneGateway.Gateway;
+using TuneGateway.Cli.Hosting;
+using TuneGateway.Gateway.Proxy;
+using TuneGateway.Worker;
 using TuneGateway.Tests.Chat;
 using TuneGateway.Tests.Structured;
 using static TuneGateway.Tests.Server.ServerTestHost;
@@ -40,7 +41,7 @@ public sealed class ToolServeFixture : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        App = ServerHost.CreateServe(new WorkerOptions { Engine = Engine("hermes") }, new GatewayOptions(), Settings());
+        App = ServeHost.Create(new WorkerOptions { Engine = Engine("hermes") }, new GatewayOptions(), Settings());
         BaseUrl = await StartReadyAsync(App, Http);
     }
 

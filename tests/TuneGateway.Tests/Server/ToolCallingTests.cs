@@ -4,8 +4,8 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Builder;
 using OpenAI.Chat;
-using TuneGateway.Server;
-using TuneGateway.Server.Worker;
+using TuneGateway.Gateway;
+using TuneGateway.Worker;
 using TuneGateway.Tests.Chat;
 using TuneGateway.Tests.Structured;
 using static TuneGateway.Tests.Server.ServerTestHost;
@@ -136,7 +136,7 @@ public sealed class ToolCallingTests(ToolServeFixture serve) : IClassFixture<Too
     [InlineData("mistral")]
     public async Task Every_parser_format_yields_valid_forced_calls_end_to_end(string parser)
     {
-        var app = ServerHost.CreateWorker(new WorkerOptions { Engine = ToolServeFixture.Engine(parser) }, Settings());
+        var app = WorkerHost.Create(new WorkerOptions { Engine = ToolServeFixture.Engine(parser) }, Settings());
         using var http = new HttpClient();
         string url = await StartReadyAsync(app, http);
         try

@@ -2,7 +2,7 @@ using System.Text;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
-using TuneGateway.Server.Gateway;
+using TuneGateway.Gateway.Proxy;
 using TuneGateway.Storage;
 
 namespace TuneGateway.Tests.Server;

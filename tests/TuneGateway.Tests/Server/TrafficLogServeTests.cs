@@ -4,8 +4,8 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Options;
-using TuneGateway.Server.Common;
-using TuneGateway.Server.Gateway;
+using TuneGateway.Gateway.Common;
+using TuneGateway.Gateway.Proxy;
 using TuneGateway.Storage;
 using static TuneGateway.Tests.Server.ServerTestHost;
 

@@ -1,10 +1,11 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
-using TuneGateway.Server;
-using TuneGateway.Server.Auth;
-using TuneGateway.Server.Gateway;
+using TuneGateway.Gateway;
+using TuneGateway.Cli.Hosting;
+using TuneGateway.Gateway.Auth;
+using TuneGateway.Gateway.Proxy;
 using TuneGateway.Storage.Lifecycle.Embedded;
-using TuneGateway.Server.Worker;
+using TuneGateway.Worker;
 using TuneGateway.Storage;
 using TuneGateway.Tests.Engine;
 using TuneGateway.Tests.Storage;
@@ -53,7 +54,7 @@ public abstract class TrafficServeFixture : IAsyncLifetime
             new() { Name = "bob", Key = BobKey, Roles = [Roles.Inference] },
             new() { Name = "mlops", Key = MlopsKey, Roles = [Roles.Mlops] },
         ];
-        App = ServerHost.CreateServe(new WorkerOptions { Engine = TinyEngine(loraDirectory: _loraDirectory) }, new GatewayOptions(), Settings(keys),
+        App = ServeHost.Create(new WorkerOptions { Engine = TinyEngine(loraDirectory: _loraDirectory) }, new GatewayOptions(), Settings(keys),
             Aliases, Observer, await TrafficAsync());
         await App.StartAsync();
         BaseUrl = ServerTestHost.BaseUrl(App);

@@ -3,8 +3,8 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
-using TuneGateway.Server;
-using TuneGateway.Server.Worker;
+using TuneGateway.Gateway;
+using TuneGateway.Worker;
 using static TuneGateway.Tests.Server.ServerTestHost;
 
 namespace TuneGateway.Tests.Server;
@@ -19,7 +19,7 @@ public sealed class WorkerTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        _app = ServerHost.CreateWorker(new WorkerOptions { Engine = TinyEngine(maxNumSeqs: 1, maxQueue: 1) }, Settings());
+        _app = WorkerHost.Create(new WorkerOptions { Engine = TinyEngine(maxNumSeqs: 1, maxQueue: 1) }, Settings());
         _url = await StartReadyAsync(_app, _http);
     }
 

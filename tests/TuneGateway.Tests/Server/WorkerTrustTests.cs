@@ -8,10 +8,11 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
-using TuneGateway.Server;
-using TuneGateway.Server.Auth;
-using TuneGateway.Server.Gateway;
-using TuneGateway.Server.Worker;
+using TuneGateway.Gateway;
+using TuneGateway.Cli.Hosting;
+using TuneGateway.Gateway.Auth;
+using TuneGateway.Gateway.Proxy;
+using TuneGateway.Worker;
 using TuneGateway.Tests.Engine;
 using TuneGateway.Tests.Storage;
 using static TuneGateway.Tests.Server.ServerTestHost;
@@ -88,7 +89,7 @@ public sealed class WorkerTrustTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        _serve = ServerHost.CreateServe(new WorkerOptions { Engine = TinyEngine() }, new GatewayOptions { WorkerKey = WorkerSide }, Settings(Keys), observer: _observer);
+        _serve = ServeHost.Create(new WorkerOptions { Engine = TinyEngine() }, new GatewayOptions { WorkerKey = WorkerSide }, Settings(Keys), observer: _observer);
         _url = await StartReadyAsync(_serve, _http);
     }
 
@@ -210,7 +211,7 @@ public sealed class WorkerTrustTests : IAsyncLifetime
             using var response = await _http.SendAsync(Post(_url + path, body, Inference));
             string text = await response.Content.ReadAsStringAsync();
             var headers = response.Headers.Concat(response.Content.Headers).ToArray();
-            Assert.DoesNotContain(headers, h => h.Key.Equals(ServerHost.WorkerHeader, StringComparison.OrdinalIgnoreCase));
+            Assert.DoesNotContain(headers, h => h.Key.Equals(GatewayHost.WorkerHeader, StringComparison.OrdinalIgnoreCase));
             Assert.DoesNotContain(headers, h => h.Value.Any(v => v.Contains(inProcessUrl, StringComparison.OrdinalIgnoreCase) || v.Contains("/_worker", StringComparison.Ordinal)));
             Assert.DoesNotContain(inProcessUrl, text);
         }
@@ -219,7 +220,7 @@ public sealed class WorkerTrustTests : IAsyncLifetime
     [Fact]
     public void AWorkerKeyThatIsAlsoAGatewayKeyIsRefusedAtStart()
     {
-        var error = Assert.Throws<ArgumentException>(() => ServerHost.CreateGateway(new GatewayOptions { WorkerKey = Admin }, Settings(Keys)));
+        var error = Assert.Throws<ArgumentException>(() => GatewayHost.Create(new GatewayOptions { WorkerKey = Admin }, Settings(Keys)));
         Assert.Contains("--worker-key", error.Message);
     }
 
@@ -242,7 +243,7 @@ public sealed class WorkerRegistrationTests
         {
             ConfigureServices = services => { if (time is not null) services.AddSingleton(time); },
         };
-        var app = ServerHost.CreateGateway(options, settings);
+        var app = GatewayHost.Create(options, settings);
         await app.StartAsync();
         return (app, BaseUrl(app));
     }

@@ -10,10 +10,11 @@ using OpenTelemetry.Metrics;
 using OpenTelemetry.Trace;
 using TuneGateway.Controller;
 using TuneGateway.Engine.Serving;
-using TuneGateway.Server;
-using TuneGateway.Server.Common;
-using TuneGateway.Server.Gateway;
-using TuneGateway.Server.Worker;
+using TuneGateway.Gateway;
+using TuneGateway.Cli.Hosting;
+using TuneGateway.Gateway.Common;
+using TuneGateway.Gateway.Proxy;
+using TuneGateway.Worker;
 using TuneGateway.Storage;
 using TuneGateway.Tests.Server;
 
@@ -53,7 +54,7 @@ public sealed class TelemetryTests : IAsyncLifetime
                 services.ConfigureOpenTelemetryLoggerProvider(logging => logging.AddInMemoryExporter(_logs));
             },
         };
-        _app = ServerHost.CreateServe(new WorkerOptions { Engine = ServerTestHost.TinyEngine() }, new GatewayOptions(), settings);
+        _app = ServeHost.Create(new WorkerOptions { Engine = ServerTestHost.TinyEngine() }, new GatewayOptions(), settings);
         await _app.StartAsync();
         _baseUrl = ServerTestHost.BaseUrl(_app);
         using var http = new HttpClient();

@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using TuneGateway.Engine.Structured;
-using TuneGateway.Server.Tools;
+using TuneGateway.Worker.Tools;
 using TuneGateway.Tests.Structured;
 
 namespace TuneGateway.Tests.Tools;

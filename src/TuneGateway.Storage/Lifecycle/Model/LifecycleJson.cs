@@ -13,6 +13,23 @@ public static class LifecycleJson
         Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
     };
 
+    /// <summary>
+    /// Pipeline definitions, the pipeline state the controller keeps (its drift history) and the
+    /// operator API's bodies over them: snake_case keys, enum names, indented, unknown members refused.
+    /// One object for the controller, which writes them, and the gateway, which serves them.
+    /// </summary>
+    public static readonly JsonSerializerOptions Pipelines = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        DictionaryKeyPolicy = JsonNamingPolicy.SnakeCaseLower,
+        WriteIndented = true,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+    };
+
+    /// <summary>The pipeline state key (<see cref="IPipelineReader.GetStateAsync"/>) under which the controller keeps an adapter's drift checks, oldest first.</summary>
+    public const string DriftHistoryKey = "drift_history";
+
     public static string Serialize<T>(T value) => JsonSerializer.Serialize(value, Options);
 
     /// <summary>An enum value's wire and stored name ("rolled_back", "succeeded").</summary>
