@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using TorchSharp;
 using TuneGateway.Engine.Inference;
+using TuneGateway.Engine.Inference.Paging;
 using TuneGateway.Engine.Lora;
 using TuneGateway.Engine.Models;
 using TuneGateway.Engine.Runtime;
@@ -145,7 +146,7 @@ internal static class EngineBench
             Throughput(model, 8, tokens, tokens, null, _ => -1);
     }
 
-    private static (TimeSpan Prefill, TimeSpan Decode) RunOnce(ModelRunner runner, int[][] tables, int[][] prompts, RowSampling[] greedy, int newTokens,
+    private static (TimeSpan Prefill, TimeSpan Decode) RunOnce(ModelRunner runner, BlockTables[] tables, int[][] prompts, RowSampling[] greedy, int newTokens,
         LoraWorkingSet? set, Func<int, int> adapterOfRow)
     {
         int batch = prompts.Length;

@@ -1,12 +1,13 @@
 using TorchSharp;
+using TuneGateway.Engine.Inference.Paging;
 using static TorchSharp.torch;
 
 namespace TuneGateway.Engine.Inference;
 
 /// <summary>
 /// The new tokens of one sequence in one forward pass: <see cref="Tokens"/> go to positions
-/// <see cref="Start"/>.. of the sequence whose KV cache blocks <see cref="Blocks"/> lists (they
-/// must cover every position up to the chunk's end). A one-token chunk is a decode row.
+/// <see cref="Start"/>.. of the sequence whose KV cache blocks <see cref="Blocks"/> lists, per
+/// attention group (they must cover every position up to the chunk's end). A one-token chunk is a decode row.
 /// <see cref="Adapter"/> indexes the step's LoRA working set (-1: the base model alone).
 /// <see cref="ScoreTargets"/> (prompt log-probabilities): row j of the chunk is scored against
 /// token ScoreTargets[j], the one that follows it in the prompt, with <see cref="ScoreTop"/>
@@ -16,15 +17,15 @@ namespace TuneGateway.Engine.Inference;
 /// whole prompt, for a chunk of one prefilled in pieces); by default the chunk's end. Only
 /// longrope reads it.
 /// </summary>
-public readonly record struct SequenceChunk(ReadOnlyMemory<int> Blocks, int Start, ReadOnlyMemory<int> Tokens, bool WantLogits = true, int Adapter = -1,
+public readonly record struct SequenceChunk(BlockTables Blocks, int Start, ReadOnlyMemory<int> Tokens, bool WantLogits = true, int Adapter = -1,
     ReadOnlyMemory<int> ScoreTargets = default, int ScoreTop = 0, int? SequenceLength = null);
 
 /// <summary>
-/// A prefill chunk's place in the packed rows. <see cref="Blocks"/> [1, blocks] is its block
-/// table when earlier positions are cached (Start &gt; 0); a chunk from position 0 attends to its
-/// own keys and needs no gather.
+/// A prefill chunk's place in the packed rows. <see cref="Blocks"/> holds, per attention group,
+/// its block table [1, blocks] when earlier positions are cached (Start &gt; 0); a chunk from
+/// position 0 attends to its own keys and needs no gather.
 /// </summary>
-public sealed record PrefillChunk(int Offset, int Start, int Length, Tensor? Blocks);
+public sealed record PrefillChunk(int Offset, int Start, int Length, Tensor[]? Blocks);
 
 /// <summary>
 /// Device tensors describing one forward pass over packed tokens: decode rows first, then
@@ -38,8 +39,8 @@ public sealed class ForwardBatch
 
     public required Tensor TokenIds { get; init; }
     public required Tensor Positions { get; init; }
-    /// <summary>For each packed row, its token slot in the cache: block · block size + offset.</summary>
-    public required Tensor CacheSlots { get; init; }
+    /// <summary>Per attention group, each packed row's token slot in the cache: block · block size + offset.</summary>
+    public required Tensor[] CacheSlots { get; init; }
     /// <summary>For each packed row, the length of its sequence once this pass is done (its chunk's end).</summary>
     public required Tensor SequenceLengths { get; init; }
     /// <summary>
@@ -49,8 +50,8 @@ public sealed class ForwardBatch
     public required Tensor LogitRows { get; init; }
 
     public int DecodeCount { get; init; }
-    /// <summary>The decode rows' block tables [rows, blocks], padded with the null block.</summary>
-    public Tensor? DecodeBlocks { get; init; }
+    /// <summary>Per attention group, the decode rows' block tables [rows, blocks], padded with the null block.</summary>
+    public Tensor[]? DecodeBlocks { get; init; }
     public int DecodeKeyLength { get; init; }
     /// <summary>The position of each decode row (its key length is this + 1).</summary>
     public IReadOnlyList<int> DecodePositions { get; init; } = [];
@@ -81,7 +82,8 @@ public sealed class ForwardBatch
         int total = chunks.Sum(c => c.Tokens.Length);
         var ids = new long[total];
         var positions = new long[total];
-        var slots = new long[total];
+        int groups = chunks[0].Blocks.Groups.Length;
+        var slots = Enumerable.Range(0, groups).Select(_ => new long[total]).ToArray();
         var lengths = new long[total];
         var rowChunk = new int[total];
         var chunkOffset = new int[chunks.Count];
@@ -91,13 +93,13 @@ public sealed class ForwardBatch
             var c = chunks[i];
             chunkOffset[i] = row;
             var span = c.Tokens.Span;
-            var blocks = c.Blocks.Span;
             for (int t = 0; t < span.Length; t++, row++)
             {
                 int position = c.Start + t;
                 ids[row] = span[t];
                 positions[row] = position;
-                slots[row] = (long)blocks[position / blockSize] * blockSize + position % blockSize;
+                for (int g = 0; g < groups; g++)
+                    slots[g][row] = (long)c.Blocks.Groups[g][position / blockSize] * blockSize + position % blockSize;
                 lengths[row] = c.SequenceLength ?? c.Start + c.Tokens.Length;
                 rowChunk[row] = i;
             }
@@ -114,38 +116,42 @@ public sealed class ForwardBatch
             if (c.WantLogits) logitRows.Add(chunkOffset[i] + c.Tokens.Length - 1);
         }
 
-        Tensor? decodeBlocks = null;
+        Tensor[]? decodeBlocks = null;
         int keyLength = 0;
         if (decode.Count > 0)
         {
             keyLength = decode.Max(i => chunks[i].Start) + 1;
             int perRow = (keyLength + blockSize - 1) / blockSize;
-            var tables = new long[decode.Count * perRow];                            // null-block padded
-            for (int j = 0; j < decode.Count; j++)
+            decodeBlocks = new Tensor[groups];
+            for (int g = 0; g < groups; g++)
             {
-                var blocks = chunks[decode[j]].Blocks.Span;
-                for (int b = 0; b < Math.Min(perRow, blocks.Length); b++) tables[j * perRow + b] = blocks[b];
+                var tables = new long[decode.Count * perRow];                        // null-block padded
+                for (int j = 0; j < decode.Count; j++)
+                {
+                    var blocks = chunks[decode[j]].Blocks.Groups[g];
+                    for (int b = 0; b < Math.Min(perRow, blocks.Length); b++) tables[j * perRow + b] = blocks[b];
+                }
+                decodeBlocks[g] = torch.tensor(tables, device: device).view(decode.Count, perRow);  // [rows, blocks]
             }
-            decodeBlocks = torch.tensor(tables, device: device).view(decode.Count, perRow);  // [rows, blocks]
         }
 
         var prefills = prefill.Select(i =>
         {
             var c = chunks[i];
-            Tensor? table = null;
+            Tensor[]? tables = null;
             if (c.Start > 0)
             {
                 int needed = (c.Start + c.Tokens.Length + blockSize - 1) / blockSize;
-                table = torch.tensor(c.Blocks.Span[..needed].ToArray().Select(b => (long)b).ToArray(), device: device).view(1, needed); // [1, blocks]
+                tables = c.Blocks.Groups.Select(g => torch.tensor(g.Take(needed).Select(b => (long)b).ToArray(), device: device).view(1, needed)).ToArray(); // [1, blocks]
             }
-            return new PrefillChunk(chunkOffset[i], c.Start, c.Tokens.Length, table);
+            return new PrefillChunk(chunkOffset[i], c.Start, c.Tokens.Length, tables);
         }).ToArray();
 
         return new ForwardBatch
         {
             TokenIds = torch.tensor(ids, device: device),
             Positions = torch.tensor(positions, device: device),
-            CacheSlots = torch.tensor(slots, device: device),
+            CacheSlots = slots.Select(g => torch.tensor(g, device: device)).ToArray(),
             SequenceLengths = torch.tensor(lengths, device: device),
             LogitRows = torch.tensor(logitRows.ToArray(), device: device),
             DecodeCount = decode.Count,

@@ -8,50 +8,63 @@ namespace TuneGateway.Engine.Inference;
 
 /// <summary>
 /// A model with its paged KV cache: runs forward passes over chunks of sequences whose tokens
-/// live in the cache blocks their chunks list. <see cref="Blocks"/> hands the blocks out: the
-/// scheduler takes them as sequences grow, and callers without a scheduler (tests, benchmarks)
-/// reserve whole sequences with <see cref="ReserveSequence"/>.
-/// Not thread-safe: one caller (the scheduler's loop) drives it.
+/// live in the cache blocks their chunks list. <see cref="Pools"/> hand the blocks out, one pool
+/// per attention group (<see cref="KvGroup"/>): the scheduler takes them as sequences grow, and
+/// callers without a scheduler (tests, benchmarks) reserve whole sequences with
+/// <see cref="ReserveSequence"/>. Not thread-safe: one caller (the scheduler's loop) drives it.
 /// </summary>
 public sealed class ModelRunner : IDisposable
 {
-    private ModelRunner(CausalLanguageModel model, int maxLength, int blocks, int blockSize)
+    private ModelRunner(CausalLanguageModel model, int maxLength, IReadOnlyList<int> blocks, int blockSize)
     {
         if (maxLength > model.MaxPositions)
             throw new ArgumentOutOfRangeException(nameof(maxLength), $"The context length {maxLength} exceeds the model's {model.MaxPositions} positions.");
         if (maxLength < 1) throw new ArgumentOutOfRangeException(nameof(maxLength), "The context length must be positive.");
         Model = model;
         MaxLength = maxLength;
-        Cache = new PagedKvCache(model.Config, blocks, blockSize, model.Dtype, model.Device);
-        Blocks = new BlockPool(blocks);
+        var groups = KvGroup.Of(model.Config);
+        if (blocks.Count != groups.Length)
+            throw new ArgumentException($"The model has {groups.Length} attention groups; {blocks.Count} block counts were given.", nameof(blocks));
+        Cache = new PagedKvCache(model.Config, groups, blocks, blockSize, model.Dtype, model.Device);
+        Pools = blocks.Select(b => new BlockPool(b)).ToArray();
     }
 
     /// <summary>A cache that holds <paramref name="sequences"/> sequences of <paramref name="maxLength"/> tokens at once.</summary>
     public ModelRunner(CausalLanguageModel model, int sequences, int maxLength)
-        : this(model, maxLength, 1 + sequences * BlocksFor(maxLength, PagedKvCache.DefaultBlockSize), PagedKvCache.DefaultBlockSize)
+        : this(model, maxLength, Enumerable.Repeat(1 + sequences * BlocksFor(maxLength, PagedKvCache.DefaultBlockSize), KvGroup.Of(model.Config).Length).ToArray(),
+            PagedKvCache.DefaultBlockSize)
     {
     }
 
-    /// <summary>A cache of <paramref name="blocks"/> blocks (the null block included) for sequences of up to <paramref name="maxLength"/> tokens.</summary>
+    /// <summary>A cache of <paramref name="blocks"/> blocks (the null block included) in every attention group, for sequences of up to <paramref name="maxLength"/> tokens.</summary>
     public static ModelRunner WithBlocks(CausalLanguageModel model, int maxLength, int blocks, int blockSize = PagedKvCache.DefaultBlockSize) =>
+        new(model, maxLength, Enumerable.Repeat(blocks, KvGroup.Of(model.Config).Length).ToArray(), blockSize);
+
+    /// <summary>A cache with the given blocks (the null block included) per attention group, in <see cref="KvGroup.Of"/>'s order.</summary>
+    public static ModelRunner WithGroupBlocks(CausalLanguageModel model, int maxLength, IReadOnlyList<int> blocks, int blockSize = PagedKvCache.DefaultBlockSize) =>
         new(model, maxLength, blocks, blockSize);
 
     public CausalLanguageModel Model { get; }
     public PagedKvCache Cache { get; }
-    public BlockPool Blocks { get; }
+    /// <summary>Per attention group (<see cref="PagedKvCache.Groups"/>), its blocks' bookkeeping.</summary>
+    public IReadOnlyList<BlockPool> Pools { get; }
     public int MaxLength { get; }
     public int BlockSize => Cache.BlockSize;
 
     public static int BlocksFor(int tokens, int blockSize) => (tokens + blockSize - 1) / blockSize;
 
-    /// <summary>Blocks for one sequence of up to <paramref name="tokens"/> tokens (default: the context length), outside any scheduler.</summary>
-    public int[] ReserveSequence(int? tokens = null)
+    /// <summary>Blocks for one sequence of up to <paramref name="tokens"/> tokens (default: the context length) in every group, outside any scheduler.</summary>
+    public BlockTables ReserveSequence(int? tokens = null)
     {
-        var blocks = new List<int>();
         int count = BlocksFor(tokens ?? MaxLength, BlockSize);
-        if (!Blocks.TryAllocate(count, blocks))
-            throw new InvalidOperationException($"The KV cache has {Blocks.FreeCount} free blocks; a sequence of {tokens ?? MaxLength} tokens needs {count}.");
-        return [.. blocks];
+        if (Pools.Any(p => p.FreeCount < count))
+            throw new InvalidOperationException($"The KV cache has {Pools.Min(p => p.FreeCount)} free blocks; a sequence of {tokens ?? MaxLength} tokens needs {count}.");
+        return new BlockTables(Pools.Select(p =>
+        {
+            var blocks = new List<int>();
+            p.TryAllocate(count, blocks);
+            return blocks.ToArray();
+        }).ToArray());
     }
 
     /// <summary>

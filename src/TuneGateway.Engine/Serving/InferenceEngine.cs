@@ -88,8 +88,9 @@ public sealed class InferenceEngine : IDisposable
         AdapterManager? adapters = null;
         try
         {
-            int blocks = KvCacheBlocks(options, config, dtype, device, maxLength, logger);
-            runner = ModelRunner.WithBlocks(model, maxLength, blocks, options.BlockSize);
+            var groups = KvGroup.Of(config);
+            int[] blocks = KvCacheBlocks(options, config, groups, dtype, device, maxLength, logger);
+            runner = ModelRunner.WithGroupBlocks(model, maxLength, blocks, options.BlockSize);
             adapters = new AdapterManager(model, options.Adapters, loggers.CreateLogger<AdapterManager>());
             var eos = config.EosTokenIds.Concat(tokenizer.EosTokenId is int e ? [e] : []).Distinct().ToArray();
             var scheduler = new Scheduler(runner, adapters, new SchedulerOptions
@@ -102,9 +103,10 @@ public sealed class InferenceEngine : IDisposable
             }, loggers.CreateLogger<Scheduler>());
             var engine = new InferenceEngine(options, model, tokenizer, runner, adapters, scheduler, template, templateError);
             logger.LogInformation("Loaded {Model} ({Architecture}, {Layers} layers, {Bytes:N0} bytes of weights) on {Device}; up to {Slots} sequences of up to {Length} tokens; " +
-                "KV cache {Blocks} blocks of {BlockSize} tokens ({Cache:N0} bytes, {Tokens:N0} tokens), prefix caching {PrefixCaching}",
+                "KV cache {Blocks} blocks of {BlockSize} tokens ({Cache:N0} bytes), prefix caching {PrefixCaching}",
                 engine.ModelId, config.Architecture, config.NumLayers, model.WeightBytes, engine.DeviceDescription, slots, maxLength,
-                blocks - 1, options.BlockSize, runner.Cache.Bytes, (long)(blocks - 1) * options.BlockSize, options.PrefixCaching ? "on" : "off");
+                string.Join(" + ", groups.Select((g, i) => $"{blocks[i] - 1} ({g.Layers.Count} {(g.Window is int w ? $"layers of window {w}" : "full-attention layers")})")),
+                options.BlockSize, runner.Cache.Bytes, options.PrefixCaching ? "on" : "off");
             // The vocabulary's bytes and prefix tree (seconds for 150k tokens) are built in the background, not on the first constrained request.
             _ = Task.Run(() => engine.Structured.Vocabulary, CancellationToken.None);
             foreach (var (name, directory) in options.Loras)
@@ -123,40 +125,61 @@ public sealed class InferenceEngine : IDisposable
     }
 
     /// <summary>
-    /// KV cache blocks (the null block included): what <c>--kv-cache-memory</c> holds, in bytes or
-    /// as a fraction of the device's free memory once the weights are loaded; by default what
-    /// <c>--max-num-seqs</c> sequences of the full context take, the memory the contiguous cache
-    /// of earlier versions held, which the pages now share among more, shorter sequences.
+    /// KV cache blocks per attention group (the null block included): what <c>--kv-cache-memory</c>
+    /// holds, in bytes or as a fraction of the device's free memory once the weights are loaded;
+    /// by default what <c>--max-num-seqs</c> sequences of the full context take, the memory the
+    /// contiguous cache of earlier versions held, which the pages now share among more, shorter
+    /// sequences. Where sliding-window layers sit beside full-attention ones, the windowed groups
+    /// get what --max-num-seqs sequences can hold at most within their window, and the
+    /// full-attention group the rest of the memory.
     /// </summary>
-    private static int KvCacheBlocks(EngineOptions options, ModelConfig config, TorchSharp.torch.ScalarType dtype, TorchSharp.torch.Device device,
-        int maxLength, ILogger logger)
+    private static int[] KvCacheBlocks(EngineOptions options, ModelConfig config, IReadOnlyList<KvGroup> groups, TorchSharp.torch.ScalarType dtype,
+        TorchSharp.torch.Device device, int maxLength, ILogger logger)
     {
-        long blockBytes = PagedKvCache.BytesPerToken(config, dtype) * options.BlockSize;
-        int perSequence = ModelRunner.BlocksFor(maxLength, options.BlockSize);
-        long usable;
+        int bs = options.BlockSize;
+        long PerLayerBlock() => 2L * config.NumKeyValueHeads * config.HeadDim * PagedKvCache.ElementSize(dtype) * bs;
+        var groupBytes = groups.Select(g => PerLayerBlock() * g.Layers.Count).ToArray();   // one block of each group
+        long allLayers = groupBytes.Sum();
+        int perSequence = ModelRunner.BlocksFor(maxLength, bs);
+        long budget;
         string source;
-        if (options.KvCacheMemory is long budget)
+        if (options.KvCacheMemory is long bytes)
         {
-            usable = budget / blockBytes;
-            source = $"--kv-cache-memory {budget:N0} bytes";
+            budget = bytes;
+            source = $"--kv-cache-memory {bytes:N0} bytes";
         }
         else if (options.KvCacheMemoryFraction is double fraction)
         {
             long free = DeviceMemory.Free(device);
-            usable = (long)(free * fraction) / blockBytes;
+            budget = (long)(free * fraction);
             source = $"--kv-cache-memory {fraction} of {free:N0} free bytes";
         }
         else
         {
-            usable = (long)options.MaxNumSeqs * perSequence;
+            budget = (long)options.MaxNumSeqs * perSequence * allLayers;
             source = $"--max-num-seqs {options.MaxNumSeqs} x --max-model-len {maxLength}";
         }
-        if (usable < 1)
-            throw new ArgumentException($"{source} holds no KV cache block of {options.BlockSize} tokens ({blockBytes:N0} bytes); raise --kv-cache-memory or lower --block-size.");
-        if (usable > int.MaxValue - 1) usable = int.MaxValue - 1;
-        if (usable < perSequence)
-            logger.LogWarning("{Source} holds {Tokens} tokens, fewer than one sequence of --max-model-len {Length}; longer requests are refused", source, usable * options.BlockSize, maxLength);
-        return (int)usable + 1;
+
+        long equal = budget / allLayers;
+        var usable = groups.Select(_ => equal).ToArray();
+        var peaks = groups.Select(g => KvCacheManager.PeakBlocks(g.Window, bs, maxLength, options.MaxBatchTokens)).ToArray();
+        int full = Array.FindIndex(groups.ToArray(), g => g.Window is null);
+        if (full >= 0 && groups.Count > 1)
+        {
+            long windowedBytes = 0;
+            for (int g = 0; g < groups.Count; g++)
+            {
+                if (g == full) continue;
+                usable[g] = Math.Min(equal, (long)options.MaxNumSeqs * peaks[g]);
+                windowedBytes += usable[g] * groupBytes[g];
+            }
+            usable[full] = (budget - windowedBytes) / groupBytes[full];
+        }
+        if (usable.Any(u => u < 1))
+            throw new ArgumentException($"{source} holds no KV cache block of {bs} tokens ({allLayers:N0} bytes over all layers); raise --kv-cache-memory or lower --block-size.");
+        if (usable.Where((u, g) => u < peaks[g]).Any())
+            logger.LogWarning("{Source} cannot hold one sequence of --max-model-len {Length}; longer requests are refused", source, maxLength);
+        return usable.Select(u => (int)Math.Min(u, int.MaxValue - 1) + 1).ToArray();
     }
 
     /// <summary>The model directory's name, or its parent's when the directory is a generic "base".</summary>

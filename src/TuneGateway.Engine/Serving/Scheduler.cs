@@ -60,7 +60,7 @@ public sealed class Scheduler : IDisposable
         _adapters = adapters;
         _options = options;
         _logger = logger ?? NullLogger.Instance;
-        _kv = new KvCacheManager(runner.Blocks, runner.BlockSize, options.PrefixCaching, AllLayersWindow(runner.Model.Config), runner.Model.Config.KeyLengthThreshold);
+        _kv = new KvCacheManager(runner.Pools, runner.Cache.Groups.Select(g => g.Window).ToArray(), runner.BlockSize, options.PrefixCaching, runner.Model.Config.KeyLengthThreshold);
         _eos = [.. options.EosTokenIds];
         _stats = Snapshot();
         if (_adapters is not null) _adapters.StateChanged += Wake;
@@ -73,18 +73,6 @@ public sealed class Scheduler : IDisposable
     public SchedulerStats Stats => _stats;
     /// <summary>The KV cache's blocks and prefix cache (read on the scheduler thread only, or after it stopped).</summary>
     internal KvCacheManager KvCache => _kv;
-
-    /// <summary>The window every layer attends within, or null when some layer sees the whole sequence.</summary>
-    private static int? AllLayersWindow(Models.ModelConfig config)
-    {
-        int? window = null;
-        for (int layer = 0; layer < config.NumLayers; layer++)
-        {
-            if (config.WindowOf(layer) is not int w) return null;
-            window = Math.Max(window ?? 0, w);
-        }
-        return window;
-    }
 
     /// <summary>Raised after each step with the new statistics (on the scheduler thread; keep it cheap).</summary>
     public event Action<SchedulerStats>? StepCompleted;
@@ -108,12 +96,11 @@ public sealed class Scheduler : IDisposable
                 $"This model's maximum context length is {MaxLength} tokens. However, you requested {promptLength + request.Sampling.MaxTokens} tokens " +
                 $"({promptLength} in the prompt, {request.Sampling.MaxTokens} in the completion). Please reduce the prompt or max_tokens.");
         }
-        int peak = _kv.PeakBlocks(promptLength + request.Sampling.MaxTokens, _options.MaxBatchTokens);
-        if (peak > _kv.Pool.Capacity)
+        if (!_kv.Fits(promptLength + request.Sampling.MaxTokens, _options.MaxBatchTokens, out int peak, out int capacity))
         {
             throw new RequestTooLongException(
                 $"This request needs up to {peak} KV cache blocks of {_kv.BlockSize} tokens ({promptLength} prompt + {request.Sampling.MaxTokens} completion tokens), " +
-                $"but the whole cache has {_kv.Pool.Capacity}. Please reduce the prompt or max_tokens, or start the server with a larger --kv-cache-memory.");
+                $"but the whole cache has {capacity}. Please reduce the prompt or max_tokens, or start the server with a larger --kv-cache-memory.");
         }
 
         AdapterLease? lease = null;
@@ -333,7 +320,7 @@ public sealed class Scheduler : IDisposable
             // reuse cached blocks (its own blocks are still cached for others).
             bool lookup = s.Generated > 0 || s.Request.Sampling.PromptLogprobs is null;
             // Blocks kept free for the running sequences' next decode steps; none are needed when nothing runs.
-            int reserve = _running.Count == 0 ? 0 : Math.Max(1, _kv.Pool.Capacity / 100);
+            int reserve = _running.Count == 0 ? 0 : Math.Max(1, _kv.Pools.Min(p => p.Capacity) / 100);
             long queried = _kv.QueriedTokens, hits = _kv.HitTokens;
             if (!_kv.TryStart(s.Blocks, s.Tokens, lookup, _options.MaxBatchTokens, reserve, out int cached)) break;
             EngineTelemetry.RecordPrefixLookup(s, _kv.QueriedTokens - queried, _kv.HitTokens - hits);
@@ -378,7 +365,7 @@ public sealed class Scheduler : IDisposable
                 if (victim == s) break;
             }
             if (!held) break;                                                        // s was the newest: nothing after it is left
-            chunks.Add(new SequenceChunk(s.Blocks!.ToArray(), s.Cached, new[] { s.Tokens[^1] }));
+            chunks.Add(new SequenceChunk(s.Blocks!.ToTables(), s.Cached, new[] { s.Tokens[^1] }));
             owners.Add(s);
             budget--;
         }
@@ -398,7 +385,7 @@ public sealed class Scheduler : IDisposable
             // predicts the first generated token). A preempted sequence that had started
             // generating recomputes its rows without scoring them again.
             int scored = s.Request.Sampling.PromptLogprobs is null || s.Generated > 0 ? 0 : Math.Min(take, s.PromptLength - s.Cached - 1);
-            chunks.Add(new SequenceChunk(s.Blocks!.ToArray(), s.Cached, s.Tokens.GetRange(s.Cached, take).ToArray(), WantLogits: completes,
+            chunks.Add(new SequenceChunk(s.Blocks!.ToTables(), s.Cached, s.Tokens.GetRange(s.Cached, take).ToArray(), WantLogits: completes,
                 ScoreTargets: scored > 0 ? s.Tokens.GetRange(s.Cached + 1, scored).ToArray() : default, ScoreTop: s.Request.Sampling.PromptLogprobs ?? 0,
                 SequenceLength: s.Tokens.Count));
             owners.Add(s);
@@ -491,18 +478,26 @@ public sealed class Scheduler : IDisposable
         EngineTelemetry.RecordFinished(s, reason, timings, now);
     }
 
-    private SchedulerStats Snapshot() => new(
-        _running.Count, Volatile.Read(ref _queued), _options.MaxNumSeqs - _running.Count, _options.MaxNumSeqs,
-        (long)_kv.Pool.UsedCount * _kv.BlockSize, (long)_kv.Pool.Capacity * _kv.BlockSize,
-        _steps, _generated, _prompted, _lastRows, _lastTokens)
+    /// <summary>
+    /// Cache use is reported for the attention group that is fullest (what admission waits on);
+    /// block counts are summed over groups.
+    /// </summary>
+    private SchedulerStats Snapshot()
     {
-        KvBlocks = _kv.Pool.Capacity,
-        KvBlocksUsed = _kv.Pool.UsedCount,
-        PrefixCachedBlocks = _kv.Pool.CachedCount,
-        PrefixQueryTokens = _kv.QueriedTokens,
-        PrefixHitTokens = _kv.HitTokens,
-        Preemptions = _preemptions,
-    };
+        var fullest = _kv.Pools.MaxBy(p => (double)p.UsedCount / p.Capacity)!;
+        return new(
+            _running.Count, Volatile.Read(ref _queued), _options.MaxNumSeqs - _running.Count, _options.MaxNumSeqs,
+            (long)fullest.UsedCount * _kv.BlockSize, (long)fullest.Capacity * _kv.BlockSize,
+            _steps, _generated, _prompted, _lastRows, _lastTokens)
+        {
+            KvBlocks = _kv.Pools.Sum(p => p.Capacity),
+            KvBlocksUsed = _kv.Pools.Sum(p => p.UsedCount),
+            PrefixCachedBlocks = _kv.Pools.Sum(p => p.CachedCount),
+            PrefixQueryTokens = _kv.QueriedTokens,
+            PrefixHitTokens = _kv.HitTokens,
+            Preemptions = _preemptions,
+        };
+    }
 
     public void Dispose()
     {

@@ -141,9 +141,9 @@ public sealed class KvCacheManagerTests
         Assert.True(kv.TryStart(second, Prompt, lookup: true, firstTokens: 64, reserve: 0, out int cached));
         // 20 tokens = 5 full blocks, but the last token's logits are needed: 4 blocks (16 tokens) are reused.
         Assert.Equal(16, cached);
-        Assert.Equal(first.ToArray()[..4], second.ToArray()[..4]);
-        Assert.NotEqual(first.ToArray()[4], second.ToArray()[4]);
-        Assert.Equal(2, kv.Pool.References(first.ToArray()[0]));
+        Assert.Equal(first.ToTables().Groups[0][..4], second.ToTables().Groups[0][..4]);
+        Assert.NotEqual(first.ToTables().Groups[0][4], second.ToTables().Groups[0][4]);
+        Assert.Equal(2, kv.Pools[0].References(first.ToTables().Groups[0][0]));
         Assert.Equal(40, kv.QueriedTokens);
         Assert.Equal(16, kv.HitTokens);
     }
@@ -162,7 +162,7 @@ public sealed class KvCacheManagerTests
         var other = kv.Open(adapter is null ? Base : new KvScope("model", adapter, version));
         Assert.True(kv.TryStart(other, Prompt, true, 64, 0, out int cached));
         Assert.Equal(0, cached);
-        Assert.Empty(first.ToArray().Intersect(other.ToArray()));
+        Assert.Empty(first.ToTables().Groups[0].Intersect(other.ToTables().Groups[0]));
 
         var same = kv.Open(new KvScope("model", "a", 1));
         Assert.True(kv.TryStart(same, Prompt, true, 64, 0, out int reused));
@@ -177,8 +177,8 @@ public sealed class KvCacheManagerTests
         kv.TryStart(first, Prompt, true, 64, 0, out _);
         Run(kv, first, Prompt);
         kv.Free(first);
-        Assert.Equal(7, kv.Pool.FreeCount);
-        Assert.Equal(5, kv.Pool.CachedCount);
+        Assert.Equal(7, kv.Pools[0].FreeCount);
+        Assert.Equal(5, kv.Pools[0].CachedCount);
 
         var again = kv.Open(Base);
         Assert.True(kv.TryStart(again, Prompt, true, 64, 0, out int cached));
@@ -189,7 +189,7 @@ public sealed class KvCacheManagerTests
         var big = kv.Open(Base);
         var other = Enumerable.Range(500, 28).ToArray();
         Assert.True(kv.TryStart(big, other, true, 64, 0, out _));
-        Assert.Equal(0, kv.Pool.CachedCount);
+        Assert.Equal(0, kv.Pools[0].CachedCount);
     }
 
     [Fact]
@@ -199,7 +199,7 @@ public sealed class KvCacheManagerTests
         var s = kv.Open(Base);
         Assert.False(kv.TryStart(s, Prompt, true, 64, reserve: 1, out _));
         Assert.Equal(0, s.BlockCount);
-        Assert.Equal(5, kv.Pool.FreeCount);
+        Assert.Equal(5, kv.Pools[0].FreeCount);
         Assert.True(kv.TryStart(s, Prompt, true, firstTokens: 8, reserve: 1, out _));
         Assert.Equal(2, s.BlockCount);
     }
@@ -211,7 +211,7 @@ public sealed class KvCacheManagerTests
         var first = kv.Open(Base);
         kv.TryStart(first, Prompt, true, 64, 0, out _);
         Run(kv, first, Prompt);
-        Assert.Equal(0, kv.Pool.CachedCount);
+        Assert.Equal(0, kv.Pools[0].CachedCount);
         var second = kv.Open(Base);
         kv.TryStart(second, Prompt, true, 64, 0, out int cached);
         Assert.Equal(0, cached);
@@ -227,12 +227,12 @@ public sealed class KvCacheManagerTests
         kv.TryHold(s, 20);
         // The next query is at position 20 and sees keys 15..20: blocks 0..2 (positions 0..11) are done with, block 3 (12..15) is not.
         kv.Commit(s, Prompt, 0, 20, 20);
-        var table = s.ToArray();
+        var table = s.ToTables().Groups[0];
         Assert.Equal([BlockPool.NullBlock, BlockPool.NullBlock, BlockPool.NullBlock], table[..3]);
         Assert.All(table[3..], b => Assert.NotEqual(BlockPool.NullBlock, b));
         Assert.Equal(2, s.HeldCount);
         // Released blocks keep their hashes for later prompts.
-        Assert.Equal(5, kv.Pool.CachedCount);
+        Assert.Equal(5, kv.Pools[0].CachedCount);
     }
 
     [Fact]
@@ -279,13 +279,64 @@ public sealed class KvCacheManagerTests
     }
 
     [Fact]
+    public void WithTwoGroupsOnlyTheWindowedOneReleasesAndAPrefixMustBeCachedInBoth()
+    {
+        var full = new BlockPool(32);
+        var windowed = new BlockPool(32);
+        var kv = new KvCacheManager([full, windowed], [null, 6], 4, prefixCaching: true);
+        var s = kv.Open(Base);
+        kv.TryStart(s, Prompt, true, 64, 0, out _);
+        kv.TryHold(s, 20);
+        kv.Commit(s, Prompt, 0, 20, 20);
+        var tables = s.ToTables();
+        Assert.All(tables.Groups[0], b => Assert.NotEqual(BlockPool.NullBlock, b));
+        Assert.Equal([BlockPool.NullBlock, BlockPool.NullBlock, BlockPool.NullBlock], tables.Groups[1][..3]);
+        Assert.Equal(5, full.UsedCount);
+        Assert.Equal(2, windowed.UsedCount);
+
+        // The released blocks are still cached in the windowed pool: the prefix is found in both.
+        var again = kv.Open(Base);
+        Assert.True(kv.TryStart(again, Prompt, true, 64, 0, out int cached));
+        Assert.Equal(16, cached);
+        kv.Free(again);
+        kv.Free(s);
+
+        // Evict the windowed pool's copy of the first block: no group may serve the prefix alone.
+        var filler = new List<int>();
+        Assert.True(windowed.TryAllocate(windowed.FreeCount, filler));
+        windowed.Release(filler);
+        var third = kv.Open(Base);
+        Assert.True(kv.TryStart(third, Prompt, true, 64, 0, out int none));
+        Assert.Equal(0, none);
+    }
+
+    [Fact]
+    public void GrowingTakesBlocksInEveryGroupOrInNone()
+    {
+        var full = new BlockPool(16);
+        var windowed = new BlockPool(3);
+        var kv = new KvCacheManager([full, windowed], [null, 4], 4, prefixCaching: false);
+        var s = kv.Open(Base);
+        Assert.True(kv.TryStart(s, Prompt[..8], false, 64, 0, out _));
+        Assert.False(kv.TryHold(s, 12));                                             // the windowed pool has no third block
+        Assert.Equal(2, full.UsedCount);
+        Assert.Equal(8, kv.HoldableTokens(s));
+        kv.Commit(s, Prompt, 0, 8, 8);                                               // window 4: block 0 is done with
+        Assert.True(kv.TryHold(s, 12));
+        Assert.Equal(3, full.UsedCount);
+        Assert.Equal(2, windowed.UsedCount);
+        Assert.False(kv.Fits(40, 8, out int peak, out int capacity));
+        Assert.Equal((4, 2), (peak, capacity));                                      // the windowed group: (4 + 8) / 4 + 1 blocks of 2
+    }
+
+    [Fact]
     public void PeakBlocksAreTheWholeSequenceOrTheWindowAndAChunk()
     {
         var full = new KvCacheManager(new BlockPool(8), 16, true, null);
-        Assert.Equal(7, full.PeakBlocks(100, 32));
+        Assert.Equal(7, full.PeakBlocks(0, 100, 32));
         var windowed = new KvCacheManager(new BlockPool(8), 16, true, 24);
-        Assert.Equal(5, windowed.PeakBlocks(1000, 32));   // ceil((24 + 32) / 16) + 1
-        Assert.Equal(2, windowed.PeakBlocks(20, 32));     // short sequences: all of it
+        Assert.Equal(5, windowed.PeakBlocks(0, 1000, 32));   // ceil((24 + 32) / 16) + 1
+        Assert.Equal(2, windowed.PeakBlocks(0, 20, 32));     // short sequences: all of it
     }
 }
 
@@ -401,6 +452,31 @@ public sealed class PagedSchedulerTests : IDisposable
     }
 
     [Fact]
+    public async Task SeededSamplingIsUnchangedByPreemption()
+    {
+        // The same seeded requests through a cache that holds them all and through one that
+        // forces preemptions: a preempted row keeps its generator's state, so it draws the same tokens.
+        var requests = _reference.Cases["base"].Where(c => c.PromptIds.Length < 20)
+            .SelectMany(c => Enumerable.Range(0, 3).Select(seed => new GenerationRequest
+            {
+                PromptIds = c.PromptIds,
+                Sampling = new SamplingParams { MaxTokens = 14, Temperature = 1.0, TopP = 0.9, Seed = seed, IgnoreEos = true },
+            })).ToArray();
+        async Task<(List<int>[] Ids, long Preemptions)> Run(int blocks)
+        {
+            var (scheduler, adapters, runner) = Start(_model, blocks, blockSize: 4, maxBatchTokens: 16);
+            using var _ = scheduler; using var __ = adapters; using var ___ = runner;
+            var results = await Task.WhenAll(requests.Select(r => SchedulerTests.Collect(scheduler.Submit(r))));
+            return (results.Select(r => r.Ids).ToArray(), scheduler.Stats.Preemptions);
+        }
+        var (alone, none) = await Run(blocks: 256);
+        var (squeezed, preemptions) = await Run(blocks: 9);
+        Assert.Equal(0, none);
+        Assert.True(preemptions > 0, "the small cache must preempt");
+        for (int i = 0; i < requests.Length; i++) Assert.Equal(alone[i], squeezed[i]);
+    }
+
+    [Fact]
     public async Task PromptScoresOfAPreemptedOrCachedPromptAreComplete()
     {
         var (scheduler, adapters, runner) = Start(_model, blocks: 64, blockSize: 4, maxBatchTokens: 8);
@@ -446,6 +522,35 @@ public sealed class PagedSchedulerTests : IDisposable
         int trusted = expected.StepMargins.TakeWhile(m => m > 1e-3).Count();
         Assert.Equal(expected.GreedyIds.Take(trusted), ids.Take(trusted));
         Assert.InRange(peak, 1, 5);
+    }
+
+    [Fact]
+    public async Task AHybridModelsWindowedLayersGiveTheirBlocksBackWhileItsGlobalLayersKeepThem()
+    {
+        string dir = Path.Combine(Fixtures.Models, "gemma3-tiny");
+        var reference = GgufReference.Load(Path.Combine(dir, "reference.json"));
+        var expected = reference.Cases["base"].MaxBy(c => c.PromptIds.Length)!;    // 231 prompt tokens; window 16 on 4 of 6 layers
+        using var model = CausalLanguageModel.Load(dir, torch.CPU, ScalarType.Float32);
+        var groups = KvGroup.Of(model.Config);
+        Assert.Equal([null, 16], groups.Select(g => g.Window));
+        // The global layers' pool holds the 247-token sequence (16 blocks); the windowed
+        // layers' holds 5 blocks, which is enough only if blocks out of the window go back.
+        var runner = ModelRunner.WithGroupBlocks(model, 512, [1 + 16, 1 + 5], 16);
+        using var adapters = new AdapterManager(model);
+        using var scheduler = new Scheduler(runner, adapters, new SchedulerOptions { MaxNumSeqs = 2, MaxBatchTokens = 32 });
+        using var _ = runner;
+        int peakWindowed = 0, peakFull = 0;
+        scheduler.StepCompleted += _ =>
+        {
+            peakFull = Math.Max(peakFull, runner.Pools[0].UsedCount);
+            peakWindowed = Math.Max(peakWindowed, runner.Pools[1].UsedCount);
+        };
+        var (ids, _, finished) = await SchedulerTests.Collect(scheduler.Submit(Greedy(expected.PromptIds, null)));
+        Assert.Null(finished.Error);
+        int trusted = expected.StepMargins.TakeWhile(m => m > 1e-3).Count();
+        Assert.Equal(expected.GreedyIds.Take(trusted), ids.Take(trusted));
+        Assert.Equal(16, peakFull);
+        Assert.InRange(peakWindowed, 1, 4);
     }
 
     public static TheoryData<string> Families => new()
@@ -494,6 +599,20 @@ public sealed class KvCacheSizingTests
     {
         using var engine = await InferenceEngine.LoadAsync(new EngineOptions { ModelDirectory = Fixtures.LlamaTiny, Device = "cpu", KvCacheMemory = 1 << 20, MaxModelLen = 256 });
         Assert.Equal((1 << 20) / BlockBytes(engine), engine.Scheduler.Stats.KvBlocks);
+    }
+
+    [Fact]
+    public async Task AHybridModelsWindowedLayersGetWhatTheirWindowsNeedAndTheGlobalLayersTheRest()
+    {
+        // gemma3-tiny: 2 global and 4 windowed (16) layers. The default budget is 2 sequences x
+        // 16 blocks in all 6 layers = 96 global-layer-pair blocks' worth. Windowed layers need at
+        // most (16 + 16) / 16 + 1 = 3 blocks per sequence: 6 blocks, each as big as two global
+        // ones; the global group gets the other 84.
+        using var engine = await InferenceEngine.LoadAsync(new EngineOptions
+        {
+            ModelDirectory = Path.Combine(Fixtures.Models, "gemma3-tiny"), Device = "cpu", MaxNumSeqs = 2, MaxModelLen = 256, MaxBatchTokens = 16,
+        });
+        Assert.Equal(84 + 6, engine.Scheduler.Stats.KvBlocks);
     }
 
     [Fact]

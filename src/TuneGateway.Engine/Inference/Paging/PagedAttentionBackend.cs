@@ -11,8 +11,9 @@ namespace TuneGateway.Engine.Inference.Paging;
 /// prefill chunk attends over its cached prefix (gathered the same way) and its own keys, with a
 /// causal mask offset by the prefix. A chunk starting at position 0 uses its keys as computed,
 /// with no gather. Sliding windows are masks by position (keys a window released are the null
-/// block's and masked). Masks and gathers are built once per forward pass: masks per distinct
-/// window, block tables per batch; only the gathered keys are per layer.
+/// block's and masked). Each layer reads its attention group's pool (<see cref="KvGroup"/>).
+/// Masks and gathers are built once per forward pass: masks per distinct window, block tables
+/// per batch and group; only the gathered keys are per layer.
 /// </summary>
 /// <remarks>
 /// Prefill chunks and decode rows are separate calls: TorchSharp's scaled_dot_product_attention
@@ -26,7 +27,8 @@ public sealed class PagedAttentionBackend(ForwardBatch batch, PagedKvCache cache
 
     public Tensor Attend(int layer, Tensor q, Tensor k, Tensor v, AttentionSpec spec)
     {
-        cache.Write(layer, k, v, batch.CacheSlots);
+        int group = cache.GroupOf(layer);
+        cache.Write(layer, k, v, batch.CacheSlots[group]);
         int hkv = spec.KeyValueHeads, g = spec.GroupSize, d = spec.HeadDim;
         var parts = new List<Tensor>(1 + batch.Prefills.Count);
 
@@ -34,7 +36,7 @@ public sealed class PagedAttentionBackend(ForwardBatch batch, PagedKvCache cache
         {
             int rows = batch.DecodeCount;
             var qd = q.narrow(0, 0, rows).view(rows, hkv, g, d);                    // [rows, Hkv, G, D]
-            var (kd, vd) = cache.Gather(layer, batch.DecodeBlocks!, batch.DecodeKeyLength); // [rows, Hkv, length, D]
+            var (kd, vd) = cache.Gather(layer, batch.DecodeBlocks![group], batch.DecodeKeyLength); // [rows, Hkv, length, D]
             var od = AttentionKernel.Attend(qd, kd, vd, DecodeMask(spec.Window, q.device), causal: false, spec); // [rows, Hkv, G, D]
             parts.Add(od.reshape(rows, spec.Heads * d));                             // [rows, Hq·D]
         }
@@ -48,9 +50,9 @@ public sealed class PagedAttentionBackend(ForwardBatch batch, PagedKvCache cache
             var qp = q.narrow(0, chunk.Offset, t).view(t, hkv, g, d)                // [T, Hkv, G, D]
                 .permute(1, 2, 0, 3).reshape(1, hkv, g * t, d);                      // [1, Hkv, G·T, D]
             Tensor kp, vp;                                                           // [1, Hkv, start+T, D]
-            if (chunk.Blocks is { } table)
+            if (chunk.Blocks is { } tables)
             {
-                (kp, vp) = cache.Gather(layer, table, keysLength);
+                (kp, vp) = cache.Gather(layer, tables[group], keysLength);
             }
             else
             {

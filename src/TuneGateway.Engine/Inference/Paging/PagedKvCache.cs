@@ -5,45 +5,66 @@ using static TorchSharp.torch;
 namespace TuneGateway.Engine.Inference.Paging;
 
 /// <summary>
-/// The key/value tensors, allocated once as fixed-size blocks of <see cref="BlockSize"/> tokens
-/// for every layer. A sequence's tokens live in the blocks its block table lists, in order:
-/// token p is at offset p % BlockSize of block table[p / BlockSize]. Which blocks are free,
-/// shared or cached is <see cref="BlockPool"/>'s business; this class only stores and gathers.
+/// The key/value tensors, allocated once as fixed-size blocks of <see cref="BlockSize"/> tokens:
+/// one pool per <see cref="KvGroup"/> ([group layers, blocks, block size, kv heads, head dim]).
+/// A sequence's tokens live in the blocks its group's block table lists, in order: token p is at
+/// offset p % BlockSize of block table[p / BlockSize]. Which blocks are free, shared or cached
+/// is <see cref="BlockPool"/>'s business; this class only stores and gathers.
 /// </summary>
 public sealed class PagedKvCache : IDisposable
 {
     public const int DefaultBlockSize = 16;
 
-    private readonly Tensor _keys;          // [layers, blocks, block size, kv heads, head dim]
-    private readonly Tensor _values;
-    private readonly Tensor[] _layerKeys;   // [blocks, block size, kv heads, head dim] views
+    private readonly Tensor[] _keys;        // per group: [group layers, blocks, block size, kv heads, head dim]
+    private readonly Tensor[] _values;
+    private readonly int[] _groupOfLayer;
+    private readonly Tensor[] _layerKeys;   // per model layer: [blocks, block size, kv heads, head dim] views
     private readonly Tensor[] _layerValues;
-    private readonly Tensor[] _flatKeys;    // [blocks · block size, kv heads, head dim] views: one row per token slot
+    private readonly Tensor[] _flatKeys;    // per model layer: [blocks · block size, kv heads, head dim] views, one row per token slot
     private readonly Tensor[] _flatValues;
 
-    public PagedKvCache(ModelConfig config, int blocks, int blockSize, ScalarType dtype, Device device)
+    /// <param name="blocks">Per group, its blocks (the null block included).</param>
+    public PagedKvCache(ModelConfig config, IReadOnlyList<KvGroup> groups, IReadOnlyList<int> blocks, int blockSize, ScalarType dtype, Device device)
     {
-        if (blocks < 2) throw new ArgumentOutOfRangeException(nameof(blocks), "The KV cache needs at least one block besides the null block.");
+        if (groups.Count != blocks.Count) throw new ArgumentException("Every attention group needs a block count.", nameof(blocks));
+        if (blocks.Any(b => b < 2)) throw new ArgumentOutOfRangeException(nameof(blocks), "The KV cache needs at least one block besides the null block.");
         if (blockSize < 1) throw new ArgumentOutOfRangeException(nameof(blockSize), "The block size must be positive.");
-        Blocks = blocks;
+        Groups = [.. groups];
         BlockSize = blockSize;
-        long[] shape = [config.NumLayers, blocks, blockSize, config.NumKeyValueHeads, config.HeadDim];
-        // Zeros, not empty: padded and released table entries point at the null block, whose
-        // keys are masked out, and a masked NaN would still poison the softmax.
-        _keys = torch.zeros(shape, dtype, device);
-        _values = torch.zeros(shape, dtype, device);
-        _layerKeys = Enumerable.Range(0, config.NumLayers).Select(i => _keys[i]).ToArray();
-        _layerValues = Enumerable.Range(0, config.NumLayers).Select(i => _values[i]).ToArray();
-        long slots = (long)blocks * blockSize;
-        _flatKeys = _layerKeys.Select(k => k.view(slots, config.NumKeyValueHeads, config.HeadDim)).ToArray();
-        _flatValues = _layerValues.Select(v => v.view(slots, config.NumKeyValueHeads, config.HeadDim)).ToArray();
-        Bytes = 2 * _keys.NumberOfElements * _keys.ElementSize;
+        _groupOfLayer = new int[config.NumLayers];
+        _keys = new Tensor[groups.Count];
+        _values = new Tensor[groups.Count];
+        _layerKeys = new Tensor[config.NumLayers];
+        _layerValues = new Tensor[config.NumLayers];
+        _flatKeys = new Tensor[config.NumLayers];
+        _flatValues = new Tensor[config.NumLayers];
+        for (int g = 0; g < groups.Count; g++)
+        {
+            long[] shape = [groups[g].Layers.Count, blocks[g], blockSize, config.NumKeyValueHeads, config.HeadDim];
+            // Zeros, not empty: padded and released table entries point at the null block, whose
+            // keys are masked out, and a masked NaN would still poison the softmax.
+            _keys[g] = torch.zeros(shape, dtype, device);
+            _values[g] = torch.zeros(shape, dtype, device);
+            long slots = (long)blocks[g] * blockSize;
+            for (int i = 0; i < groups[g].Layers.Count; i++)
+            {
+                int layer = groups[g].Layers[i];
+                _groupOfLayer[layer] = g;
+                _layerKeys[layer] = _keys[g][i];
+                _layerValues[layer] = _values[g][i];
+                _flatKeys[layer] = _layerKeys[layer].view(slots, config.NumKeyValueHeads, config.HeadDim);
+                _flatValues[layer] = _layerValues[layer].view(slots, config.NumKeyValueHeads, config.HeadDim);
+            }
+        }
+        Bytes = _keys.Sum(k => 2 * k.NumberOfElements * k.ElementSize);
     }
 
-    /// <summary>Blocks, the null block included.</summary>
-    public int Blocks { get; }
+    public IReadOnlyList<KvGroup> Groups { get; }
     public int BlockSize { get; }
     public long Bytes { get; }
+
+    /// <summary>The group whose pool holds <paramref name="layer"/>'s keys.</summary>
+    public int GroupOf(int layer) => _groupOfLayer[layer];
 
     /// <summary>Cache bytes one token takes across all layers (keys and values).</summary>
     public static long BytesPerToken(ModelConfig config, ScalarType dtype) =>
@@ -84,8 +105,6 @@ public sealed class PagedKvCache : IDisposable
 
     public void Dispose()
     {
-        foreach (var t in _flatKeys.Concat(_flatValues).Concat(_layerKeys).Concat(_layerValues)) t.Dispose();
-        _keys.Dispose();
-        _values.Dispose();
+        foreach (var t in _flatKeys.Concat(_flatValues).Concat(_layerKeys).Concat(_layerValues).Concat(_keys).Concat(_values)) t.Dispose();
     }
 }
