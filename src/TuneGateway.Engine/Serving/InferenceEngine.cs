@@ -103,10 +103,10 @@ public sealed class InferenceEngine : IDisposable
             }, loggers.CreateLogger<Scheduler>());
             var engine = new InferenceEngine(options, model, tokenizer, runner, adapters, scheduler, template, templateError);
             logger.LogInformation("Loaded {Model} ({Architecture}, {Layers} layers, {Bytes:N0} bytes of weights) on {Device}; up to {Slots} sequences of up to {Length} tokens; " +
-                "KV cache {Blocks} blocks of {BlockSize} tokens ({Cache:N0} bytes), prefix caching {PrefixCaching}",
-                engine.ModelId, config.Architecture, config.NumLayers, model.WeightBytes, engine.DeviceDescription, slots, maxLength,
-                string.Join(" + ", groups.Select((g, i) => $"{blocks[i] - 1} ({g.Layers.Count} {(g.Window is int w ? $"layers of window {w}" : "full-attention layers")})")),
-                options.BlockSize, runner.Cache.Bytes, options.PrefixCaching ? "on" : "off");
+                "KV cache in blocks of {BlockSize} tokens: {Blocks} ({Cache:N0} bytes), prefix caching {PrefixCaching}",
+                engine.ModelId, config.Architecture, config.NumLayers, model.WeightBytes, engine.DeviceDescription, slots, maxLength, options.BlockSize,
+                string.Join(" + ", groups.Select((g, i) => $"{blocks[i] - 1} for {g.Layers.Count} {(g.Window is int w ? $"layers of window {w}" : "full-attention layers")}")),
+                runner.Cache.Bytes, options.PrefixCaching ? "on" : "off");
             // The vocabulary's bytes and prefix tree (seconds for 150k tokens) are built in the background, not on the first constrained request.
             _ = Task.Run(() => engine.Structured.Vocabulary, CancellationToken.None);
             foreach (var (name, directory) in options.Loras)
