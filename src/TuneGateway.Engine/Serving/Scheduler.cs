@@ -71,8 +71,6 @@ public sealed class Scheduler : IDisposable
     public SchedulerOptions Options => _options;
     public int MaxLength => _runner.MaxLength;
     public SchedulerStats Stats => _stats;
-    /// <summary>The KV cache's blocks and prefix cache (read on the scheduler thread only, or after it stopped).</summary>
-    internal KvCacheManager KvCache => _kv;
 
     /// <summary>Raised after each step with the new statistics (on the scheduler thread; keep it cheap).</summary>
     public event Action<SchedulerStats>? StepCompleted;
