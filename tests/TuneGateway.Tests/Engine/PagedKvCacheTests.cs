@@ -477,6 +477,57 @@ public sealed class PagedSchedulerTests : IDisposable
     }
 
     [Fact]
+    public async Task ATightCacheUnderMixedTrafficGivesEveryRequestItsOwnTokensAndLeaksNoBlock()
+    {
+        // Random prompts cut from a few shared prefixes (so blocks are shared and evicted), three
+        // variants, some requests cancelled while they run, through 11 blocks of 4 tokens:
+        // admission waits, preemption, prefix reuse and cancellation all interleave. Each finished
+        // request must get the tokens it gets alone on a roomy cache without prefix caching.
+        var random = new Random(7);
+        var prefixes = Enumerable.Range(0, 3).Select(_ => Enumerable.Range(0, 30).Select(_ => random.Next(3, 250)).ToArray()).ToArray();
+        var variants = new string?[] { null, "shout", "reverse" };
+        var requests = Enumerable.Range(0, 36).Select(i =>
+        {
+            var prefix = prefixes[random.Next(prefixes.Length)];
+            int length = random.Next(3, 31);
+            return (Request: Greedy(prefix[..length], variants[random.Next(variants.Length)], random.Next(1, 13)), Cancel: i % 7 == 3);
+        }).ToArray();
+
+        async Task<(List<int>?[] Ids, SchedulerStats Stats)> Run(int blocks, bool caching, bool cancelSome)
+        {
+            var (scheduler, adapters, runner) = Start(_model, blocks, blockSize: 4, maxNumSeqs: 6, maxBatchTokens: 8, prefixCaching: caching);
+            using var _ = scheduler; using var __ = adapters; using var ___ = runner;
+            await adapters.LoadAsync("shout", Path.Combine(Fixtures.LlamaTinyAdapters, "shout"));
+            await adapters.LoadAsync("reverse", Path.Combine(Fixtures.LlamaTinyAdapters, "reverse"));
+            var cancels = requests.Select(_ => new CancellationTokenSource()).ToArray();
+            var runs = requests.Select((r, i) => SchedulerTests.Collect(scheduler.Submit(r.Request, cancels[i].Token))).ToArray();
+            if (cancelSome)
+            {
+                await Task.Delay(50);
+                for (int i = 0; i < requests.Length; i++) if (requests[i].Cancel) cancels[i].Cancel();
+            }
+            var results = await Task.WhenAll(runs);
+            Assert.Equal(0, scheduler.Stats.Running);
+            Assert.Equal(0, scheduler.Stats.KvBlocksUsed);                             // every block came back
+            Assert.True(runner.Pools.All(p => p.FreeCount == p.Capacity));
+            return (results.Select(r => r.Finished.Reason == FinishReason.Length ? r.Ids : null).ToArray(), scheduler.Stats);
+        }
+
+        var (alone, _) = await Run(blocks: 512, caching: false, cancelSome: false);
+        var (squeezed, stats) = await Run(blocks: 12, caching: true, cancelSome: true);
+        Assert.True(stats.Preemptions > 0, "the tight cache must preempt");
+        Assert.True(stats.PrefixHitTokens > 0, "the shared prefixes must be reused");
+        int compared = 0;
+        for (int i = 0; i < requests.Length; i++)
+        {
+            if (squeezed[i] is not { } ids) { Assert.True(requests[i].Cancel, $"request {i} did not finish"); continue; }
+            Assert.True(alone[i]!.SequenceEqual(ids), $"request {i}: expected [{string.Join(",", alone[i]!)}], got [{string.Join(",", ids)}]");
+            compared++;
+        }
+        Assert.True(compared >= 30);
+    }
+
+    [Fact]
     public async Task PromptScoresOfAPreemptedOrCachedPromptAreComplete()
     {
         var (scheduler, adapters, runner) = Start(_model, blocks: 64, blockSize: 4, maxBatchTokens: 8);
