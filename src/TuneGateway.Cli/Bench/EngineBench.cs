@@ -247,7 +247,7 @@ internal static class EngineBench
         return tokens / seconds;
     }
 
-    private static void Synchronize(Device device)
+    internal static void Synchronize(Device device)
     {
         if (device.type == DeviceType.CUDA) torch.cuda.synchronize(device);
     }

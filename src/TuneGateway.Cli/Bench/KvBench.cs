@@ -135,7 +135,7 @@ internal static class KvBench
                 {
                     var chunks = Enumerable.Range(0, batch).Select(i => new SequenceChunk(tables[i], context + step, new[] { 100 + i })).ToArray();
                     using var logits = runner.Forward(chunks);
-                    Synchronize(model.Device);
+                    EngineBench.Synchronize(model.Device);
                 }
                 return Stopwatch.GetElapsedTime(start).TotalMilliseconds / steps;
             }
@@ -145,7 +145,7 @@ internal static class KvBench
                 for (int step = 0; step < steps; step++)
                 {
                     using var logits = contiguous.Step(context + step);
-                    Synchronize(model.Device);
+                    EngineBench.Synchronize(model.Device);
                 }
                 return Stopwatch.GetElapsedTime(start).TotalMilliseconds / steps;
             }
@@ -157,11 +157,6 @@ internal static class KvBench
             table.Row("", batch, c, p, p / c);
         }
         output.WriteLine();
-    }
-
-    private static void Synchronize(Device device)
-    {
-        if (device.type == DeviceType.CUDA) torch.cuda.synchronize(device);
     }
 }
 

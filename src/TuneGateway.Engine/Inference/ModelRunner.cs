@@ -31,7 +31,7 @@ public sealed class ModelRunner : IDisposable
 
     /// <summary>A cache that holds <paramref name="sequences"/> sequences of <paramref name="maxLength"/> tokens at once.</summary>
     public ModelRunner(CausalLanguageModel model, int sequences, int maxLength)
-        : this(model, maxLength, Enumerable.Repeat(1 + sequences * BlocksFor(maxLength, PagedKvCache.DefaultBlockSize), KvGroup.Of(model.Config).Length).ToArray(),
+        : this(model, maxLength, Enumerable.Repeat(1 + sequences * PagedKvCache.BlocksFor(maxLength, PagedKvCache.DefaultBlockSize), KvGroup.Of(model.Config).Length).ToArray(),
             PagedKvCache.DefaultBlockSize)
     {
     }
@@ -51,12 +51,10 @@ public sealed class ModelRunner : IDisposable
     public int MaxLength { get; }
     public int BlockSize => Cache.BlockSize;
 
-    public static int BlocksFor(int tokens, int blockSize) => (tokens + blockSize - 1) / blockSize;
-
     /// <summary>Blocks for one sequence of up to <paramref name="tokens"/> tokens (default: the context length) in every group, outside any scheduler.</summary>
     public BlockTables ReserveSequence(int? tokens = null)
     {
-        int count = BlocksFor(tokens ?? MaxLength, BlockSize);
+        int count = PagedKvCache.BlocksFor(tokens ?? MaxLength, BlockSize);
         if (Pools.Any(p => p.FreeCount < count))
             throw new InvalidOperationException($"The KV cache has {Pools.Min(p => p.FreeCount)} free blocks; a sequence of {tokens ?? MaxLength} tokens needs {count}.");
         return new BlockTables(Pools.Select(p =>

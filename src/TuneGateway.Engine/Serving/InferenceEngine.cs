@@ -137,10 +137,9 @@ public sealed class InferenceEngine : IDisposable
         TorchSharp.torch.Device device, int maxLength, ILogger logger)
     {
         int bs = options.BlockSize;
-        long PerLayerBlock() => 2L * config.NumKeyValueHeads * config.HeadDim * PagedKvCache.ElementSize(dtype) * bs;
-        var groupBytes = groups.Select(g => PerLayerBlock() * g.Layers.Count).ToArray();   // one block of each group
+        var groupBytes = groups.Select(g => PagedKvCache.BytesPerToken(config, dtype, g.Layers.Count) * bs).ToArray();   // one block of each group
         long allLayers = groupBytes.Sum();
-        int perSequence = ModelRunner.BlocksFor(maxLength, bs);
+        int perSequence = PagedKvCache.BlocksFor(maxLength, bs);
         long budget;
         string source;
         if (options.KvCacheMemory is long bytes)

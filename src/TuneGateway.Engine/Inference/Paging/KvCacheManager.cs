@@ -87,7 +87,7 @@ public sealed class KvCacheManager
     /// <summary>Of those, tokens whose keys and values were found cached.</summary>
     public long HitTokens { get; private set; }
 
-    public int BlocksFor(int tokens) => (tokens + BlockSize - 1) / BlockSize;
+    public int BlocksFor(int tokens) => PagedKvCache.BlocksFor(tokens, BlockSize);
 
     public SequenceBlocks Open(KvScope scope) => new(scope, _pools.Length);
 
@@ -122,8 +122,8 @@ public sealed class KvCacheManager
     /// <summary><see cref="PeakBlocks(int, int, int)"/> for a group of window <paramref name="window"/>.</summary>
     public static int PeakBlocks(int? window, int blockSize, int tokens, int chunkTokens)
     {
-        int all = (tokens + blockSize - 1) / blockSize;
-        return window is int w ? Math.Min(all, (w + Math.Min(chunkTokens, tokens) + blockSize - 1) / blockSize + 1) : all;
+        int all = PagedKvCache.BlocksFor(tokens, blockSize);
+        return window is int w ? Math.Min(all, PagedKvCache.BlocksFor(w + Math.Min(chunkTokens, tokens), blockSize) + 1) : all;
     }
 
     /// <summary>

@@ -66,9 +66,12 @@ public sealed class PagedKvCache : IDisposable
     /// <summary>The group whose pool holds <paramref name="layer"/>'s keys.</summary>
     public int GroupOf(int layer) => _groupOfLayer[layer];
 
-    /// <summary>Cache bytes one token takes across all layers (keys and values).</summary>
-    public static long BytesPerToken(ModelConfig config, ScalarType dtype) =>
-        2L * config.NumLayers * config.NumKeyValueHeads * config.HeadDim * ElementSize(dtype);
+    /// <summary>Cache bytes one token takes across all layers, or across <paramref name="layers"/> of them (keys and values).</summary>
+    public static long BytesPerToken(ModelConfig config, ScalarType dtype, int? layers = null) =>
+        2L * (layers ?? config.NumLayers) * config.NumKeyValueHeads * config.HeadDim * ElementSize(dtype);
+
+    /// <summary>Blocks that hold <paramref name="tokens"/> tokens.</summary>
+    public static int BlocksFor(int tokens, int blockSize) => (tokens + blockSize - 1) / blockSize;
 
     public static int ElementSize(ScalarType dtype) => dtype switch
     {
